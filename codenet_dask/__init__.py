@@ -1,0 +1,28 @@
+"""codenet_dask: CodeNet-style coded matrix products and training on unreliable Dask workers.
+
+Soft errors (workers returning wrong numbers without crashing) are detected and corrected with
+real-valued MDS codes over weight blocks; what cannot be corrected is never silently accepted.
+"""
+
+from .errors import (
+    CodeNetError,
+    CodeParameterError,
+    IllConditionedCodeError,
+    NonFiniteInputError,
+    ShapeMismatchError,
+    UncorrectableError,
+    UnsupportedDtypeError,
+)
+from .layer import CodedLayer, ProductResult
+
+__all__ = [
+    "CodeNetError",
+    "CodeParameterError",
+    "CodedLayer",
+    "IllConditionedCodeError",
+    "NonFiniteInputError",
+    "ProductResult",
+    "ShapeMismatchError",
+    "UncorrectableError",
+    "UnsupportedDtypeError",
+]

@@ -1,0 +1,236 @@
+"""Checking coded block products: the numerical kernels behind the verify/decode tasks.
+
+A coded product produces, for each summed index j, one codeword of block results
+``R[j][a] = W~[a, j] @ X[j]`` (forward; backward is the same with W~ transposed). Every consumer
+checks codewords on *projections* ``z = R @ V`` (V: batch x few, seeded and random), with a
+rigorous roundoff bound on each projection entry computed from the operand norms that travel with
+each result. A result that no correct computation could produce (NaN/Inf, or an entry beyond the
+Cauchy-Schwarz bound of its row and input column) is an erasure, i.e. a wrong block at a known
+position. Pure numpy: runs inside worker tasks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from .blocks import CodedBlock
+from .codes import CodewordCheck, SystematicMDSCode, check_codeword, gamma, rebuild_blocks
+from .errors import UncorrectableError
+
+#: Random projections per result row used for checking (2: robust to unlucky cancellation).
+PROJECTIONS = 2
+
+
+def projection_matrix(batch: int, seed: int) -> np.ndarray:
+    """The seeded random ``batch x PROJECTIONS`` matrix every checker of a product shares."""
+    return np.random.default_rng(seed).standard_normal((batch, PROJECTIONS))
+
+
+@dataclass(frozen=True)
+class BlockResult:
+    """One block product with the norms that bound its roundoff.
+
+    ``operand_norms[r]`` bounds the 2-norm of the r-th row of the weight operand as used,
+    ``operand_err`` how far that operand may be from the exact codeword, ``input_norms2/1`` the
+    2- and 1-norms of the input's columns, ``inner`` the length of the dot products.
+    """
+
+    values: np.ndarray
+    operand_norms: np.ndarray
+    operand_err: float
+    input_norms2: np.ndarray
+    input_norms1: np.ndarray
+    inner: int
+
+
+def block_product(block: CodedBlock, rhs: np.ndarray, transpose: bool) -> BlockResult:
+    """``block @ rhs`` (or ``block.T @ rhs``) with the bookkeeping its checkers need."""
+    weights = block.values.T if transpose else block.values
+    norms = block.col_norms if transpose else block.row_norms
+    return BlockResult(
+        values=weights @ rhs,
+        operand_norms=norms,
+        operand_err=block.err,
+        input_norms2=np.linalg.norm(rhs, axis=0).astype(np.float64),
+        input_norms1=np.abs(rhs).sum(axis=0, dtype=np.float64),
+        inner=rhs.shape[0],
+    )
+
+
+@dataclass(frozen=True)
+class Projection:
+    """What a checker needs of one block result: its projection, roundoff bound, magnitude."""
+
+    z: np.ndarray
+    noise: np.ndarray
+    magnitude: np.ndarray
+    erased: bool
+
+
+def project(result: BlockResult, v: np.ndarray) -> Projection:
+    """Summarise a block result for checking; flag it erased if it is provably wrong."""
+    values = result.values
+    rows = values.shape[0]
+    meta = (result.operand_norms, result.input_norms2, result.input_norms1)
+    if (
+        values.ndim != 2
+        or values.shape[1] != v.shape[0]
+        or not all(np.all(np.isfinite(m)) and np.all(m >= 0) for m in meta)
+        or not np.isfinite(result.operand_err)
+        or not np.all(np.isfinite(values))
+    ):
+        return _erased(rows, v.shape[1])
+    g_prod = gamma(result.inner + 2, values.dtype)
+    limit = (
+        np.outer(result.operand_norms, result.input_norms2) * (1 + g_prod)
+        + result.operand_err * result.input_norms1[None, :]
+    )
+    if np.any(np.abs(values) > limit * (1 + 1e-6) + np.finfo(np.float64).tiny):
+        return _erased(rows, v.shape[1])
+    wide = values.astype(np.float64, copy=False)
+    abs_v = np.abs(v)
+    magnitude = np.abs(wide) @ abs_v
+    noise = (
+        g_prod * np.outer(result.operand_norms, result.input_norms2 @ abs_v)
+        + result.operand_err * (result.input_norms1 @ abs_v)[None, :]
+        + gamma(v.shape[0] + 1, np.float64) * magnitude
+    )
+    return Projection(z=wide @ v, noise=noise, magnitude=magnitude, erased=False)
+
+
+def _erased(rows: int, width: int) -> Projection:
+    nan = np.full((rows, width), np.nan)
+    return Projection(z=nan, noise=nan, magnitude=nan, erased=True)
+
+
+def check_projections(code: SystematicMDSCode, projections: Sequence[Projection]) -> CodewordCheck:
+    """Classify one codeword of block results from their projections."""
+    erased = [a for a, p in enumerate(projections) if p.erased]
+    return check_codeword(
+        code,
+        np.stack([p.z.ravel() for p in projections]),
+        np.stack([p.noise.ravel() for p in projections]),
+        erased,
+    )
+
+
+@dataclass(frozen=True)
+class DecodedChunk:
+    """One output chunk decoded by its consumer; ``values`` is None if any codeword failed."""
+
+    values: np.ndarray | None
+    checks: tuple[CodewordCheck, ...]
+
+
+def decode_chunk(
+    code: SystematicMDSCode,
+    codewords: Sequence[Sequence[BlockResult]],
+    target: int,
+    v: np.ndarray,
+) -> DecodedChunk:
+    """``sum_j codewords[j][target]``, each term checked and, if wrong, rebuilt from its codeword.
+
+    The consumer projects the results it received itself, so no producer's summary is trusted.
+    """
+    checks = []
+    total: np.ndarray | None = None
+    for results in codewords:
+        verdict = check_projections(code, [project(r, v) for r in results])
+        checks.append(verdict)
+        if verdict.status == "uncorrectable":
+            continue
+        if target in verdict.bad:
+            term = rebuild_blocks(code, [r.values for r in results], verdict.bad, [target])[target]
+        else:
+            term = results[target].values
+        total = term.copy() if total is None else total + term
+    failed = any(c.status == "uncorrectable" for c in checks)
+    return DecodedChunk(values=None if failed else total, checks=tuple(checks))
+
+
+def verify_chunk(
+    code: SystematicMDSCode,
+    decoded: DecodedChunk,
+    codewords: Sequence[Sequence[Projection]],
+    target: int,
+    v: np.ndarray,
+) -> np.ndarray:
+    """Accept a consumer's decoded chunk only if an independent check agrees with it.
+
+    The verifier sees only the producers' projections, decodes them itself and compares the
+    projection of the decoded chunk with the sum it expects. Raises UncorrectableError when a
+    codeword is beyond capacity or the decoded chunk is wrong (a faulty decode).
+    """
+    if decoded.values is None:
+        raise UncorrectableError("a codeword holds more wrong blocks than the code can correct")
+    expected = np.zeros((decoded.values.shape[0], v.shape[1]))
+    tolerance = np.zeros_like(expected)
+    magnitude = np.zeros_like(expected)
+    for projections in codewords:
+        verdict = check_projections(code, projections)
+        if verdict.status == "uncorrectable":
+            raise UncorrectableError("verification found a codeword beyond correction capacity")
+        if target in verdict.bad:
+            known = [a for a in range(code.n) if a not in verdict.bad]
+            coeffs = code.rebuild_matrix(known, [target])[0]
+            z = sum(c * projections[a].z for c, a in zip(coeffs, known))
+            noise = sum(abs(c) * projections[a].noise for c, a in zip(coeffs, known))
+            mag = sum(abs(c) * projections[a].magnitude for c, a in zip(coeffs, known))
+            noise = noise + gamma(code.n + 1, decoded.values.dtype) * mag
+        else:
+            z, noise, mag = (projections[target].z, projections[target].noise, projections[target].magnitude)
+        expected += z
+        tolerance += noise
+        magnitude += mag
+    values = decoded.values
+    if not np.all(np.isfinite(values)):
+        raise UncorrectableError("decoded chunk holds NaN/Inf: the decode step was faulty")
+    actual = values.astype(np.float64) @ v
+    tolerance += (
+        gamma(len(codewords) + 1, values.dtype) * magnitude
+        + gamma(v.shape[0] + 1, np.float64) * (np.abs(values.astype(np.float64)) @ np.abs(v))
+    )
+    if np.any(np.abs(actual - expected) > 2 * tolerance + np.finfo(np.float64).tiny):
+        raise DecodeMismatchError("decoded chunk disagrees with the independent check")
+    return values
+
+
+class DecodeMismatchError(UncorrectableError):
+    """A decode task's output failed the independent verification: recompute the decode."""
+
+
+@dataclass
+class ProductReport:
+    """What one coded product found: blocks checked, errors detected/corrected, and where."""
+
+    operation: str
+    layer: str
+    blocks_checked: int = 0
+    detected: list[tuple[int, int]] = field(default_factory=list)
+    corrected: list[tuple[int, int]] = field(default_factory=list)
+    uncorrectable_codewords: list[int] = field(default_factory=list)
+    recomputed: int = 0
+
+    @property
+    def errors_detected(self) -> int:
+        return len(self.detected)
+
+    @property
+    def errors_corrected(self) -> int:
+        return len(self.corrected)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "operation": self.operation,
+            "layer": self.layer,
+            "blocks_checked": self.blocks_checked,
+            "errors_detected": self.errors_detected,
+            "errors_corrected": self.errors_corrected,
+            "detected_at": [list(x) for x in self.detected],
+            "corrected_at": [list(x) for x in self.corrected],
+            "uncorrectable_codewords": list(self.uncorrectable_codewords),
+            "recomputed": self.recomputed,
+        }

@@ -1,0 +1,88 @@
+"""Typed errors. Each names the problem and, where there is one, the fix."""
+
+from __future__ import annotations
+
+
+class CodeNetError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class ShapeMismatchError(CodeNetError, ValueError):
+    """Operand shapes do not fit the product or the block grid."""
+
+
+class UnsupportedDtypeError(CodeNetError, TypeError):
+    """Only real floating point (float32, float64) can be coded and checked."""
+
+
+class NonFiniteInputError(CodeNetError, ValueError):
+    """User data holds NaN or Inf; that is bad input, not a soft error to correct."""
+
+
+class CodeParameterError(CodeNetError, ValueError):
+    """Code parameters the grid cannot hold (parity too large, grid finer than the matrix...)."""
+
+
+class IllConditionedCodeError(CodeParameterError):
+    """A decoding submatrix would lose more digits than the safety limit allows."""
+
+
+class UncorrectableError(CodeNetError, RuntimeError):
+    """Errors were detected but exceed what the code can correct: recompute or roll back.
+
+    Never raised for a clean result, and a result with such errors is never returned.
+    """
+
+    def __init__(self, message: str, report: object | None = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class FaultSpecError(CodeNetError, ValueError):
+    """A ``--faults`` string (or a fault rule built in code) that does not describe a fault model.
+
+    The message says what is wrong and lists the valid forms, so the CLI can print it as is.
+    """
+
+
+class StoreError(CodeNetError):
+    """A coded-weight store cannot be used as asked (base of the store errors)."""
+
+
+class NotAStoreError(StoreError, FileNotFoundError):
+    """The path holds no codenet_dask store (missing, a plain directory, or some other format)."""
+
+
+class StoreFormatError(StoreError, ValueError):
+    """The store's metadata is missing, malformed, tampered with, or inconsistent with its arrays."""
+
+
+class StoreVersionError(StoreFormatError):
+    """The store was written in a format version this code does not read."""
+
+
+class StoreCorruptError(StoreError):
+    """The store's own bookkeeping (refs, snapshots, manifests) cannot be read: nothing to check."""
+
+
+class StoreReadOnlyError(StoreError, PermissionError):
+    """Writing was asked of a store at a location this process cannot write."""
+
+
+class StoreLockedError(StoreError):
+    """Another process holds the store's writer lock; one writer at a time."""
+
+
+class CheckpointNotFoundError(StoreError, KeyError):
+    """No checkpoint with that id or step."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class BlocksLostError(StoreError):
+    """Stored blocks are damaged beyond what the code can rebuild; ``lost`` names them exactly."""
+
+    def __init__(self, message: str, lost: dict[str, list[tuple[int, int]]] | None = None) -> None:
+        super().__init__(message)
+        self.lost = lost or {}

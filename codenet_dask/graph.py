@@ -1,0 +1,199 @@
+"""Task graphs of coded layer operations: readable keys, grouped by step, placed with the data.
+
+Builders here only describe work; they never compute or touch disk. References to inputs are
+either keys of the same graph or ``distributed.Future`` objects; a task is a plain Dask tuple.
+Keys read well in the dashboard: the task prefix is the step (``block-forward``, ``project``,
+``decode``, ``verify``, ``block-backward``, ``update``, ``encode``), the task group adds layer,
+operation count and attempt, e.g. ``("block-forward-dense0-12-0", a, j)``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Hashable, Sequence
+
+import numpy as np
+from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
+
+from . import tasks
+from .codes import ProductCode, SystematicMDSCode
+from .faults import CorruptionHook, Site
+
+Key = Hashable
+Ref = Any  # a key of the same graph or a distributed.Future
+Coord = tuple[int, int]
+
+
+@dataclass
+class Plan:
+    """A graph fragment: tasks, where each should run, and the keys callers want back."""
+
+    tasks: dict[Key, tuple] = field(default_factory=dict)
+    placement: dict[Key, str | None] = field(default_factory=dict)
+    outputs: list[Key] = field(default_factory=list)
+    reports: list[Key] = field(default_factory=list)
+
+    def add(self, key: Key, task: tuple, worker: str | None) -> Key:
+        self.tasks[key] = task
+        self.placement[key] = worker
+        return key
+
+    def merge(self, other: "Plan") -> "Plan":
+        """This plan with another's tasks added (outputs and reports stay this plan's)."""
+        self.tasks.update(other.tasks)
+        self.placement.update(other.placement)
+        return self
+
+    def to_hlg(self) -> HighLevelGraph:
+        """One graph layer per worker, annotated so tasks stay where their blocks live.
+
+        (Annotations on one big layer would be lost to graph optimisation; per-layer ones on a
+        graph sent with ``Client.get`` are kept.)
+        """
+        by_worker: dict[str | None, dict[Key, tuple]] = {}
+        for key, task in self.tasks.items():
+            by_worker.setdefault(self.placement.get(key), {})[key] = task
+        layers, deps = {}, {}
+        token = uuid.uuid4().hex[:8]
+        for i, (worker, layer_tasks) in enumerate(by_worker.items()):
+            annotations = None if worker is None else {"workers": [worker], "allow_other_workers": False}
+            layers[f"codenet-{token}-{i}"] = MaterializedLayer(layer_tasks, annotations=annotations)
+            deps[f"codenet-{token}-{i}"] = set()
+        return HighLevelGraph(layers, deps)
+
+
+@dataclass(frozen=True)
+class ProductSpec:
+    """One coded product: which code checks it, and how block references are laid out.
+
+    Codeword ``j`` (one per summed index) has positions ``a = 0..code.n-1``; ``coord(a, j)`` is the
+    block's place in the coded grid, ``block(a, j)`` its reference, ``owner(a, j)`` its worker.
+    """
+
+    step: str  # "forward" or "backward"
+    layer: str
+    op: int
+    attempt: int
+    code: SystematicMDSCode
+    codewords: int
+    transpose: bool
+    coord: Callable[[int, int], Coord]
+    block: Callable[[int, int], Ref]
+    owner: Callable[[int, int], str | None]
+
+
+def product_plan(spec: ProductSpec, inputs: Sequence[Ref], v: np.ndarray, hook: CorruptionHook) -> Plan:
+    """Block products, projections, per-consumer decodes and independent verifies of one product.
+
+    Output ``t`` (``t < code.k``) is ``sum_j R[j][t]``; ``plan.outputs[t]`` is its verified chunk and
+    ``plan.reports[t]`` the verdicts its decoder reached.
+    """
+    plan = Plan()
+    tag = f"{spec.layer}-{spec.op}-{spec.attempt}"
+    code, n = spec.code, spec.code.n
+
+    def site(step: str, block: tuple[int, ...]) -> Site:
+        return Site(step, spec.layer, spec.op, block)
+
+    results: list[list[Key]] = []
+    summaries: list[list[Key]] = []
+    for j in range(spec.codewords):
+        column, projected = [], []
+        for a in range(n):
+            where, coord = spec.owner(a, j), spec.coord(a, j)
+            key = plan.add(
+                (f"block-{spec.step}-{tag}", *coord),
+                (tasks.block_product, spec.block(a, j), inputs[j], spec.transpose, hook,
+                 site(f"block-{spec.step}", coord), spec.attempt),
+                where,
+            )
+            column.append(key)
+            projected.append(plan.add(
+                (f"project-{spec.step}-{tag}", *coord),
+                (tasks.project, key, v, hook, site("project", coord), spec.attempt),
+                where,
+            ))
+        results.append(column)
+        summaries.append(projected)
+
+    for t in range(code.k):
+        decoder = spec.owner(t, 0)
+        verifier = spec.owner(t, 1 % spec.codewords) if spec.codewords > 1 else spec.owner((t + 1) % n, 0)
+        if verifier == decoder:
+            verifier = spec.owner((t + 1) % n, 0)
+        decoded = plan.add(
+            (f"decode-{spec.step}-{tag}", t),
+            (tasks.decode, code, results, t, v, hook, site("decode", (t,)), spec.attempt),
+            decoder,
+        )
+        plan.reports.append(plan.add((f"verdicts-{spec.step}-{tag}", t), (tasks.checks_of, decoded), decoder))
+        plan.outputs.append(plan.add(
+            (f"verify-{spec.step}-{tag}", t),
+            (tasks.verify, code, decoded, summaries, t, v, hook, site("verify", (t,)), spec.attempt),
+            verifier,
+        ))
+    return plan
+
+
+def encode_plan(
+    layer: str,
+    code: ProductCode,
+    systematic: Callable[[int, int], Ref],
+    owner: Callable[[int, int], str | None],
+    hook: CorruptionHook,
+) -> Plan:
+    """Parity blocks of the coded grid, each computed on its owner from the blocks it combines.
+
+    Row-parity blocks combine their block-column, column-parity blocks their block-row, corner
+    blocks the row-parity blocks of their block-row. ``plan.outputs`` lists the parity keys.
+    """
+    plan = Plan()
+    nr, nc = code.coded_shape
+    row_a, col_a = code.row_code.parity_matrix, code.col_code.parity_matrix
+    refs: dict[Coord, Ref] = {(i, j): systematic(i, j) for i in range(code.kr) for j in range(code.kc)}
+    name = f"encode-{layer}"
+
+    def parity(coord: Coord, sources: list[Ref], coeffs: np.ndarray) -> None:
+        refs[coord] = plan.add(
+            (name, *coord),
+            (tasks.encode_parity, sources, coeffs, hook, Site("encode", layer, 0, coord), 0),
+            owner(*coord),
+        )
+
+    for q in range(code.pr):
+        for j in range(code.kc):
+            parity((code.kr + q, j), [refs[(i, j)] for i in range(code.kr)], row_a[q])
+    for i in range(nr):
+        for q in range(code.pc):
+            parity((i, code.kc + q), [refs[(i, j)] for j in range(code.kc)], col_a[q])
+    plan.outputs = list(plan.tasks)
+    return plan
+
+
+def update_plan(
+    layer: str,
+    op: int,
+    code: ProductCode,
+    blocks: Callable[[int, int], Ref],
+    deltas: Sequence[Ref],
+    inputs: Sequence[Ref],
+    lr: float,
+    owner: Callable[[int, int], str | None],
+    hook: CorruptionHook,
+) -> Plan:
+    """``W~ -= lr * D~ X~^T`` on every coded block; each block encodes its own factor pieces."""
+    plan = Plan()
+    nr, nc = code.coded_shape
+    row_a, col_a = code.row_code.parity_matrix, code.col_code.parity_matrix
+    for a in range(nr):
+        d_pieces, d_coeffs = ([deltas[a]], None) if a < code.kr else (list(deltas), row_a[a - code.kr])
+        for b in range(nc):
+            x_pieces, x_coeffs = ([inputs[b]], None) if b < code.kc else (list(inputs), col_a[b - code.kc])
+            plan.outputs.append(plan.add(
+                (f"update-{layer}-{op}", a, b),
+                (tasks.update, blocks(a, b), d_pieces, d_coeffs, x_pieces, x_coeffs, lr, hook,
+                 Site("update", layer, op, (a, b)), 0),
+                owner(a, b),
+            ))
+    return plan

@@ -1,0 +1,236 @@
+"""A fully connected layer whose weights live coded on Dask workers (CodeNet).
+
+``W`` (outputs x inputs) is cut into a ``kr x kc`` block grid and encoded once, at construction,
+into a ``(kr + pr) x (kc + pc)`` product-code grid whose blocks stay resident on the workers.
+Feedforward ``W @ X``, backprop ``W.T @ D`` and the update ``W -= lr * D @ X.T`` all run as block
+tasks on the coded grid, checked and corrected in the same graph; the update touches the coded
+blocks directly with encoded factors, so ``W`` is never re-encoded (``encode_count`` stays 1).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+from distributed import Client, Future, wait
+
+from . import tasks
+from .blocks import CodedBlock
+from .checks import ProductReport, projection_matrix
+from .codes import ProductCode, require_real_float
+from .errors import CodeParameterError, NonFiniteInputError, ShapeMismatchError, UncorrectableError
+from .faults import CorruptionHook, NoFaults, Site
+from .graph import Coord, Plan, ProductSpec, encode_plan, product_plan, update_plan
+
+#: Attempts of one coded product before it is reported uncorrectable (then: roll back).
+MAX_ATTEMPTS = 3
+
+
+@dataclass
+class ProductResult:
+    """Verified output chunks (futures, in order) of one coded product and what was found."""
+
+    chunks: list[Future]
+    rows: int
+    report: ProductReport
+
+    def to_numpy(self) -> np.ndarray:
+        """Gather and assemble the result (padding rows dropped)."""
+        return np.concatenate(self.chunks[0].client.gather(self.chunks))[: self.rows]
+
+
+@dataclass
+class CodedLayer:
+    """One coded fully connected layer on a Dask cluster; build it with :meth:`encode`."""
+
+    client: Client
+    name: str
+    code: ProductCode
+    shape: tuple[int, int]
+    dtype: np.dtype
+    block_shape: tuple[int, int]
+    blocks: dict[Coord, Future]
+    owners: dict[Coord, str]
+    hook: CorruptionHook = field(default_factory=NoFaults)
+    seed: int = 0
+    encode_count: int = 0
+    ops: int = 0
+    max_attempts: int = MAX_ATTEMPTS
+
+    # -- construction ---------------------------------------------------------------------
+    @classmethod
+    def encode(
+        cls,
+        client: Client,
+        weights: np.ndarray,
+        grid: tuple[int, int] = (4, 4),
+        parity: tuple[int, int] = (2, 2),
+        *,
+        name: str = "dense0",
+        hook: CorruptionHook | None = None,
+        seed: int = 0,
+        workers: Sequence[str] | None = None,
+    ) -> "CodedLayer":
+        """Encode ``weights`` once into the coded grid, resident on the cluster's workers."""
+        weights = np.asarray(weights)
+        if weights.ndim != 2:
+            raise ShapeMismatchError(f"weights must be a 2-D matrix, got shape {weights.shape}")
+        dtype = require_real_float(weights.dtype, "weights")
+        if not np.all(np.isfinite(weights)):
+            raise NonFiniteInputError("weights hold NaN or Inf; initialise them with finite values")
+        code = ProductCode(*grid, *parity)
+        rows, cols = weights.shape
+        if code.kr > rows or code.kc > cols:
+            raise CodeParameterError(
+                f"a {code.kr}x{code.kc} block grid is finer than the {rows}x{cols} matrix; "
+                f"use at most {rows}x{cols} blocks"
+            )
+        bh, bw = math.ceil(rows / code.kr), math.ceil(cols / code.kc)
+        padded = np.zeros((bh * code.kr, bw * code.kc), dtype=dtype)
+        padded[:rows, :cols] = weights
+        addresses = list(workers) if workers else sorted(client.scheduler_info()["workers"])
+        if not addresses:
+            raise CodeParameterError("the cluster has no workers; start some before encoding")
+        nr, nc = code.coded_shape
+        owners = {(a, b): addresses[(a * nc + b) % len(addresses)] for a in range(nr) for b in range(nc)}
+        hook = hook or NoFaults()
+        systematic = {
+            (i, j): client.submit(
+                tasks.systematic_block, padded[i * bh:(i + 1) * bh, j * bw:(j + 1) * bw], hook,
+                Site("encode", name, 0, (i, j)), 0,
+                key=(f"encode-{name}", i, j), workers=[owners[(i, j)]], pure=False,
+            )
+            for i in range(code.kr) for j in range(code.kc)
+        }
+        plan = encode_plan(name, code, lambda i, j: systematic[(i, j)], lambda a, b: owners[(a, b)], hook)
+        futures = client.get(plan.to_hlg(), plan.outputs, sync=False) if plan.outputs else []
+        coded = dict(systematic)
+        coded.update({(key[1], key[2]): future for key, future in zip(plan.outputs, futures)})
+        layer = cls(client, name, code, (rows, cols), dtype, (bh, bw), coded, owners, hook, seed)
+        layer.encode_count = 1
+        wait(list(coded.values()))
+        return layer
+
+    # -- products -------------------------------------------------------------------------
+    def forward(self, x: np.ndarray | Sequence[Future]) -> ProductResult:
+        """``W @ x``: block products checked down each block-column (row code)."""
+        pieces = self._pieces(x, self.shape[1], self.code.kc, self.block_shape[1], "x")
+        return self._product("forward", pieces, transpose=False)
+
+    def backward(self, delta: np.ndarray | Sequence[Future]) -> ProductResult:
+        """``W.T @ delta``: block products checked along each block-row (column code)."""
+        pieces = self._pieces(delta, self.shape[0], self.code.kr, self.block_shape[0], "delta")
+        return self._product("backward", pieces, transpose=True)
+
+    def update(
+        self, delta: np.ndarray | Sequence[Future], x: np.ndarray | Sequence[Future], lr: float
+    ) -> None:
+        """``W -= lr * delta @ x.T`` applied to every coded block with encoded factors."""
+        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+            raise CodeParameterError(f"learning rate must be a finite number > 0, got {lr!r}")
+        d_pieces = self._pieces(delta, self.shape[0], self.code.kr, self.block_shape[0], "delta")
+        x_pieces = self._pieces(x, self.shape[1], self.code.kc, self.block_shape[1], "x")
+        self.ops += 1
+        plan = update_plan(
+            self.name, self.ops, self.code, lambda a, b: self.blocks[(a, b)], d_pieces, x_pieces,
+            float(lr), self._owner_of, self.hook,
+        )
+        futures = self.client.get(plan.to_hlg(), plan.outputs, sync=False)
+        wait(futures)
+        self.blocks = {(key[1], key[2]): f for key, f in zip(plan.outputs, futures)}
+
+    # -- inspection -----------------------------------------------------------------------
+    def gather_blocks(self) -> dict[Coord, CodedBlock]:
+        """All coded blocks, fetched to the client (for checkpoints, tests, scrub)."""
+        coords = list(self.blocks)
+        return dict(zip(coords, self.client.gather([self.blocks[c] for c in coords])))
+
+    def gather_weights(self) -> np.ndarray:
+        """The systematic part of the grid assembled into ``W`` (no decoding)."""
+        blocks = self.gather_blocks()
+        rows = [np.hstack([blocks[(i, j)].values for j in range(self.code.kc)]) for i in range(self.code.kr)]
+        return np.vstack(rows)[: self.shape[0], : self.shape[1]]
+
+    # -- internals ------------------------------------------------------------------------
+    def _owner_of(self, a: int, b: int) -> str:
+        return self.owners[(a, b)]
+
+    def _pieces(
+        self, data: np.ndarray | Sequence[Future], length: int, count: int, size: int, what: str
+    ) -> list:
+        """Split an operand into the grid's block pieces (zero-padded), scattered to the cluster."""
+        if not isinstance(data, np.ndarray) and data and all(isinstance(f, Future) for f in data):
+            if len(data) != count:
+                raise ShapeMismatchError(f"{what} must come in {count} pieces, got {len(data)}")
+            return list(data)
+        data = np.asarray(data)
+        if data.ndim != 2 or data.shape[0] != length:
+            raise ShapeMismatchError(
+                f"{what} must have shape ({length}, batch) for layer {self.name} "
+                f"{self.shape[0]}x{self.shape[1]}, got {data.shape}"
+            )
+        if data.shape[1] < 1:
+            raise ShapeMismatchError(f"{what} has an empty batch; give at least one column")
+        require_real_float(data.dtype, what)
+        if data.dtype != self.dtype:
+            raise ShapeMismatchError(f"{what} has dtype {data.dtype} but the layer is {self.dtype}; cast it")
+        if not np.all(np.isfinite(data)):
+            raise NonFiniteInputError(f"{what} holds NaN or Inf: that is bad input, not a soft error")
+        padded = np.zeros((size * count, data.shape[1]), dtype=self.dtype)
+        padded[:length] = data
+        return self.client.scatter([padded[i * size:(i + 1) * size] for i in range(count)], hash=False)
+
+    def _product(self, step: str, pieces: list, transpose: bool) -> ProductResult:
+        self.ops += 1
+        forward = step == "forward"
+        code = self.code.row_code if forward else self.code.col_code
+        codewords = self.code.kc if forward else self.code.kr
+        rows = self.shape[0] if forward else self.shape[1]
+        batch = self.client.submit(_batch_of, pieces[0]).result()
+        v = projection_matrix(batch, hash((self.seed, self.name, self.ops)) % 2**32)
+        report = ProductReport(step, self.name, blocks_checked=code.n * codewords)
+        for attempt in range(self.max_attempts):
+            def coord(a: int, j: int) -> Coord:
+                return (a, j) if forward else (j, a)
+
+            spec = ProductSpec(
+                step=step, layer=self.name, op=self.ops, attempt=attempt, code=code,
+                codewords=codewords, transpose=transpose, coord=coord,
+                block=lambda a, j: self.blocks[coord(a, j)],
+                owner=lambda a, j: self.owners[coord(a, j)],
+            )
+            plan = product_plan(spec, pieces, v, self.hook)
+            outputs = self.client.get(plan.to_hlg(), plan.outputs + plan.reports, sync=False)
+            chunks, verdicts = outputs[: len(plan.outputs)], outputs[len(plan.outputs):]
+            wait(outputs)
+            _merge_verdicts(report, self.client.gather(verdicts), coord)
+            if all(f.status == "finished" for f in chunks):
+                return ProductResult(chunks, rows, report)
+            failed = [f for f in chunks if f.status != "finished"]
+            if not all(isinstance(f.exception(), UncorrectableError) for f in failed):
+                failed[0].result()  # a genuine bug: raise it as is
+            report.recomputed += 1
+        raise UncorrectableError(
+            f"{step} of layer {self.name} stayed uncorrectable after {self.max_attempts} attempts; "
+            f"roll back to the last checkpoint", report,
+        )
+
+
+def _batch_of(piece: np.ndarray) -> int:
+    return int(piece.shape[1])
+
+
+def _merge_verdicts(report: ProductReport, verdicts: list[tuple], coord) -> None:
+    """Union of what every decoder found, per codeword, into grid coordinates."""
+    detected, corrected = set(report.detected), set(report.corrected)
+    for per_decoder in verdicts:
+        for j, check in enumerate(per_decoder):
+            for a in check.bad:
+                detected.add(coord(a, j))
+                if check.status == "corrected":
+                    corrected.add(coord(a, j))
+            if check.status == "uncorrectable" and j not in report.uncorrectable_codewords:
+                report.uncorrectable_codewords.append(j)
+    report.detected, report.corrected = sorted(detected), sorted(corrected)

@@ -1,0 +1,129 @@
+"""The functions Dask runs on workers: each computes one step and passes it through the hook.
+
+The hook (a fault injector, or the targeted test hook) sees exactly what a soft error could spoil:
+the fresh output of the step, before anything is derived from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Sequence
+
+import numpy as np
+
+from . import checks
+from .blocks import CodedBlock, apply_update, encoding_error
+from .codes import SystematicMDSCode
+from .errors import NonFiniteInputError
+from .faults import CorruptionHook, Site
+
+
+def encode_parity(
+    sources: Sequence[CodedBlock], coeffs: np.ndarray, hook: CorruptionHook, site: Site, attempt: int
+) -> CodedBlock:
+    """A parity block ``sum_i coeffs[i] * sources[i]`` with its encoding-error bound."""
+    dtype = sources[0].dtype
+    values = sum(dtype.type(c) * s.values for c, s in zip(coeffs, sources))
+    abs_max = float(sum(abs(c) * s.max_abs for c, s in zip(coeffs, sources)))
+    err = encoding_error(len(sources), abs_max, dtype) + float(
+        sum(abs(c) * s.err for c, s in zip(coeffs, sources))
+    )
+    return CodedBlock.from_values(hook.apply(site, np.asarray(values), attempt), err)
+
+
+def checked_input(values: np.ndarray) -> np.ndarray:
+    """User data entering a coded product: NaN/Inf here is bad input, not a soft error."""
+    if not np.all(np.isfinite(values)):
+        raise NonFiniteInputError("an input chunk holds NaN or Inf; clean the data before multiplying")
+    return values
+
+
+def systematic_block(values: np.ndarray, hook: CorruptionHook, site: Site, attempt: int) -> CodedBlock:
+    """A systematic block as stored on its worker (exact: no encoding error)."""
+    values = np.array(checked_input(values), copy=True)
+    return CodedBlock.from_values(hook.apply(site, values, attempt), 0.0)
+
+
+def block_product(
+    block: CodedBlock, rhs: np.ndarray, transpose: bool, hook: CorruptionHook, site: Site, attempt: int
+) -> checks.BlockResult:
+    """One coded block times its piece of the input; the fault hook spoils the product."""
+    result = checks.block_product(block, rhs, transpose)
+    return replace(result, values=hook.apply(site, result.values, attempt))
+
+
+def project(
+    result: checks.BlockResult, v: np.ndarray, hook: CorruptionHook, site: Site, attempt: int
+) -> checks.Projection:
+    """The producer-side summary the independent verifier uses."""
+    summary = checks.project(result, v)
+    return replace(summary, z=hook.apply(site, summary.z, attempt))
+
+
+def decode(
+    code: SystematicMDSCode,
+    codewords: Sequence[Sequence[checks.BlockResult]],
+    target: int,
+    v: np.ndarray,
+    hook: CorruptionHook,
+    site: Site,
+    attempt: int,
+) -> checks.DecodedChunk:
+    """The consumer's own check-correct-sum of one output chunk."""
+    decoded = checks.decode_chunk(code, codewords, target, v)
+    if decoded.values is None:
+        return decoded
+    return replace(decoded, values=hook.apply(site, decoded.values, attempt))
+
+
+def verify(
+    code: SystematicMDSCode,
+    decoded: checks.DecodedChunk,
+    codewords: Sequence[Sequence[checks.Projection]],
+    target: int,
+    v: np.ndarray,
+    hook: CorruptionHook,
+    site: Site,
+    attempt: int,
+) -> np.ndarray:
+    """Independent acceptance of a decoded chunk (raises UncorrectableError if it fails)."""
+    return hook.apply(site, checks.verify_chunk(code, decoded, codewords, target, v), attempt)
+
+
+def checks_of(decoded: checks.DecodedChunk) -> tuple:
+    """Only the verdicts of a decode (small: what the client gathers for the report)."""
+    return decoded.checks
+
+
+def encoded_factor(
+    pieces: Sequence[np.ndarray], coeffs: np.ndarray | None, hook: CorruptionHook, site: Site, attempt: int
+) -> tuple[np.ndarray, float]:
+    """This block's piece of an encoded update factor, and its encoding-error bound.
+
+    ``coeffs`` None means a systematic position: the piece itself, exact.
+    """
+    if coeffs is None:
+        return pieces[0], 0.0
+    dtype = pieces[0].dtype
+    values = sum(dtype.type(c) * p for c, p in zip(coeffs, pieces))
+    abs_max = float(max(np.max(sum(abs(c) * np.abs(p) for c, p in zip(coeffs, pieces)), initial=0.0), 0.0))
+    return hook.apply(site, np.asarray(values), attempt), encoding_error(len(pieces), abs_max, dtype)
+
+
+def update(
+    block: CodedBlock,
+    delta_pieces: Sequence[np.ndarray],
+    delta_coeffs: np.ndarray | None,
+    input_pieces: Sequence[np.ndarray],
+    input_coeffs: np.ndarray | None,
+    lr: float,
+    hook: CorruptionHook,
+    site: Site,
+    attempt: int,
+) -> CodedBlock:
+    """``W~[a, b] -= lr * D~[a] @ X~[b].T``: the block encodes its own factors, never W."""
+    encode_site = replace(site, step="encode")
+    delta, delta_err = encoded_factor(delta_pieces, delta_coeffs, hook, replace(encode_site, block=site.block + (0,)), attempt)
+    inputs, inputs_err = encoded_factor(input_pieces, input_coeffs, hook, replace(encode_site, block=site.block + (1,)), attempt)
+    updated = apply_update(block, delta, delta_err, inputs, inputs_err, lr)
+    return replace(updated, values=hook.apply(site, updated.values, attempt))
