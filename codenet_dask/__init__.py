@@ -14,6 +14,7 @@ from .errors import (
     UnsupportedDtypeError,
 )
 from .layer import CodedLayer, ProductResult
+from .matmul import matmul
 
 __all__ = [
     "CodeNetError",
@@ -25,4 +26,5 @@ __all__ = [
     "ShapeMismatchError",
     "UncorrectableError",
     "UnsupportedDtypeError",
+    "matmul",
 ]

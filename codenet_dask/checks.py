@@ -151,24 +151,18 @@ def decode_chunk(
     return DecodedChunk(values=None if failed else total, checks=tuple(checks))
 
 
-def verify_chunk(
+def expected_projection(
     code: SystematicMDSCode,
-    decoded: DecodedChunk,
     codewords: Sequence[Sequence[Projection]],
     target: int,
-    v: np.ndarray,
-) -> np.ndarray:
-    """Accept a consumer's decoded chunk only if an independent check agrees with it.
+    dtype: np.dtype,
+) -> tuple[np.ndarray, np.ndarray]:
+    """What ``decoded @ V`` must be, from the producers' projections alone, and its tolerance.
 
-    The verifier sees only the producers' projections, decodes them itself and compares the
-    projection of the decoded chunk with the sum it expects. Raises UncorrectableError when a
-    codeword is beyond capacity or the decoded chunk is wrong (a faulty decode).
+    The verifier decodes each codeword's projections itself; raises UncorrectableError if one
+    is beyond capacity.
     """
-    if decoded.values is None:
-        raise UncorrectableError("a codeword holds more wrong blocks than the code can correct")
-    expected = np.zeros((decoded.values.shape[0], v.shape[1]))
-    tolerance = np.zeros_like(expected)
-    magnitude = np.zeros_like(expected)
+    expected = tolerance = magnitude = 0.0
     for projections in codewords:
         verdict = check_projections(code, projections)
         if verdict.status == "uncorrectable":
@@ -177,23 +171,34 @@ def verify_chunk(
             known = [a for a in range(code.n) if a not in verdict.bad]
             coeffs = code.rebuild_matrix(known, [target])[0]
             z = sum(c * projections[a].z for c, a in zip(coeffs, known))
-            noise = sum(abs(c) * projections[a].noise for c, a in zip(coeffs, known))
             mag = sum(abs(c) * projections[a].magnitude for c, a in zip(coeffs, known))
-            noise = noise + gamma(code.n + 1, decoded.values.dtype) * mag
+            noise = sum(abs(c) * projections[a].noise for c, a in zip(coeffs, known))
+            noise = noise + gamma(code.n + 1, dtype) * mag
         else:
-            z, noise, mag = (projections[target].z, projections[target].noise, projections[target].magnitude)
-        expected += z
-        tolerance += noise
-        magnitude += mag
+            z, noise, mag = projections[target].z, projections[target].noise, projections[target].magnitude
+        expected, tolerance, magnitude = expected + z, tolerance + noise, magnitude + mag
+    # The decoder's own sum over codewords rounds too.
+    tolerance = tolerance + gamma(len(codewords) + 1, dtype) * magnitude
+    return np.asarray(expected), np.asarray(tolerance)
+
+
+def accept_chunk(
+    decoded: DecodedChunk, observed: np.ndarray, expected: np.ndarray, tolerance: np.ndarray, v: np.ndarray
+) -> np.ndarray:
+    """The decoded chunk, if its observed projection ``decoded @ V`` matches the expectation.
+
+    Raises UncorrectableError if a codeword failed, DecodeMismatchError if the decode was wrong.
+    """
+    if decoded.values is None:
+        raise UncorrectableError("a codeword holds more wrong blocks than the code can correct")
     values = decoded.values
     if not np.all(np.isfinite(values)):
-        raise UncorrectableError("decoded chunk holds NaN/Inf: the decode step was faulty")
-    actual = values.astype(np.float64) @ v
-    tolerance += (
-        gamma(len(codewords) + 1, values.dtype) * magnitude
-        + gamma(v.shape[0] + 1, np.float64) * (np.abs(values.astype(np.float64)) @ np.abs(v))
-    )
-    if np.any(np.abs(actual - expected) > 2 * tolerance + np.finfo(np.float64).tiny):
+        raise DecodeMismatchError("decoded chunk holds NaN/Inf: the decode step was faulty")
+    wide = values.astype(np.float64)
+    slack = gamma(v.shape[0] + 1, np.float64) * (np.abs(wide) @ np.abs(v))
+    if observed.shape != expected.shape or np.any(
+        ~(np.abs(observed - expected) <= 2 * (tolerance + slack) + np.finfo(np.float64).tiny)
+    ):
         raise DecodeMismatchError("decoded chunk disagrees with the independent check")
     return values
 
@@ -208,6 +213,7 @@ class ProductReport:
 
     operation: str
     layer: str
+    op: int = 0
     blocks_checked: int = 0
     detected: list[tuple[int, int]] = field(default_factory=list)
     corrected: list[tuple[int, int]] = field(default_factory=list)
@@ -226,6 +232,7 @@ class ProductReport:
         return {
             "operation": self.operation,
             "layer": self.layer,
+            "op": self.op,
             "blocks_checked": self.blocks_checked,
             "errors_detected": self.errors_detected,
             "errors_corrected": self.errors_corrected,

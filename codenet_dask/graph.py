@@ -81,6 +81,7 @@ class ProductSpec:
     coord: Callable[[int, int], Coord]
     block: Callable[[int, int], Ref]
     owner: Callable[[int, int], str | None]
+    raise_on_reject: bool = True
 
 
 def product_plan(spec: ProductSpec, inputs: Sequence[Ref], v: np.ndarray, hook: CorruptionHook) -> Plan:
@@ -130,7 +131,8 @@ def product_plan(spec: ProductSpec, inputs: Sequence[Ref], v: np.ndarray, hook: 
         plan.reports.append(plan.add((f"verdicts-{spec.step}-{tag}", t), (tasks.checks_of, decoded), decoder))
         plan.outputs.append(plan.add(
             (f"verify-{spec.step}-{tag}", t),
-            (tasks.verify, code, decoded, summaries, t, v, hook, site("verify", (t,)), spec.attempt),
+            (tasks.verify, code, decoded, summaries, t, v, hook, site("verify", (t,)), spec.attempt,
+             spec.raise_on_reject),
             verifier,
         ))
     return plan

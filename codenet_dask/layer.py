@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Sequence, Union
 
 import numpy as np
 from distributed import Client, Future, wait
@@ -34,11 +34,16 @@ class ProductResult:
 
     chunks: list[Future]
     rows: int
+    batch: int
     report: ProductReport
 
     def to_numpy(self) -> np.ndarray:
         """Gather and assemble the result (padding rows dropped)."""
         return np.concatenate(self.chunks[0].client.gather(self.chunks))[: self.rows]
+
+
+Operand = Union[np.ndarray, ProductResult]
+"""A product operand: a numpy matrix, or a previous product's verified result on the cluster."""
 
 
 @dataclass
@@ -114,24 +119,24 @@ class CodedLayer:
         return layer
 
     # -- products -------------------------------------------------------------------------
-    def forward(self, x: np.ndarray | Sequence[Future]) -> ProductResult:
+    def forward(self, x: Operand) -> ProductResult:
         """``W @ x``: block products checked down each block-column (row code)."""
-        pieces = self._pieces(x, self.shape[1], self.code.kc, self.block_shape[1], "x")
-        return self._product("forward", pieces, transpose=False)
+        pieces, batch = self._pieces(x, self.shape[1], self.code.kc, self.block_shape[1], "x")
+        return self._product("forward", pieces, batch, transpose=False)
 
-    def backward(self, delta: np.ndarray | Sequence[Future]) -> ProductResult:
+    def backward(self, delta: Operand) -> ProductResult:
         """``W.T @ delta``: block products checked along each block-row (column code)."""
-        pieces = self._pieces(delta, self.shape[0], self.code.kr, self.block_shape[0], "delta")
-        return self._product("backward", pieces, transpose=True)
+        pieces, batch = self._pieces(delta, self.shape[0], self.code.kr, self.block_shape[0], "delta")
+        return self._product("backward", pieces, batch, transpose=True)
 
-    def update(
-        self, delta: np.ndarray | Sequence[Future], x: np.ndarray | Sequence[Future], lr: float
-    ) -> None:
+    def update(self, delta: Operand, x: Operand, lr: float) -> None:
         """``W -= lr * delta @ x.T`` applied to every coded block with encoded factors."""
         if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
             raise CodeParameterError(f"learning rate must be a finite number > 0, got {lr!r}")
-        d_pieces = self._pieces(delta, self.shape[0], self.code.kr, self.block_shape[0], "delta")
-        x_pieces = self._pieces(x, self.shape[1], self.code.kc, self.block_shape[1], "x")
+        d_pieces, d_batch = self._pieces(delta, self.shape[0], self.code.kr, self.block_shape[0], "delta")
+        x_pieces, x_batch = self._pieces(x, self.shape[1], self.code.kc, self.block_shape[1], "x")
+        if d_batch != x_batch:
+            raise ShapeMismatchError(f"delta has batch {d_batch} but x has batch {x_batch}; they must match")
         self.ops += 1
         plan = update_plan(
             self.name, self.ops, self.code, lambda a, b: self.blocks[(a, b)], d_pieces, x_pieces,
@@ -157,14 +162,15 @@ class CodedLayer:
     def _owner_of(self, a: int, b: int) -> str:
         return self.owners[(a, b)]
 
-    def _pieces(
-        self, data: np.ndarray | Sequence[Future], length: int, count: int, size: int, what: str
-    ) -> list:
+    def _pieces(self, data: Operand, length: int, count: int, size: int, what: str) -> tuple[list, int]:
         """Split an operand into the grid's block pieces (zero-padded), scattered to the cluster."""
-        if not isinstance(data, np.ndarray) and data and all(isinstance(f, Future) for f in data):
-            if len(data) != count:
-                raise ShapeMismatchError(f"{what} must come in {count} pieces, got {len(data)}")
-            return list(data)
+        if isinstance(data, ProductResult):
+            if len(data.chunks) != count or data.rows > length or data.rows <= length - size:
+                raise ShapeMismatchError(
+                    f"{what} comes in {len(data.chunks)} chunks of a {data.rows}-row result; this "
+                    f"layer needs {count} pieces of {size} rows ({length} in all)"
+                )
+            return list(data.chunks), data.batch
         data = np.asarray(data)
         if data.ndim != 2 or data.shape[0] != length:
             raise ShapeMismatchError(
@@ -180,17 +186,17 @@ class CodedLayer:
             raise NonFiniteInputError(f"{what} holds NaN or Inf: that is bad input, not a soft error")
         padded = np.zeros((size * count, data.shape[1]), dtype=self.dtype)
         padded[:length] = data
-        return self.client.scatter([padded[i * size:(i + 1) * size] for i in range(count)], hash=False)
+        pieces = [padded[i * size:(i + 1) * size] for i in range(count)]
+        return self.client.scatter(pieces, hash=False), data.shape[1]
 
-    def _product(self, step: str, pieces: list, transpose: bool) -> ProductResult:
+    def _product(self, step: str, pieces: list, batch: int, transpose: bool) -> ProductResult:
         self.ops += 1
         forward = step == "forward"
         code = self.code.row_code if forward else self.code.col_code
         codewords = self.code.kc if forward else self.code.kr
         rows = self.shape[0] if forward else self.shape[1]
-        batch = self.client.submit(_batch_of, pieces[0]).result()
         v = projection_matrix(batch, hash((self.seed, self.name, self.ops)) % 2**32)
-        report = ProductReport(step, self.name, blocks_checked=code.n * codewords)
+        report = ProductReport(step, self.name, op=self.ops, blocks_checked=code.n * codewords)
         for attempt in range(self.max_attempts):
             def coord(a: int, j: int) -> Coord:
                 return (a, j) if forward else (j, a)
@@ -199,27 +205,23 @@ class CodedLayer:
                 step=step, layer=self.name, op=self.ops, attempt=attempt, code=code,
                 codewords=codewords, transpose=transpose, coord=coord,
                 block=lambda a, j: self.blocks[coord(a, j)],
-                owner=lambda a, j: self.owners[coord(a, j)],
+                owner=lambda a, j: self.owners[coord(a, j)], raise_on_reject=False,
             )
             plan = product_plan(spec, pieces, v, self.hook)
             outputs = self.client.get(plan.to_hlg(), plan.outputs + plan.reports, sync=False)
             chunks, verdicts = outputs[: len(plan.outputs)], outputs[len(plan.outputs):]
             wait(outputs)
             _merge_verdicts(report, self.client.gather(verdicts), coord)
-            if all(f.status == "finished" for f in chunks):
-                return ProductResult(chunks, rows, report)
-            failed = [f for f in chunks if f.status != "finished"]
-            if not all(isinstance(f.exception(), UncorrectableError) for f in failed):
-                failed[0].result()  # a genuine bug: raise it as is
+            errored = [f for f in chunks if f.status != "finished"]
+            if errored:
+                errored[0].result()  # not a soft error but a genuine failure: raise it as is
+            if not any(f.type is tasks.Rejected for f in chunks):
+                return ProductResult(chunks, rows, batch, report)
             report.recomputed += 1
         raise UncorrectableError(
             f"{step} of layer {self.name} stayed uncorrectable after {self.max_attempts} attempts; "
             f"roll back to the last checkpoint", report,
         )
-
-
-def _batch_of(piece: np.ndarray) -> int:
-    return int(piece.shape[1])
 
 
 def _merge_verdicts(report: ProductReport, verdicts: list[tuple], coord) -> None:

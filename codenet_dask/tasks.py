@@ -6,7 +6,7 @@ the fresh output of the step, before anything is derived from it.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -14,7 +14,7 @@ import numpy as np
 from . import checks
 from .blocks import CodedBlock, apply_update, encoding_error
 from .codes import SystematicMDSCode
-from .errors import NonFiniteInputError
+from .errors import NonFiniteInputError, UncorrectableError
 from .faults import CorruptionHook, Site
 
 
@@ -85,9 +85,33 @@ def verify(
     hook: CorruptionHook,
     site: Site,
     attempt: int,
-) -> np.ndarray:
-    """Independent acceptance of a decoded chunk (raises UncorrectableError if it fails)."""
-    return hook.apply(site, checks.verify_chunk(code, decoded, codewords, target, v), attempt)
+    raise_on_reject: bool = True,
+) -> np.ndarray | Rejected:
+    """Independent acceptance of a decoded chunk.
+
+    Returns the decoded array itself: a soft error here can only spoil the verdict (the
+    observed projection), which turns into a false alarm and a recomputation, never into data.
+    A rejected chunk raises UncorrectableError, or with ``raise_on_reject=False`` comes back as a
+    small :class:`Rejected` marker the client recognises by its type without fetching it.
+    """
+    try:
+        if decoded.values is None:
+            return checks.accept_chunk(decoded, np.empty(0), np.empty(0), np.empty(0), v)
+        expected, tolerance = checks.expected_projection(code, codewords, target, decoded.values.dtype)
+        observed = hook.apply(site, decoded.values.astype(np.float64) @ v, attempt)
+        return checks.accept_chunk(decoded, observed, expected, tolerance, v)
+    except UncorrectableError as exc:
+        if raise_on_reject:
+            raise
+        return Rejected(type(exc).__name__, str(exc))
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A verify task's refusal of a decoded chunk: recompute it (or roll back)."""
+
+    error: str
+    reason: str
 
 
 def checks_of(decoded: checks.DecodedChunk) -> tuple:

@@ -1,0 +1,43 @@
+"""``codenet-dask`` command line. Each subcommand lives in its own module with a ``register``.
+
+Usage errors exit 2 with a one-line reason on stderr; other failures exit 1 with a clear message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from ..errors import CodeNetError
+from . import demo, store_commands
+from .common import UsageError
+
+SUBCOMMANDS = (demo, store_commands)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="codenet-dask",
+        description="Coded (CodeNet) matrix products and training on Dask workers with soft errors.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in SUBCOMMANDS:
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except UsageError as exc:
+        print(f"codenet-dask {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except CodeNetError as exc:
+        print(f"codenet-dask {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,19 @@
+"""Shared pieces of the subcommands: the usage error and option parsers."""
+
+from __future__ import annotations
+
+
+class UsageError(Exception):
+    """Bad command-line input: reported in one line, exit code 2."""
+
+
+def parse_pair(text: str, option: str) -> tuple[int, int]:
+    """``"4x4"`` -> (4, 4); a UsageError naming the option and the expected form otherwise."""
+    parts = text.lower().split("x")
+    try:
+        a, b = (int(p) for p in parts)
+    except ValueError:
+        raise UsageError(f"{option} expects two integers like 4x4, got {text!r}") from None
+    if a < 0 or b < 0:
+        raise UsageError(f"{option} values must be non-negative, got {text!r}")
+    return a, b

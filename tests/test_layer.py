@@ -1,0 +1,175 @@
+"""A coded layer on a real LocalCluster: forward, backprop and updates under corrupted block results."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+from dask.utils import key_split
+from distributed import get_task_stream
+from distributed.diagnostics.plugin import SchedulerPlugin
+
+from codenet_dask import CodedLayer, UncorrectableError
+from codenet_dask.faults import Corruption, CorruptionPlan
+
+KINDS = [
+    dict(kind="bitflip", bit=62), dict(kind="bitflip", bit=52), dict(kind="bitflip", bit=63),
+    dict(kind="nan"), dict(kind="inf"), dict(kind="add", relative=1e-6), dict(kind="add", relative=1e300),
+    dict(kind="zero"),
+]
+
+
+def one_error_per_codeword(op: int, seed: int, nr: int, nc: int, kr: int, kc: int) -> list[Corruption]:
+    """A corrupted block result in every codeword of the forward (op) and backward (op + 1) products."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for j in range(kc):  # forward: codeword = block-column j, positions a = 0..nr-1
+        out.append(Corruption("block-forward", block=(int(rng.integers(nr)), j), op=op,
+                              index=tuple(int(x) for x in rng.integers(0, 64, 2)), **KINDS[rng.integers(len(KINDS))]))
+    for i in range(kr):  # backward: codeword = block-row i, positions b = 0..nc-1
+        out.append(Corruption("block-backward", block=(i, int(rng.integers(nc))), op=op + 1,
+                              index=tuple(int(x) for x in rng.integers(0, 64, 2)), **KINDS[rng.integers(len(KINDS))]))
+    return out
+
+
+class CountFinished(SchedulerPlugin):
+    """Counts, on the scheduler, tasks that finished computing, by task prefix."""
+
+    name = "count-finished"
+
+    def __init__(self) -> None:
+        self.finished: Counter = Counter()
+
+    def transition(self, key, start, finish, *args, **kwargs) -> None:
+        if start == "processing" and finish == "memory":
+            self.finished[key_split(key)] += 1
+
+
+def encode_tasks_run(client) -> int:
+    """How many ``encode`` tasks have finished since the plugin was registered."""
+    return client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.plugins["count-finished"].finished["encode"])
+
+
+def relative(got, want) -> float:
+    return float(np.max(np.abs(got - want)) / np.max(np.abs(want)))
+
+
+def test_1024_layer_trains_10_steps_through_corruption_like_numpy(client):
+    client.register_plugin(CountFinished())
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((1024, 1024)) / 32
+    plan = []
+    for step in range(10):
+        plan += one_error_per_codeword(op=1 + 3 * step, seed=step, nr=6, nc=6, kr=4, kc=4)
+    layer = CodedLayer.encode(client, w, grid=(4, 4), parity=(2, 2), name="big1024", hook=CorruptionPlan(tuple(plan)))
+    encodes_after_init = encode_tasks_run(client)
+    assert encodes_after_init == 36  # every coded block was encoded exactly once
+    reference = w.copy()
+    corrected = 0
+    for step in range(10):
+        x = rng.standard_normal((1024, 64))
+        delta = rng.standard_normal((1024, 64)) / 64
+        forward = layer.forward(x)
+        assert relative(forward.to_numpy(), reference @ x) < 1e-10
+        backward = layer.backward(delta)
+        assert relative(backward.to_numpy(), reference.T @ delta) < 1e-10
+        layer.update(delta, x, lr=0.05)
+        reference -= 0.05 * delta @ x.T
+        corrected += forward.report.errors_corrected + backward.report.errors_corrected
+        assert forward.report.recomputed == backward.report.recomputed == 0
+    assert corrected >= 10 * 8 * 3 // 4  # most injected errors are visible; the rest are benign
+    assert relative(layer.gather_weights(), reference) < 1e-10
+    assert layer.encode_count == 1
+    assert encode_tasks_run(client) == encodes_after_init  # zero re-encodes after initialisation
+
+
+def test_report_names_the_corrected_blocks(client):
+    rng = np.random.default_rng(1)
+    w, x = rng.standard_normal((96, 80)), rng.standard_normal((80, 7))
+    hook = CorruptionPlan((
+        Corruption("block-forward", block=(4, 1), kind="nan"),
+        Corruption("block-forward", block=(0, 2), kind="bitflip", bit=61),
+    ))
+    layer = CodedLayer.encode(client, w, grid=(4, 3), parity=(2, 1), name="rep1", hook=hook)
+    result = layer.forward(x)
+    assert relative(result.to_numpy(), w @ x) < 1e-10
+    report = result.report.as_dict()
+    assert report["blocks_checked"] == 6 * 3
+    assert report["corrected_at"] == [[0, 2], [4, 1]]
+
+
+def test_uncorrectable_product_is_recomputed(client):
+    rng = np.random.default_rng(2)
+    w, x = rng.standard_normal((64, 64)), rng.standard_normal((64, 5))
+    two_in_one_codeword = CorruptionPlan((
+        Corruption("block-forward", block=(0, 1), kind="add", relative=0.3),
+        Corruption("block-forward", block=(3, 1), kind="add", relative=0.2, index=(1, 1)),
+    ))
+    layer = CodedLayer.encode(client, w, grid=(4, 4), parity=(2, 2), name="rec1", hook=two_in_one_codeword)
+    result = layer.forward(x)
+    assert result.report.recomputed == 1
+    assert 1 in result.report.uncorrectable_codewords
+    assert relative(result.to_numpy(), w @ x) < 1e-10
+
+
+def test_persistent_uncorrectable_errors_raise_never_return(client):
+    rng = np.random.default_rng(3)
+    w, x = rng.standard_normal((64, 64)), rng.standard_normal((64, 5))
+    every_attempt = (0, 1, 2, 3)
+    hook = CorruptionPlan((
+        Corruption("block-forward", block=(0, 1), kind="add", relative=0.3, attempts=every_attempt),
+        Corruption("block-forward", block=(3, 1), kind="add", relative=0.2, attempts=every_attempt),
+    ))
+    layer = CodedLayer.encode(client, w, grid=(4, 4), parity=(2, 2), name="per1", hook=hook)
+    with pytest.raises(UncorrectableError, match="roll back") as info:
+        layer.forward(x)
+    assert info.value.report.recomputed == layer.max_attempts
+
+
+@pytest.mark.parametrize("step", ["decode", "verify", "project"])
+def test_faulty_decode_verify_or_projection_never_reaches_the_result(client, step):
+    rng = np.random.default_rng(4)
+    w, x = rng.standard_normal((60, 50)), rng.standard_normal((50, 6))
+    index = (2, 1) if step != "decode" else (5, 3)
+    hook = CorruptionPlan((Corruption(step, block=(1,) if step != "project" else (2, 0), kind="add", relative=1e-3, index=index),))
+    layer = CodedLayer.encode(client, w, grid=(3, 2), parity=(2, 2), name=f"dv{step}", hook=hook)
+    result = layer.forward(x)
+    assert relative(result.to_numpy(), w @ x) < 1e-10
+    # A wrong decode or a wrong verdict costs one recomputation; a wrong projection is corrected.
+    assert result.report.recomputed == (0 if step == "project" else 1)
+
+
+def test_float32_layer_corrects_within_its_roundoff_bound(client):
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((256, 128)).astype(np.float32)
+    x = rng.standard_normal((128, 16)).astype(np.float32)
+    hook = CorruptionPlan(tuple(
+        Corruption("block-forward", block=(a, j), kind="bitflip", bit=30 - j) for j, a in enumerate([4, 0, 2, 5])
+    ))
+    layer = CodedLayer.encode(client, w, grid=(4, 4), parity=(2, 2), name="f32", hook=hook)
+    result = layer.forward(x)
+    exact = w.astype(np.float64) @ x.astype(np.float64)
+    # Worst-case float32 GEMM bound of a 32-term block dot product, amplified by the rebuild.
+    assert relative(result.to_numpy().astype(np.float64), exact) < 1e-4
+    assert len(result.report.corrected) == 4
+
+
+def test_workers_hold_their_blocks_and_block_tasks_run_there(client):
+    rng = np.random.default_rng(6)
+    layer = CodedLayer.encode(client, rng.standard_normal((40, 40)), grid=(2, 2), parity=(1, 1), name="place1")
+    holders = client.who_has(list(layer.blocks.values()))
+    for coord, future in layer.blocks.items():
+        assert layer.owners[coord] in holders[future.key]
+    assert len(set(layer.owners.values())) == 2
+    with get_task_stream(client) as stream:
+        layer.forward(rng.standard_normal((40, 3)))
+        layer.backward(rng.standard_normal((40, 3)))
+    ran = {}
+    for record in stream.data:
+        key = eval(record["key"]) if isinstance(record["key"], str) and record["key"].startswith("(") else record["key"]
+        if isinstance(key, tuple) and key[0].startswith(("block-", "project-")):
+            ran[key] = record["worker"]
+    assert len(ran) == 2 * (3 * 2 + 2 * 3)  # products + projections: 3x2 forward, 2x3 backward
+    for key, worker in ran.items():
+        assert worker == layer.owners[(key[1], key[2])], key
