@@ -49,10 +49,12 @@ def test_random_chunkings_match_numpy(client, problem, corrupt):
     kr = len(a_chunks[0])
     hook = None
     if corrupt:  # one wrong block result in every codeword (one per column block of a)
+        # An unknown-position error needs 2 parities; NaN/Inf (known position) needs 1.
+        kinds = ["nan", "bitflip", "inf", "nan"] if parity >= 2 else ["nan", "inf", "-inf", "nan"]
         hook = CorruptionPlan(tuple(
             Corruption("block-forward", block=(int(rng.integers(kr + parity)), j), kind=kind,
                        bit=62 if dtype == np.float64 else 30)
-            for j, kind in zip(range(len(a_chunks[1])), ["nan", "bitflip", "inf", "nan"])
+            for j, kind in zip(range(len(a_chunks[1])), kinds)
         ))
     out = codenet_dask.matmul(a, b, parity=parity, hook=hook)
     assert out.shape == (n, q) and out.dtype == np.result_type(a_np, b_np)
