@@ -1,10 +1,10 @@
-"""The coded-layer demonstration: train one coded layer under soft errors, checked against numpy.
+"""The layer demonstration: train one layer under soft errors, checked against numpy.
 
 Runs ``steps`` full training steps (forward ``W X``, backprop ``W^T D``, update
-``W -= lr D X^T``) of one coded layer on the cluster while a seeded fault injector corrupts block
-products on the workers, and the same arithmetic in plain numpy. Reports what was injected (the
-injector's ground truth, replayed), what the code detected, corrected and recomputed, and the
-largest deviation from numpy, which is the honest test of "the right answer".
+``W -= lr D X^T``) of one layer (codenet, uncoded or replication) on the cluster while a seeded
+fault injector corrupts block products on the workers, and the same arithmetic in plain numpy.
+Reports the fault ledger (every injected fault: corrected, recomputed, benign or undetected) and
+the largest deviation from numpy, which is the honest test of "the right answer".
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from typing import Callable
 import numpy as np
 from distributed import Client
 
-from .faults import RandomFaults, Site
-from .layer import CodedLayer, ProductResult
+from .faults import RandomFaults, collect_injected
+from .ledger import FaultLedger
+from .strategies import Strategy, build_layer
 
 DEFAULT_FAULTS = "bitflip:0.05:steps=block-forward+block-backward,nan:0.02:steps=block-forward+block-backward"
 
@@ -26,18 +27,19 @@ DEFAULT_FAULTS = "bitflip:0.05:steps=block-forward+block-backward,nan:0.02:steps
 class DemoSummary:
     """Plain-data outcome of :func:`run_demo` (what ``--json`` prints)."""
 
+    strategy: str
     size: int
     batch: int
     grid: list[int]
     parity: list[int]
+    replicas: int
     dtype: str
     steps: int
     workers: int
     faults: str
-    injected: int = 0
     detected: int = 0
-    corrected: int = 0
     recomputed: int = 0
+    ledger: dict = field(default_factory=dict)
     max_relative_error: float = 0.0
     encode_count: int = 0
     wall_seconds: float = 0.0
@@ -50,10 +52,12 @@ class DemoSummary:
 
 def run_demo(
     client: Client,
+    strategy: Strategy = "codenet",
     size: int = 1024,
     batch: int = 64,
     grid: tuple[int, int] = (4, 4),
     parity: tuple[int, int] = (2, 2),
+    replicas: int = 3,
     steps: int = 5,
     faults: str = DEFAULT_FAULTS,
     seed: int = 0,
@@ -66,11 +70,17 @@ def run_demo(
     np_dtype = np.dtype(dtype)
     hook = RandomFaults.from_string(faults, seed=seed)
     w = (rng.standard_normal((size, size)) / np.sqrt(size)).astype(np_dtype)
-    summary = DemoSummary(size, batch, list(grid), list(parity), np_dtype.name, steps,
-                          len(client.scheduler_info()["workers"]), faults,
-                          dashboard=client.dashboard_link)
+    coded = strategy == "codenet"
+    summary = DemoSummary(strategy, size, batch, list(grid), list(parity) if coded else [0, 0],
+                          replicas if strategy == "replication" else 1, np_dtype.name, steps,
+                          len(client.scheduler_info()["workers"]), faults, dashboard=client.dashboard_link)
+    collect_injected(client)  # forget faults of earlier runs on this cluster
+    ledger = FaultLedger(dtype=np_dtype)
     start = time.perf_counter()
-    layer = CodedLayer.encode(client, w, grid=grid, parity=parity, name="demo0", hook=hook, seed=seed)
+    layer = build_layer(strategy, client, w, grid=grid, parity=parity, replicas=replicas,
+                        name="demo0", hook=hook, seed=seed)
+    if layer.encode_report is not None:
+        ledger.add_scrub(layer.name, 0, layer.encode_report)
     reference = w.astype(np.float64)
     for step in range(steps):
         x = rng.standard_normal((size, batch)).astype(np_dtype)
@@ -85,11 +95,9 @@ def run_demo(
         reference -= lr * delta.astype(np.float64) @ x.astype(np.float64).T
         row = {"step": step + 1, "max_relative_error": max(errors)}
         for result in (forward, backward):
-            injected = _injected(hook, layer, result)
-            row[result.report.operation] = {**result.report.as_dict(), "injected": injected}
-            summary.injected += injected
+            row[result.report.operation] = result.report.as_dict()
+            ledger.add_product(result.report)
             summary.detected += result.report.errors_detected
-            summary.corrected += result.report.errors_corrected
             summary.recomputed += result.report.recomputed
         summary.max_relative_error = max(summary.max_relative_error, row["max_relative_error"])
         summary.per_step.append(row)
@@ -98,22 +106,13 @@ def run_demo(
     summary.max_relative_error = max(summary.max_relative_error, _relative(layer.gather_weights(), reference))
     summary.encode_count = layer.encode_count
     summary.wall_seconds = time.perf_counter() - start
+    ledger.add_injected(collect_injected(client))
+    summary.ledger = ledger.summary()
     return summary
 
 
 def _relative(got: np.ndarray, want: np.ndarray) -> float:
+    """Largest deviation relative to the largest reference value (inf if ``got`` is not finite)."""
+    if not np.all(np.isfinite(got)):
+        return float("inf")
     return float(np.max(np.abs(got.astype(np.float64) - want)) / max(np.max(np.abs(want)), 1e-300))
-
-
-def _injected(hook: RandomFaults, layer: CodedLayer, result: ProductResult) -> int:
-    """Faults the injector put into this product's block tasks (replayed from its seed)."""
-    forward = result.report.operation == "forward"
-    nr, nc = layer.code.coded_shape
-    rows, cols = (nr, layer.code.kc) if forward else (layer.code.kr, nc)
-    step = "block-forward" if forward else "block-backward"
-    op = result.report.op
-    return sum(
-        hook.decide(Site(step, layer.name, op, (a, b)), attempt) is not None
-        for attempt in range(result.report.recomputed + 1)
-        for a in range(rows) for b in range(cols)
-    )

@@ -25,6 +25,15 @@ Ref = Any  # a key of the same graph or a distributed.Future
 Coord = tuple[int, int]
 
 
+def round_robin_owners(addresses: Sequence[str], coded_shape: tuple[int, int]) -> dict[Coord, str]:
+    """Which worker holds each coded block: row-major round robin over the sorted addresses."""
+    if not addresses:
+        raise ValueError("the cluster has no workers; start some first")
+    ordered = sorted(addresses)
+    nr, nc = coded_shape
+    return {(a, b): ordered[(a * nc + b) % len(ordered)] for a in range(nr) for b in range(nc)}
+
+
 @dataclass
 class Plan:
     """A graph fragment: tasks, where each should run, and the keys callers want back."""
@@ -33,6 +42,8 @@ class Plan:
     placement: dict[Key, str | None] = field(default_factory=dict)
     outputs: list[Key] = field(default_factory=list)
     reports: list[Key] = field(default_factory=list)
+    #: Block label of position ``a`` of codeword ``j`` as seen by the decoder of output ``t``.
+    label: Callable[[int, int, int], tuple[int, ...]] = lambda t, j, a: (a, j)
 
     def add(self, key: Key, task: tuple, worker: str | None) -> Key:
         self.tasks[key] = task
@@ -90,7 +101,7 @@ def product_plan(spec: ProductSpec, inputs: Sequence[Ref], v: np.ndarray, hook: 
     Output ``t`` (``t < code.k``) is ``sum_j R[j][t]``; ``plan.outputs[t]`` is its verified chunk and
     ``plan.reports[t]`` the verdicts its decoder reached.
     """
-    plan = Plan()
+    plan = Plan(label=lambda t, j, a: spec.coord(a, j))
     tag = f"{spec.layer}-{spec.op}-{spec.attempt}"
     code, n = spec.code, spec.code.n
 
@@ -135,6 +146,61 @@ def product_plan(spec: ProductSpec, inputs: Sequence[Ref], v: np.ndarray, hook: 
              spec.raise_on_reject),
             verifier,
         ))
+    return plan
+
+
+def uncoded_plan(spec: ProductSpec, inputs: Sequence[Ref], hook: CorruptionHook) -> Plan:
+    """The uncoded baseline: block products summed per output chunk, nothing checked."""
+    plan = Plan()
+    tag = f"{spec.layer}-{spec.op}-{spec.attempt}"
+    results = [
+        [
+            plan.add((f"block-{spec.step}-{tag}", *spec.coord(a, j)),
+                     (tasks.block_product, spec.block(a, j), inputs[j], spec.transpose, hook,
+                      Site(f"block-{spec.step}", spec.layer, spec.op, spec.coord(a, j)), spec.attempt),
+                     spec.owner(a, j))
+            for a in range(spec.code.k)
+        ]
+        for j in range(spec.codewords)
+    ]
+    for t in range(spec.code.k):
+        plan.outputs.append(plan.add(
+            (f"decode-{spec.step}-{tag}", t),
+            (tasks.sum_results, results, t, hook, Site("decode", spec.layer, spec.op, (t,)), spec.attempt),
+            spec.owner(t, 0),
+        ))
+    return plan
+
+
+def replicated_plan(
+    spec: ProductSpec, replicas: int, replica: Callable[[int, int, int], Ref],
+    replica_owner: Callable[[int, int, int], str | None], inputs: Sequence[Ref], hook: CorruptionHook,
+) -> Plan:
+    """Replication: every block product runs on each replica; each output chunk votes per block.
+
+    ``replica(a, j, r)`` / ``replica_owner(a, j, r)``: replica r of the block at position a of
+    summed index j. Replicas have distinct keys, so Dask never mistakes one for another.
+    """
+    plan = Plan(label=lambda t, j, r: (*spec.coord(t, j), r))
+    tag = f"{spec.layer}-{spec.op}-{spec.attempt}"
+    for t in range(spec.code.k):
+        codewords = []
+        for j in range(spec.codewords):
+            coord = spec.coord(t, j)
+            codewords.append([
+                plan.add((f"block-{spec.step}-{tag}", *coord, r),
+                         (tasks.block_product, replica(t, j, r), inputs[j], spec.transpose, hook,
+                          Site(f"block-{spec.step}", spec.layer, spec.op, (*coord, r)), spec.attempt),
+                         replica_owner(t, j, r))
+                for r in range(replicas)
+            ])
+        voted = plan.add(
+            (f"vote-{spec.step}-{tag}", t),
+            (tasks.vote, codewords, hook, Site("decode", spec.layer, spec.op, (t,)), spec.attempt),
+            spec.owner(t, 0),
+        )
+        plan.reports.append(plan.add((f"verdicts-{spec.step}-{tag}", t), (tasks.checks_of, voted), spec.owner(t, 0)))
+        plan.outputs.append(plan.add((f"accept-{spec.step}-{tag}", t), (tasks.accept, voted), spec.owner(t, 0)))
     return plan
 
 
@@ -183,9 +249,14 @@ def update_plan(
     lr: float,
     owner: Callable[[int, int], str | None],
     hook: CorruptionHook,
+    replica: int | None = None,
 ) -> Plan:
-    """``W~ -= lr * D~ X~^T`` on every coded block; each block encodes its own factor pieces."""
+    """``W~ -= lr * D~ X~^T`` on every coded block; each block encodes its own factor pieces.
+
+    ``replica`` names which copy of a replicated grid this is (it goes into keys and sites).
+    """
     plan = Plan()
+    suffix = () if replica is None else (replica,)
     nr, nc = code.coded_shape
     row_a, col_a = code.row_code.parity_matrix, code.col_code.parity_matrix
     for a in range(nr):
@@ -193,9 +264,9 @@ def update_plan(
         for b in range(nc):
             x_pieces, x_coeffs = ([inputs[b]], None) if b < code.kc else (list(inputs), col_a[b - code.kc])
             plan.outputs.append(plan.add(
-                (f"update-{layer}-{op}", a, b),
+                (f"update-{layer}-{op}", a, b, *suffix),
                 (tasks.update, blocks(a, b), d_pieces, d_coeffs, x_pieces, x_coeffs, lr, hook,
-                 Site("update", layer, op, (a, b)), 0),
+                 Site("update", layer, op, (a, b, *suffix)), 0),
                 owner(a, b),
             ))
     return plan

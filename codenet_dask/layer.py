@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Sequence, Union
+from typing import TYPE_CHECKING, Sequence, Union
 
 import numpy as np
 from distributed import Client, Future, wait
@@ -22,7 +22,10 @@ from .checks import ProductReport, projection_matrix
 from .codes import ProductCode, require_real_float
 from .errors import CodeParameterError, NonFiniteInputError, ShapeMismatchError, UncorrectableError
 from .faults import CorruptionHook, NoFaults, Site
-from .graph import Coord, Plan, ProductSpec, encode_plan, product_plan, update_plan
+from .graph import Coord, Plan, ProductSpec, encode_plan, product_plan, round_robin_owners, update_plan
+
+if TYPE_CHECKING:
+    from .store import CodedStore, WriteStats
 
 #: Attempts of one coded product before it is reported uncorrectable (then: roll back).
 MAX_ATTEMPTS = 3
@@ -61,6 +64,7 @@ class CodedLayer:
     hook: CorruptionHook = field(default_factory=NoFaults)
     seed: int = 0
     encode_count: int = 0
+    encode_report: dict | None = None
     ops: int = 0
     max_attempts: int = MAX_ATTEMPTS
 
@@ -77,8 +81,13 @@ class CodedLayer:
         hook: CorruptionHook | None = None,
         seed: int = 0,
         workers: Sequence[str] | None = None,
+        verify_encoding: bool = True,
     ) -> "CodedLayer":
-        """Encode ``weights`` once into the coded grid, resident on the cluster's workers."""
+        """Encode ``weights`` once into the coded grid, resident on the cluster's workers.
+
+        Encoding may be faulty too: with ``verify_encoding`` the fresh grid is scrubbed once
+        (``encode_report``) before any product uses it.
+        """
         weights = np.asarray(weights)
         if weights.ndim != 2:
             raise ShapeMismatchError(f"weights must be a 2-D matrix, got shape {weights.shape}")
@@ -95,11 +104,10 @@ class CodedLayer:
         bh, bw = math.ceil(rows / code.kr), math.ceil(cols / code.kc)
         padded = np.zeros((bh * code.kr, bw * code.kc), dtype=dtype)
         padded[:rows, :cols] = weights
-        addresses = list(workers) if workers else sorted(client.scheduler_info()["workers"])
+        addresses = list(workers) if workers else list(client.scheduler_info()["workers"])
         if not addresses:
             raise CodeParameterError("the cluster has no workers; start some before encoding")
-        nr, nc = code.coded_shape
-        owners = {(a, b): addresses[(a * nc + b) % len(addresses)] for a in range(nr) for b in range(nc)}
+        owners = round_robin_owners(addresses, code.coded_shape)
         hook = hook or NoFaults()
         systematic = {
             (i, j): client.submit(
@@ -116,6 +124,8 @@ class CodedLayer:
         layer = cls(client, name, code, (rows, cols), dtype, (bh, bw), coded, owners, hook, seed)
         layer.encode_count = 1
         wait(list(coded.values()))
+        if verify_encoding and (code.pr or code.pc):
+            layer.encode_report = layer._scrub(op=0)
         return layer
 
     # -- products -------------------------------------------------------------------------
@@ -131,12 +141,8 @@ class CodedLayer:
 
     def update(self, delta: Operand, x: Operand, lr: float) -> None:
         """``W -= lr * delta @ x.T`` applied to every coded block with encoded factors."""
-        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-            raise CodeParameterError(f"learning rate must be a finite number > 0, got {lr!r}")
-        d_pieces, d_batch = self._pieces(delta, self.shape[0], self.code.kr, self.block_shape[0], "delta")
-        x_pieces, x_batch = self._pieces(x, self.shape[1], self.code.kc, self.block_shape[1], "x")
-        if d_batch != x_batch:
-            raise ShapeMismatchError(f"delta has batch {d_batch} but x has batch {x_batch}; they must match")
+        self._check_lr(lr)
+        d_pieces, x_pieces = self._update_pieces(delta, x)
         self.ops += 1
         plan = update_plan(
             self.name, self.ops, self.code, lambda a, b: self.blocks[(a, b)], d_pieces, x_pieces,
@@ -145,6 +151,62 @@ class CodedLayer:
         futures = self.client.get(plan.to_hlg(), plan.outputs, sync=False)
         wait(futures)
         self.blocks = {(key[1], key[2]): f for key, f in zip(plan.outputs, futures)}
+
+    @classmethod
+    def from_store(
+        cls,
+        client: Client,
+        store: "CodedStore",
+        name: str,
+        checkpoint: str | int | None = None,
+        *,
+        hook: CorruptionHook | None = None,
+        seed: int = 0,
+    ) -> "CodedLayer":
+        """A layer restored from a checkpoint: verified blocks go back to their owner workers.
+
+        Nothing is re-encoded: the stored coded blocks (and their bookkeeping) are used as they are.
+        """
+        from .store import restore_to_cluster
+
+        spec = store.layer(name)
+        owners = round_robin_owners(list(client.scheduler_info()["workers"]), spec.code.coded_shape)
+        blocks = restore_to_cluster(client, store, {name: owners}, checkpoint, layers=[name])[name]
+        wait(list(blocks.values()))
+        return cls(client, name, spec.code, spec.layer_shape, spec.dtype, spec.block_shape, blocks, owners,
+                   hook or NoFaults(), seed)
+
+    def save(self, store: "CodedStore") -> "WriteStats":
+        """Write this layer's coded blocks (only the changed ones) into ``store``; commit separately."""
+        if self.name not in store.layers():
+            store.add_layer(self.name, self.code, self.block_shape, self.dtype, self.shape)
+        return store.write_layer(self.name, self.gather_blocks())
+
+    def scrub(self) -> dict:
+        """Check the resident grid's parity relations and rebuild wrong blocks in place.
+
+        A wrong update persists in a block (every later product then corrects around it); a
+        scrub finds such blocks and rebuilds them from the rest of their row or column, without
+        a rollback. Runs as one ``scrub-<layer>`` task; repaired blocks are moved back to their
+        owners. Returns the grid report (``repaired``, ``unrepairable``, ... coordinates).
+        """
+        self.ops += 1
+        return self._scrub(self.ops)
+
+    def _scrub(self, op: int) -> dict:
+        coords = list(self.blocks)
+        checked = self.client.submit(
+            tasks.scrub_grid, self.code, dict(zip(coords, (self.blocks[c] for c in coords))),
+            hash((self.seed, self.name, op)) % 2**32, key=f"scrub-{self.name}-{op}", pure=False,
+        )
+        report = self.client.submit(tasks.scrub_report, checked, key=f"scrub-report-{self.name}-{op}").result()
+        for coord in map(tuple, report["repaired"]):
+            self.blocks[coord] = self.client.submit(
+                tasks.repaired_block, checked, coord, key=(f"repair-{self.name}-{op}", *coord),
+                workers=[self.owners[coord]], allow_other_workers=False,
+            )
+        wait(list(self.blocks.values()))
+        return report
 
     # -- inspection -----------------------------------------------------------------------
     def gather_blocks(self) -> dict[Coord, CodedBlock]:
@@ -159,6 +221,18 @@ class CodedLayer:
         return np.vstack(rows)[: self.shape[0], : self.shape[1]]
 
     # -- internals ------------------------------------------------------------------------
+    @staticmethod
+    def _check_lr(lr: float) -> None:
+        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+            raise CodeParameterError(f"learning rate must be a finite number > 0, got {lr!r}")
+
+    def _update_pieces(self, delta: Operand, x: Operand) -> tuple[list, list]:
+        d_pieces, d_batch = self._pieces(delta, self.shape[0], self.code.kr, self.block_shape[0], "delta")
+        x_pieces, x_batch = self._pieces(x, self.shape[1], self.code.kc, self.block_shape[1], "x")
+        if d_batch != x_batch:
+            raise ShapeMismatchError(f"delta has batch {d_batch} but x has batch {x_batch}; they must match")
+        return d_pieces, x_pieces
+
     def _owner_of(self, a: int, b: int) -> str:
         return self.owners[(a, b)]
 
@@ -190,32 +264,23 @@ class CodedLayer:
         return self.client.scatter(pieces, hash=False), data.shape[1]
 
     def _product(self, step: str, pieces: list, batch: int, transpose: bool) -> ProductResult:
+        """Run one product, recomputing (new attempt, new keys) while a chunk is rejected."""
         self.ops += 1
         forward = step == "forward"
-        code = self.code.row_code if forward else self.code.col_code
-        codewords = self.code.kc if forward else self.code.kr
         rows = self.shape[0] if forward else self.shape[1]
         v = projection_matrix(batch, hash((self.seed, self.name, self.ops)) % 2**32)
-        report = ProductReport(step, self.name, op=self.ops, blocks_checked=code.n * codewords)
+        report = ProductReport(step, self.name, op=self.ops, blocks_checked=self._blocks_checked(step))
         for attempt in range(self.max_attempts):
-            def coord(a: int, j: int) -> Coord:
-                return (a, j) if forward else (j, a)
-
-            spec = ProductSpec(
-                step=step, layer=self.name, op=self.ops, attempt=attempt, code=code,
-                codewords=codewords, transpose=transpose, coord=coord,
-                block=lambda a, j: self.blocks[coord(a, j)],
-                owner=lambda a, j: self.owners[coord(a, j)], raise_on_reject=False,
-            )
-            plan = product_plan(spec, pieces, v, self.hook)
+            plan = self._product_plan(self._spec(step, attempt, transpose), pieces, v)
             outputs = self.client.get(plan.to_hlg(), plan.outputs + plan.reports, sync=False)
             chunks, verdicts = outputs[: len(plan.outputs)], outputs[len(plan.outputs):]
             wait(outputs)
-            _merge_verdicts(report, self.client.gather(verdicts), coord)
+            report.merge_verdicts(attempt, self.client.gather(verdicts), plan.label)
             errored = [f for f in chunks if f.status != "finished"]
             if errored:
                 errored[0].result()  # not a soft error but a genuine failure: raise it as is
             if not any(f.type is tasks.Rejected for f in chunks):
+                report.accepted_attempt = attempt
                 return ProductResult(chunks, rows, batch, report)
             report.recomputed += 1
         raise UncorrectableError(
@@ -223,16 +288,24 @@ class CodedLayer:
             f"roll back to the last checkpoint", report,
         )
 
+    def _spec(self, step: str, attempt: int, transpose: bool) -> ProductSpec:
+        """Layout of one product: forward checks block-columns, backward block-rows."""
+        forward = step == "forward"
 
-def _merge_verdicts(report: ProductReport, verdicts: list[tuple], coord) -> None:
-    """Union of what every decoder found, per codeword, into grid coordinates."""
-    detected, corrected = set(report.detected), set(report.corrected)
-    for per_decoder in verdicts:
-        for j, check in enumerate(per_decoder):
-            for a in check.bad:
-                detected.add(coord(a, j))
-                if check.status == "corrected":
-                    corrected.add(coord(a, j))
-            if check.status == "uncorrectable" and j not in report.uncorrectable_codewords:
-                report.uncorrectable_codewords.append(j)
-    report.detected, report.corrected = sorted(detected), sorted(corrected)
+        def coord(a: int, j: int) -> Coord:
+            return (a, j) if forward else (j, a)
+
+        return ProductSpec(
+            step=step, layer=self.name, op=self.ops, attempt=attempt,
+            code=self.code.row_code if forward else self.code.col_code,
+            codewords=self.code.kc if forward else self.code.kr, transpose=transpose, coord=coord,
+            block=lambda a, j: self.blocks[coord(a, j)], owner=lambda a, j: self.owners[coord(a, j)],
+            raise_on_reject=False,
+        )
+
+    def _product_plan(self, spec: ProductSpec, pieces: list, v: np.ndarray) -> Plan:
+        return product_plan(spec, pieces, v, self.hook)
+
+    def _blocks_checked(self, step: str) -> int:
+        code = self.code.row_code if step == "forward" else self.code.col_code
+        return code.n * (self.code.kc if step == "forward" else self.code.kr)

@@ -13,7 +13,8 @@ import numpy as np
 
 from . import checks
 from .blocks import CodedBlock, apply_update, encoding_error
-from .codes import SystematicMDSCode
+from .codes import ProductCode, SystematicMDSCode
+from .codes.grid import check_grid
 from .errors import NonFiniteInputError, UncorrectableError
 from .faults import CorruptionHook, Site
 
@@ -42,6 +43,11 @@ def systematic_block(values: np.ndarray, hook: CorruptionHook, site: Site, attem
     """A systematic block as stored on its worker (exact: no encoding error)."""
     values = np.array(checked_input(values), copy=True)
     return CodedBlock.from_values(hook.apply(site, values, attempt), 0.0)
+
+
+def replicate_block(block: CodedBlock, hook: CorruptionHook, site: Site, attempt: int) -> CodedBlock:
+    """Another worker's copy of a block (the copy itself may be hit by a fault)."""
+    return CodedBlock.from_values(hook.apply(site, block.values.copy(), attempt), block.err, block.updates)
 
 
 def block_product(
@@ -114,6 +120,31 @@ class Rejected:
     reason: str
 
 
+def sum_results(
+    codewords: Sequence[Sequence[checks.BlockResult]], target: int, hook: CorruptionHook, site: Site, attempt: int
+) -> np.ndarray:
+    """Uncoded decode: the plain sum of this output's block results, unchecked."""
+    total = sum(results[target].values for results in codewords)
+    return hook.apply(site, np.asarray(total), attempt)
+
+
+def vote(
+    codewords: Sequence[Sequence[checks.BlockResult]], hook: CorruptionHook, site: Site, attempt: int
+) -> checks.DecodedChunk:
+    """Replication's decode: per block, the value a majority of replicas agree on, summed."""
+    decoded = checks.vote_chunk(codewords)
+    if decoded.values is None:
+        return decoded
+    return replace(decoded, values=hook.apply(site, decoded.values, attempt))
+
+
+def accept(decoded: checks.DecodedChunk) -> np.ndarray | Rejected:
+    """The voted chunk, or a Rejected marker when some block had no agreeing majority."""
+    if decoded.values is None:
+        return Rejected("UncorrectableError", "replicas disagree with no majority")
+    return decoded.values
+
+
 def checks_of(decoded: checks.DecodedChunk) -> tuple:
     """Only the verdicts of a decode (small: what the client gathers for the report)."""
     return decoded.checks
@@ -151,3 +182,27 @@ def update(
     inputs, inputs_err = encoded_factor(input_pieces, input_coeffs, hook, replace(encode_site, block=site.block + (1,)), attempt)
     updated = apply_update(block, delta, delta_err, inputs, inputs_err, lr)
     return replace(updated, values=hook.apply(site, updated.values, attempt))
+
+
+@dataclass(frozen=True)
+class ScrubOutcome:
+    """What a scrub of a resident grid found, and the blocks it rebuilt."""
+
+    repaired: dict
+    report: dict
+
+
+def scrub_grid(code: ProductCode, blocks: dict, seed: int) -> ScrubOutcome:
+    """Check the resident coded grid's code relations and rebuild the blocks they show wrong."""
+    checked = check_grid(code, blocks, repair=True, seed=seed)
+    return ScrubOutcome({key: checked.blocks[key] for key in checked.report.repaired}, checked.report.to_dict())
+
+
+def scrub_report(outcome: ScrubOutcome) -> dict:
+    """Only the (small) report of a scrub, for the client."""
+    return outcome.report
+
+
+def repaired_block(outcome: ScrubOutcome, coord: tuple[int, int]) -> CodedBlock:
+    """One rebuilt block, fetched by its owner."""
+    return outcome.repaired[coord]

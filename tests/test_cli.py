@@ -21,9 +21,19 @@ def test_demo_json_reports_corrections_and_matches_numpy():
     summary = json.loads(done.stdout)  # exactly one JSON object on stdout
     assert summary["matches_numpy"] is True
     assert summary["max_relative_error"] < 1e-10
-    assert summary["injected"] > 0 and summary["corrected"] > 0
+    assert summary["ledger"]["injected"] > 0 and summary["ledger"]["corrected"] > 0
+    assert summary["ledger"]["undetected"] == 0
     assert summary["encode_count"] == 1
     assert "step 3/3" in done.stderr
+
+
+def test_demo_uncoded_lets_errors_through_and_says_so():
+    done = run_cli("demo", "--strategy", "uncoded", "--size", "64", "--batch", "4", "--grid", "2x2", "--steps", "2",
+                   "--workers", "1", "--faults", "bitflip:0.3:field=exponent:steps=block-forward+block-backward",
+                   "--json")
+    assert done.returncode == 1  # a wrong result got through: the run reports failure
+    summary = json.loads(done.stdout)
+    assert summary["ledger"]["undetected"] > 0 and summary["matches_numpy"] is False
 
 
 @pytest.mark.parametrize("args,message", [

@@ -173,3 +173,25 @@ def test_workers_hold_their_blocks_and_block_tasks_run_there(client):
     assert len(ran) == 2 * (3 * 2 + 2 * 3)  # products + projections: 3x2 forward, 2x3 backward
     for key, worker in ran.items():
         assert worker == layer.owners[(key[1], key[2])], key
+
+
+@pytest.mark.parametrize("kind", [dict(kind="bitflip", bit=61), dict(kind="add", relative=1e-4), dict(kind="nan")])
+def test_a_wrong_update_persists_is_corrected_around_and_scrub_repairs_it(client, kind):
+    rng = np.random.default_rng(7)
+    w = rng.standard_normal((64, 48))
+    hook = CorruptionPlan((Corruption("update", block=(1, 2), op=1, index=(3, 4), **kind),))
+    layer = CodedLayer.encode(client, w, grid=(4, 3), parity=(2, 2), name=f"upd{kind['kind']}", hook=hook)
+    delta, x = rng.standard_normal((64, 6)), rng.standard_normal((48, 6))
+    layer.update(delta, x, lr=0.1)
+    reference = w - 0.1 * delta @ x.T
+    stored = layer.gather_blocks()[(1, 2)].values
+    assert not np.allclose(stored, reference[16:32, 32:48])  # the fault persists in the block
+    forward = layer.forward(x)  # every product corrects around it...
+    assert relative(forward.to_numpy(), reference @ x) < 1e-10
+    assert (1, 2) in forward.report.corrected
+    report = layer.scrub()  # ...until a scrub rebuilds it from its row and column
+    assert report["repaired"] == [[1, 2]] and report["ok"]
+    assert relative(layer.gather_weights(), reference) < 1e-10
+    assert layer.owners[(1, 2)] in client.who_has([layer.blocks[(1, 2)]])[layer.blocks[(1, 2)].key]
+    assert layer.forward(x).report.detected == []
+    assert layer.scrub()["repaired"] == []

@@ -235,3 +235,27 @@ def test_scrub_of_a_clean_store_is_clean(store):
     store.checkpoint(1)
     report = scrub(store)
     assert report.ok and not report.found and not report.lost
+
+
+def test_coded_layer_saves_and_restores_onto_the_cluster_without_re_encoding(client, tmp_path):
+    from codenet_dask import CodedLayer
+    from codenet_dask.store import CodedStore
+
+    rng = np.random.default_rng(11)
+    w = rng.standard_normal((48, 40))
+    layer = CodedLayer.encode(client, w, grid=(3, 2), parity=(2, 1), name="saved")
+    x = rng.standard_normal((40, 5))
+    layer.update(rng.standard_normal((48, 5)), x, lr=0.1)
+    trained = layer.gather_weights()
+    with CodedStore.create(tmp_path / "model") as store:
+        layer.save(store)
+        store.checkpoint(step=1)
+    with CodedStore.open(tmp_path / "model") as store:
+        restored = CodedLayer.from_store(client, store, "saved")
+    assert restored.encode_count == 0  # taken as stored, never re-encoded
+    assert np.array_equal(restored.gather_weights(), trained)
+    blocks, again = layer.gather_blocks(), restored.gather_blocks()
+    assert all(np.array_equal(blocks[c].values, again[c].values) for c in blocks)
+    holders = client.who_has(list(restored.blocks.values()))
+    assert all(restored.owners[c] in holders[f.key] for c, f in restored.blocks.items())
+    np.testing.assert_allclose(restored.forward(x).to_numpy(), trained @ x, rtol=1e-12, atol=1e-12)

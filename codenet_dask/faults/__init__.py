@@ -3,6 +3,7 @@ that apply them inside worker tasks (targeted :class:`CorruptionPlan`, seeded :c
 
 from .hook import STEPS, Corruption, CorruptionHook, CorruptionPlan, NoFaults, Site
 from .injector import FaultDecision, InjectedFault, RandomFaults, current_worker
+from .log import collect_injected
 from .models import MODELS, BitFlip, ErrorModel, Inf, NaN, Noise, Stale, Zero, relative_change
 from .spec import FaultRule, FaultSpec, parse_fault_spec
 
@@ -26,6 +27,7 @@ __all__ = [
     "Site",
     "Stale",
     "Zero",
+    "collect_injected",
     "current_worker",
     "parse_fault_spec",
     "relative_change",

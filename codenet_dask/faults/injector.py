@@ -27,6 +27,7 @@ import numpy as np
 
 from .hook import Site
 from .models import ErrorModel, relative_change
+from . import log
 from .spec import FaultRule, FaultSpec, parse_fault_spec
 
 
@@ -126,7 +127,11 @@ class RandomFaults:
         return None
 
     def apply(self, site: Site, values: np.ndarray, attempt: int) -> np.ndarray:
-        return self.apply_logged(site, values, attempt)[0]
+        """Corrupt (or not) and record the ground truth in this process's log."""
+        values, fault = self.apply_logged(site, values, attempt)
+        if fault is not None:
+            log.record(fault)
+        return values
 
     def apply_logged(
         self, site: Site, values: np.ndarray, attempt: int

@@ -6,26 +6,24 @@ is shipped, so workers never start from a block the code does not vouch for.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from distributed import Client, Future
 
 from ..codes.grid import BlockKey
+from ..graph import round_robin_owners
 from .repository import CodedStore
 
 Owners = Mapping[str, Mapping[BlockKey, str]]
 
 
 def default_owners(client: Client, grids: Mapping[str, Mapping[BlockKey, object]]) -> dict[str, dict[BlockKey, str]]:
-    """Round-robin placement over the cluster's workers, the same rule a freshly encoded layer uses."""
-    addresses = sorted(client.scheduler_info()["workers"])
-    if not addresses:
-        raise RuntimeError("the cluster has no workers; start some before restoring")
-    out: dict[str, dict[BlockKey, str]] = {}
-    for name, grid in grids.items():
-        nc = 1 + max(b for _, b in grid)
-        out[name] = {(a, b): addresses[(a * nc + b) % len(addresses)] for a, b in grid}
-    return out
+    """The placement a freshly encoded layer gets (see ``graph.round_robin_owners``)."""
+    addresses = list(client.scheduler_info()["workers"])
+    return {
+        name: round_robin_owners(addresses, (1 + max(a for a, _ in grid), 1 + max(b for _, b in grid)))
+        for name, grid in grids.items()
+    }
 
 
 def restore_to_cluster(
@@ -33,9 +31,13 @@ def restore_to_cluster(
     store: CodedStore,
     owners: Owners | None = None,
     checkpoint: str | int | None = None,
+    layers: Sequence[str] | None = None,
 ) -> dict[str, dict[BlockKey, Future]]:
-    """Futures of every coded block of a checkpoint, each resident on its owner worker."""
-    model = store.restore(checkpoint)
+    """Futures of every coded block of a checkpoint (or of ``layers`` only), each on its owner worker."""
+    if layers is None:
+        model = store.restore(checkpoint)
+    else:
+        model = {name: store.load_layer(name, checkpoint)[0] for name in layers}
     placement = owners if owners is not None else default_owners(client, model)
     futures: dict[str, dict[BlockKey, Future]] = {}
     for name, grid in model.items():

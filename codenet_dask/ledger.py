@@ -1,0 +1,117 @@
+"""Ground-truth fault accounting: every injected fault, and what became of it.
+
+The injector's log (what was injected, where, how large; ``faults.log``) is matched against what
+the system reported (``ProductReport`` per product and attempt, scrub repairs, rollbacks). Each
+injected fault lands in exactly one class:
+
+- ``corrected``: its block was located and its value replaced in the accepted result (or, for a
+  fault in stored weights, every later product corrected around it and a scrub rebuilt it);
+- ``recomputed``: it hit an attempt whose result was thrown away (detected, product recomputed);
+- ``rolled-back``: its operation never produced an accepted result (the caller rolled back);
+- ``benign``: it was not caught, and changed its value by no more than the numerical tolerance;
+- ``undetected``: it was not caught and changed a value beyond tolerance — the failure CodeNet
+  exists to prevent. Uncoded runs have many; codenet and replication r=3 within capacity none.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterable, Literal
+
+import numpy as np
+
+from .checks import ProductReport
+from .faults import InjectedFault, Site
+
+Outcome = Literal["corrected", "recomputed", "rolled-back", "benign", "undetected"]
+OUTCOMES: tuple[str, ...] = ("corrected", "recomputed", "rolled-back", "benign", "undetected")
+
+#: Largest relative change of a value (vs the block's largest magnitude) that counts as benign:
+#: what the worst-case roundoff bounds of a checked product can hide in each precision.
+BENIGN_TOLERANCE = {np.dtype(np.float64): 1e-9, np.dtype(np.float32): 1e-2}
+
+_PRODUCT_STEPS = ("block-forward", "block-backward", "project", "decode", "verify")
+
+
+@dataclass
+class FaultLedger:
+    """Matches injected faults with reports; see the module docstring."""
+
+    dtype: np.dtype = np.dtype(np.float64)
+    injected: list[InjectedFault] = field(default_factory=list)
+    products: dict[tuple[str, int], ProductReport] = field(default_factory=dict)
+    repairs: dict[str, list[tuple[int, tuple[int, ...]]]] = field(default_factory=dict)
+    rolled_back: set[tuple[str, int]] = field(default_factory=set)
+
+    @property
+    def tolerance(self) -> float:
+        return BENIGN_TOLERANCE[np.dtype(self.dtype)]
+
+    def add_injected(self, faults: Iterable[InjectedFault]) -> None:
+        known = {(f.site, f.attempt) for f in self.injected}
+        self.injected += [f for f in faults if (f.site, f.attempt) not in known]
+
+    def add_product(self, report: ProductReport) -> None:
+        self.products[(report.layer, report.op)] = report
+
+    def add_scrub(self, layer: str, op: int, report: dict) -> None:
+        self.repairs.setdefault(layer, []).extend((op, tuple(c)) for c in report["repaired"])
+
+    def add_rollback(self, layer: str, ops: Iterable[int]) -> None:
+        self.rolled_back.update((layer, op) for op in ops)
+
+    def classify(self, fault: InjectedFault) -> Outcome:
+        """The one class this fault belongs to."""
+        site = fault.site
+        if (site.layer, site.op) in self.rolled_back:
+            return "rolled-back"
+        if site.step in _PRODUCT_STEPS:
+            report = self.products.get((site.layer, site.op))
+            if report is None or report.accepted_attempt is None:
+                return "rolled-back"
+            if fault.attempt != report.accepted_attempt:
+                return "recomputed"
+            if site.step.startswith("block-") and site.block in report.detected_by_attempt.get(fault.attempt, []):
+                return "corrected"
+            if site.step == "project" and fault.relative_magnitude > self.tolerance:
+                return "corrected"  # the verifier excluded it; data never flows through projections
+        elif self._weight_fault_handled(site):
+            return "corrected"
+        return "benign" if fault.relative_magnitude <= self.tolerance else "undetected"
+
+    def _weight_fault_handled(self, site: Site) -> bool:
+        """A fault in a stored block (encode/update): rebuilt by a scrub, or corrected at each use."""
+        label = _weight_label(site)
+        if any(op >= site.op and tuple(c) == label[:2] for op, c in self.repairs.get(site.layer, [])):
+            return True
+        later = [r for (layer, op), r in self.products.items() if layer == site.layer and op > site.op]
+        return bool(later) and all(
+            any(_matches(label, d) for d in r.detected_by_attempt.get(r.accepted_attempt, [])) for r in later
+        )
+
+    def outcomes(self) -> list[tuple[InjectedFault, Outcome]]:
+        return [(f, self.classify(f)) for f in self.injected]
+
+    def summary(self) -> dict[str, int]:
+        """Counts per class; they add up to ``injected``."""
+        counts = Counter(outcome for _, outcome in self.outcomes())
+        return {"injected": len(self.injected), **{k: counts.get(k, 0) for k in OUTCOMES}}
+
+
+def _weight_label(site: Site) -> tuple[int, ...]:
+    """The stored block a weight fault lives in: (a, b) or, for a replica, (a, b, r).
+
+    Update sites are (a, b[, r]); the factor encodings inside an update add a trailing 0/1.
+    """
+    block = site.block
+    if site.step == "encode" and site.op > 0:
+        block = block[:-1]  # the factor encoding inside an update
+    return tuple(block)
+
+
+def _matches(label: tuple[int, ...], detected: tuple[int, ...]) -> bool:
+    """Whether a detection in a product names the stored block ``label``."""
+    if len(label) == 2 and len(detected) == 3:  # replica 0 of an unreplicated label
+        return detected == (*label, 0)
+    return tuple(detected) == label

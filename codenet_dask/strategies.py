@@ -1,0 +1,139 @@
+"""The baselines CodeNet is compared with, behind the same layer interface.
+
+- ``uncoded``: the ``kr x kc`` systematic blocks only, products summed unchecked. Fastest; a soft
+  error goes straight into the result.
+- ``replication``: every block stored ``r`` times on different workers (where the cluster has
+  them) and every block product computed ``r`` times. ``r = 2`` detects a disagreement and
+  recomputes; ``r >= 3`` takes the majority.
+- ``codenet``: :class:`~codenet_dask.layer.CodedLayer`.
+
+All three use the same block grid, workers, keys, fault hook and recomputation loop, so a
+comparison differs only in the redundancy scheme.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Sequence
+
+import numpy as np
+from distributed import Client, Future, wait
+
+from . import tasks
+from .errors import CodeParameterError
+from .faults import CorruptionHook, Site
+from .graph import Coord, Plan, ProductSpec, replicated_plan, uncoded_plan, update_plan
+from .layer import CodedLayer, Operand
+
+Strategy = Literal["codenet", "uncoded", "replication"]
+STRATEGIES: tuple[str, ...] = ("codenet", "uncoded", "replication")
+
+
+class UncodedLayer(CodedLayer):
+    """No redundancy: same grid and workers as the coded layer, nothing checked."""
+
+    @classmethod
+    def encode(cls, client: Client, weights: np.ndarray, grid: tuple[int, int] = (4, 4),
+               parity: tuple[int, int] = (0, 0), **kwargs) -> "UncodedLayer":
+        if tuple(parity) != (0, 0):
+            raise CodeParameterError("an uncoded layer has no parity; use parity=(0, 0) or strategy='codenet'")
+        return super().encode(client, weights, grid, (0, 0), **kwargs)  # type: ignore[return-value]
+
+    def _product_plan(self, spec: ProductSpec, pieces: list, v: np.ndarray) -> Plan:
+        return uncoded_plan(spec, pieces, self.hook)
+
+    def _blocks_checked(self, step: str) -> int:
+        return 0
+
+    def scrub(self) -> dict:
+        raise CodeParameterError("an uncoded layer carries no redundancy to check; use codenet or replication")
+
+
+@dataclass
+class ReplicatedLayer(CodedLayer):
+    """Each systematic block on ``replicas`` workers; products compared (r=2) or voted (r>=3)."""
+
+    replicas: dict[Coord, list[Future]] = field(default_factory=dict)
+    replica_owners: dict[tuple[int, int, int], str] = field(default_factory=dict)
+
+    @classmethod
+    def encode(cls, client: Client, weights: np.ndarray, grid: tuple[int, int] = (4, 4),
+               parity: tuple[int, int] = (0, 0), *, replicas: int = 3, hook: CorruptionHook | None = None,
+               **kwargs) -> "ReplicatedLayer":
+        if not (isinstance(replicas, int) and replicas >= 2):
+            raise CodeParameterError(f"replication needs at least 2 replicas, got {replicas!r}")
+        if tuple(parity) != (0, 0):
+            raise CodeParameterError("replication has no parity blocks; give --replicas instead of --parity")
+        layer: ReplicatedLayer = super().encode(client, weights, grid, (0, 0), hook=hook, **kwargs)  # type: ignore[assignment]
+        addresses = sorted(client.scheduler_info()["workers"])
+        kc = layer.code.kc
+        for (a, b), first in layer.blocks.items():
+            copies = [first]
+            for r in range(1, replicas):
+                owner = addresses[(a * kc + b + r) % len(addresses)]
+                copies.append(client.submit(
+                    tasks.replicate_block, first, layer.hook, Site("encode", layer.name, 0, (a, b, r)), 0,
+                    key=(f"encode-{layer.name}", a, b, r), workers=[owner], allow_other_workers=False, pure=False,
+                ))
+            layer.replicas[(a, b)] = copies
+            layer.replica_owners.update({(a, b, r): addresses[(a * kc + b + r) % len(addresses)] for r in range(replicas)})
+        wait([f for copies in layer.replicas.values() for f in copies])
+        return layer
+
+    @property
+    def copies(self) -> int:
+        return len(next(iter(self.replicas.values())))
+
+    def _product_plan(self, spec: ProductSpec, pieces: list, v: np.ndarray) -> Plan:
+        return replicated_plan(
+            spec, self.copies,
+            lambda a, j, r: self.replicas[spec.coord(a, j)][r],
+            lambda a, j, r: self.replica_owners[(*spec.coord(a, j), r)],
+            pieces, self.hook,
+        )
+
+    def _blocks_checked(self, step: str) -> int:
+        return self.copies * self.code.kr * self.code.kc
+
+    def update(self, delta: Operand, x: Operand, lr: float) -> None:
+        """Every replica applies the same update to its own copy."""
+        self._check_lr(lr)
+        d_pieces, x_pieces = self._update_pieces(delta, x)
+        self.ops += 1
+        futures_by_replica = []
+        for r in range(self.copies):
+            plan = update_plan(
+                self.name, self.ops, self.code, lambda a, b, r=r: self.replicas[(a, b)][r], d_pieces, x_pieces,
+                float(lr), lambda a, b, r=r: self.replica_owners[(a, b, r)], self.hook, replica=r,
+            )
+            futures_by_replica.append((plan.outputs, self.client.get(plan.to_hlg(), plan.outputs, sync=False)))
+        wait([f for _, futures in futures_by_replica for f in futures])
+        for r, (keys, futures) in enumerate(futures_by_replica):
+            for key, future in zip(keys, futures):
+                self.replicas[(key[1], key[2])][r] = future
+        self.blocks = {coord: copies[0] for coord, copies in self.replicas.items()}
+
+    def scrub(self) -> dict:
+        raise CodeParameterError("replicated layers are repaired by voting in each product; scrub is for codenet")
+
+
+def build_layer(
+    strategy: Strategy,
+    client: Client,
+    weights: np.ndarray,
+    grid: tuple[int, int] = (4, 4),
+    parity: tuple[int, int] = (2, 2),
+    replicas: int = 3,
+    **kwargs,
+) -> CodedLayer:
+    """A layer of the named strategy on ``client`` (``parity`` for codenet, ``replicas`` for replication)."""
+    if strategy == "codenet":
+        return CodedLayer.encode(client, weights, grid, parity, **kwargs)
+    if strategy == "uncoded":
+        return UncodedLayer.encode(client, weights, grid, **kwargs)
+    if strategy == "replication":
+        return ReplicatedLayer.encode(client, weights, grid, replicas=replicas, **kwargs)
+    raise CodeParameterError(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
+
+
+__all__: Sequence[str] = ("STRATEGIES", "ReplicatedLayer", "Strategy", "UncodedLayer", "build_layer")

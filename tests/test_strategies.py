@@ -1,0 +1,111 @@
+"""Worker-side fault injection, the three strategies on the same cluster, and the ground-truth ledger."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from codenet_dask import CodedLayer
+from codenet_dask.errors import CodeParameterError
+from codenet_dask.faults import RandomFaults, collect_injected
+from codenet_dask.ledger import OUTCOMES, FaultLedger
+from codenet_dask.strategies import ReplicatedLayer, build_layer
+
+PRODUCT_FAULTS = "bitflip:0.08:steps=block-forward+block-backward,nan:0.02:steps=block-forward+block-backward"
+
+
+def train(client, strategy: str, spec: str, seed: int, name: str, steps: int = 4, scrub: bool = False, **kw):
+    """A few training steps of one layer; returns (ledger summary, ledger, max deviation from numpy)."""
+    rng = np.random.default_rng(100)
+    w = rng.standard_normal((96, 64))
+    collect_injected(client)  # start from an empty log
+    layer = build_layer(strategy, client, w, grid=(4, 2), hook=RandomFaults.from_string(spec, seed=seed), name=name, **kw)
+    ledger, reference, worst = FaultLedger(), w.copy(), 0.0
+    if layer.encode_report is not None:
+        ledger.add_scrub(layer.name, 0, layer.encode_report)
+    for _ in range(steps):
+        x, delta = rng.standard_normal((64, 8)), rng.standard_normal((96, 8)) / 8
+        forward, backward = layer.forward(x), layer.backward(delta)
+        layer.update(delta, x, 0.05)
+        worst = max(worst, _rel(forward.to_numpy(), reference @ x), _rel(backward.to_numpy(), reference.T @ delta))
+        reference -= 0.05 * delta @ x.T
+        ledger.add_product(forward.report)
+        ledger.add_product(backward.report)
+        if scrub:
+            report = layer.scrub()
+            ledger.add_scrub(layer.name, layer.ops, report)
+    worst = max(worst, _rel(layer.gather_weights(), reference))
+    ledger.add_injected(collect_injected(client))
+    return ledger.summary(), ledger, worst
+
+
+def _rel(got, want) -> float:
+    return float(np.max(np.abs(got - want)) / np.max(np.abs(want)))
+
+
+def test_same_seed_hits_the_same_tasks_on_every_run(client):
+    runs = [train(client, "codenet", PRODUCT_FAULTS, seed=5, name="again", steps=2)[1] for _ in range(2)]
+    sites = [[(f.site.step, f.site.op, f.site.block, f.attempt, type(f.model).__name__) for f in r.injected] for r in runs]
+    assert sites[0] and sites[0] == sites[1]
+    other = train(client, "codenet", PRODUCT_FAULTS, seed=6, name="other", steps=2)[1]
+    assert [(f.site.op, f.site.block) for f in other.injected] != [(op, b) for _, op, b, _, _ in sites[0]]
+
+
+def test_uncoded_training_lets_bit_flips_through(client):
+    summary, _, worst = train(client, "uncoded", "bitflip:0.1:field=exponent:steps=block-forward+block-backward",
+                              seed=1, name="unc")
+    assert summary["undetected"] > 0
+    assert worst > 1e-3  # and it shows in the results
+
+
+@pytest.mark.parametrize("strategy,kw", [("codenet", dict(parity=(2, 2))), ("replication", dict(replicas=3))])
+def test_codenet_and_replication3_leave_nothing_undetected(client, strategy, kw):
+    summary, _, worst = train(client, strategy, PRODUCT_FAULTS, seed=2, name=f"ok{strategy}", **kw)
+    assert summary["injected"] >= 10
+    assert summary["undetected"] == 0
+    assert summary["corrected"] > 0
+    assert sum(summary[k] for k in OUTCOMES) == summary["injected"]
+    assert worst < 1e-10
+
+
+def test_replication2_detects_and_recomputes(client):
+    # r=2 can only recompute, so keep the rate low enough that 3 attempts suffice (fixed seed).
+    summary, ledger, worst = train(client, "replication", "bitflip:0.03:field=exponent:steps=block-forward+block-backward",
+                                   seed=3, name="rep2", replicas=2)
+    assert summary["undetected"] == 0 and summary["recomputed"] > 0 and summary["corrected"] == 0
+    assert sum(r.recomputed for r in ledger.products.values()) > 0
+    assert worst < 1e-10
+
+
+@pytest.mark.parametrize("step", ["encode", "block-forward", "block-backward", "project", "decode", "verify", "update"])
+def test_faults_in_every_step_kind_are_injected_and_handled(client, step):
+    rate = {"encode": 0.05, "update": 0.05, "project": 0.04}.get(step, 0.1)
+    summary, ledger, worst = train(client, "codenet", f"bitflip:{rate}:field=exponent:steps={step}",
+                                   seed=11, name=f"every{step}", parity=(2, 2), scrub=True)
+    assert summary["injected"] > 0, step
+    assert {f.site.step for f in ledger.injected} == {step}
+    assert summary["undetected"] == 0, ledger.outcomes()
+    assert worst < 1e-10
+    if step in ("encode", "update"):  # a persistent weight fault: corrected at each use, then rebuilt
+        assert any(ledger.repairs.values())
+
+
+def test_no_detection_on_clean_steps(client):
+    for dtype in (np.float64, np.float32):
+        rng = np.random.default_rng(9)
+        layer = CodedLayer.encode(client, rng.standard_normal((64, 48)).astype(dtype), grid=(2, 2), parity=(2, 2),
+                                  name=f"clean{np.dtype(dtype).name}")
+        for _ in range(10):
+            x, delta = rng.standard_normal((48, 5)).astype(dtype), rng.standard_normal((64, 5)).astype(dtype)
+            assert layer.forward(x).report.detected == []
+            assert layer.backward(delta).report.detected == []
+            layer.update(delta, x, 0.1)
+        assert layer.scrub()["located"] == []
+
+
+def test_strategy_errors_name_the_fix(client):
+    w = np.ones((8, 8))
+    with pytest.raises(CodeParameterError, match="unknown strategy 'triple'"):
+        build_layer("triple", client, w, grid=(2, 2))  # type: ignore[arg-type]
+    with pytest.raises(CodeParameterError, match="at least 2 replicas"):
+        ReplicatedLayer.encode(client, w, grid=(2, 2), replicas=1)
