@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+import numpy as np
+
 from ..codes import ProductCode
 from ..errors import CodeParameterError, FaultSpecError
 from ..faults import parse_fault_spec
@@ -83,7 +85,13 @@ def run(args: argparse.Namespace) -> int:
     tolerance = 1e-10 if args.dtype == "float64" else 1e-4
     ok = summary.max_relative_error <= tolerance and summary.ledger["undetected"] == 0
     if args.json:
-        print(json.dumps({**summary.as_dict(), "matches_numpy": ok}))
+        out = {**summary.as_dict(), "matches_numpy": ok}
+        if not np.isfinite(out["max_relative_error"]):
+            out["max_relative_error"] = None  # NaN/Inf reached the result; JSON has no infinity
+        for row in out["per_step"]:
+            if not np.isfinite(row["max_relative_error"]):
+                row["max_relative_error"] = None
+        print(json.dumps(out, allow_nan=False))
     else:
         scheme = {
             "codenet": f"codenet: grid {grid[0]}x{grid[1]} + parity {parity[0]}x{parity[1]}",
