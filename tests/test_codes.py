@@ -128,7 +128,6 @@ def assert_decodes_to_clean(word, tolerance: float) -> None:
 def test_every_single_bit_flip_is_corrected_or_benign(dtype, bits):
     base = make_codeword(4, 2, rows=6, inner=64, batch=8, dtype=dtype, seed=1)
     reference = exact_products(base)
-    scale = max(float(np.max(np.abs(x))) for x in reference)
     missed = caught = 0
     for position in range(base.code.n):
         for bit in range(bits):

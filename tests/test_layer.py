@@ -67,7 +67,7 @@ def test_1024_layer_trains_10_steps_through_corruption_like_numpy(client):
     assert encodes_after_init == 36  # every coded block was encoded exactly once
     reference = w.copy()
     corrected = 0
-    for step in range(10):
+    for _ in range(10):
         x = rng.standard_normal((1024, 64))
         delta = rng.standard_normal((1024, 64)) / 64
         forward = layer.forward(x)

@@ -106,7 +106,7 @@ def run(layers: int, size: int, grid: int, parity: int, changed_fraction: float,
             full_bytes.append(nbytes)
         step = repeats
         update_bytes, update_objects, ckpt_bytes, ckpt_objects = [], [], [], []
-        for r in range(repeats):  # incremental: m blocks of the first layer change
+        for _ in range(repeats):  # incremental: m blocks of the first layer change
             changed = {keys[i] for i in rng.choice(len(keys), m, replace=False)}
             model["fc0"] = {k: (CodedBlock.from_values(b.values + np.asarray(1e-3, dtype), b.err) if k in changed else b)
                             for k, b in model["fc0"].items()}

@@ -453,7 +453,7 @@ class CodedStore:
             raise StoreError(f"layer {name!r} already exists")
         spec = layout.make_spec(name, code, block_shape, dtype, layer_shape)
         group = zarr.open_group(session.store, mode="r+")
-        (nr, nc), (bh, bw) = spec.grid, spec.block_shape
+        nr, nc = spec.grid
         group.create_array(
             name, shape=spec.array_shape, chunks=spec.block_shape, dtype=spec.dtype, fill_value=np.nan,
             serializer=BytesCodec(), compressors=[Crc32cCodec()], dimension_names=spec.dims,
