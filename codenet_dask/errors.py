@@ -23,6 +23,10 @@ class CodeParameterError(CodeNetError, ValueError):
     """Code parameters the grid cannot hold (parity too large, grid finer than the matrix...)."""
 
 
+class ModelParameterError(CodeNetError, ValueError):
+    """Parameters of the completion-time model that describe no real run (negative cost, q > 1, k < 1...)."""
+
+
 class IllConditionedCodeError(CodeParameterError):
     """A decoding submatrix would lose more digits than the safety limit allows."""
 
@@ -42,6 +46,13 @@ class FaultSpecError(CodeNetError, ValueError):
     """A ``--faults`` string (or a fault rule built in code) that does not describe a fault model.
 
     The message says what is wrong and lists the valid forms, so the CLI can print it as is.
+    """
+
+
+class DataError(CodeNetError, ValueError):
+    """A dataset that cannot be loaded as asked (unknown name, missing or malformed files, bad split).
+
+    The message names the problem and the fix in one line, so the CLI can print it as is.
     """
 
 

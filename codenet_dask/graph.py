@@ -25,6 +25,39 @@ Ref = Any  # a key of the same graph or a distributed.Future
 Coord = tuple[int, int]
 
 
+@dataclass(frozen=True)
+class Activated:
+    """An input piece each consumer transforms itself: ``relu(source)`` or ``source * (mask > 0)``.
+
+    Every consuming block task gets its own nested copy of the transform (with its own fault
+    site), so a faulty activation spoils one block product, never a whole codeword.
+    """
+
+    kind: str
+    source: Ref
+    mask: Ref | None = None
+
+
+@dataclass(frozen=True)
+class LossGradient:
+    """Rows ``index`` of the softmax cross-entropy gradient, computed by each consumer from all logits."""
+
+    logits: tuple[Ref, ...]
+    labels: np.ndarray
+    classes: int
+    index: int
+
+
+def piece_for(piece: Ref, layer: str, op: int, consumer: tuple[int, ...], hook: CorruptionHook, attempt: int) -> Ref:
+    """The reference (or inline task) a consumer block uses for one input piece."""
+    site = Site("activation", layer, op, consumer)
+    if isinstance(piece, Activated):
+        return (tasks.activate, piece.kind, piece.source, piece.mask, hook, site, attempt)
+    if isinstance(piece, LossGradient):
+        return (tasks.softmax_grad, list(piece.logits), piece.labels, piece.classes, piece.index, hook, site, attempt)
+    return piece
+
+
 def round_robin_owners(addresses: Sequence[str], coded_shape: tuple[int, int]) -> dict[Coord, str]:
     """Which worker holds each coded block: row-major round robin over the sorted addresses."""
     if not addresses:
@@ -116,8 +149,8 @@ def product_plan(spec: ProductSpec, inputs: Sequence[Ref], v: np.ndarray, hook: 
             where, coord = spec.owner(a, j), spec.coord(a, j)
             key = plan.add(
                 (f"block-{spec.step}-{tag}", *coord),
-                (tasks.block_product, spec.block(a, j), inputs[j], spec.transpose, hook,
-                 site(f"block-{spec.step}", coord), spec.attempt),
+                (tasks.block_product, spec.block(a, j), piece_for(inputs[j], spec.layer, spec.op, coord, hook, spec.attempt),
+                 spec.transpose, hook, site(f"block-{spec.step}", coord), spec.attempt),
                 where,
             )
             column.append(key)
@@ -156,8 +189,10 @@ def uncoded_plan(spec: ProductSpec, inputs: Sequence[Ref], hook: CorruptionHook)
     results = [
         [
             plan.add((f"block-{spec.step}-{tag}", *spec.coord(a, j)),
-                     (tasks.block_product, spec.block(a, j), inputs[j], spec.transpose, hook,
-                      Site(f"block-{spec.step}", spec.layer, spec.op, spec.coord(a, j)), spec.attempt),
+                     (tasks.block_product, spec.block(a, j),
+                      piece_for(inputs[j], spec.layer, spec.op, spec.coord(a, j), hook, spec.attempt),
+                      spec.transpose, hook, Site(f"block-{spec.step}", spec.layer, spec.op, spec.coord(a, j)),
+                      spec.attempt),
                      spec.owner(a, j))
             for a in range(spec.code.k)
         ]
@@ -189,8 +224,10 @@ def replicated_plan(
             coord = spec.coord(t, j)
             codewords.append([
                 plan.add((f"block-{spec.step}-{tag}", *coord, r),
-                         (tasks.block_product, replica(t, j, r), inputs[j], spec.transpose, hook,
-                          Site(f"block-{spec.step}", spec.layer, spec.op, (*coord, r)), spec.attempt),
+                         (tasks.block_product, replica(t, j, r),
+                          piece_for(inputs[j], spec.layer, spec.op, (*coord, r), hook, spec.attempt),
+                          spec.transpose, hook, Site(f"block-{spec.step}", spec.layer, spec.op, (*coord, r)),
+                          spec.attempt),
                          replica_owner(t, j, r))
                 for r in range(replicas)
             ])
@@ -260,9 +297,12 @@ def update_plan(
     nr, nc = code.coded_shape
     row_a, col_a = code.row_code.parity_matrix, code.col_code.parity_matrix
     for a in range(nr):
-        d_pieces, d_coeffs = ([deltas[a]], None) if a < code.kr else (list(deltas), row_a[a - code.kr])
+        d_rows, d_coeffs = ([a], None) if a < code.kr else (range(code.kr), row_a[a - code.kr])
         for b in range(nc):
-            x_pieces, x_coeffs = ([inputs[b]], None) if b < code.kc else (list(inputs), col_a[b - code.kc])
+            x_rows, x_coeffs = ([b], None) if b < code.kc else (range(code.kc), col_a[b - code.kc])
+            consumer = (a, b, *suffix)
+            d_pieces = [piece_for(deltas[i], layer, op, (*consumer, 0, i), hook, 0) for i in d_rows]
+            x_pieces = [piece_for(inputs[j], layer, op, (*consumer, 1, j), hook, 0) for j in x_rows]
             plan.outputs.append(plan.add(
                 (f"update-{layer}-{op}", a, b, *suffix),
                 (tasks.update, blocks(a, b), d_pieces, d_coeffs, x_pieces, x_coeffs, lr, hook,

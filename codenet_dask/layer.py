@@ -22,7 +22,7 @@ from .checks import ProductReport, projection_matrix
 from .codes import ProductCode, require_real_float
 from .errors import CodeParameterError, NonFiniteInputError, ShapeMismatchError, UncorrectableError
 from .faults import CorruptionHook, NoFaults, Site
-from .graph import Coord, Plan, ProductSpec, encode_plan, product_plan, round_robin_owners, update_plan
+from .graph import Activated, Coord, LossGradient, Plan, ProductSpec, encode_plan, product_plan, round_robin_owners, update_plan
 
 if TYPE_CHECKING:
     from .store import CodedStore, WriteStats
@@ -45,8 +45,36 @@ class ProductResult:
         return np.concatenate(self.chunks[0].client.gather(self.chunks))[: self.rows]
 
 
-Operand = Union[np.ndarray, ProductResult]
-"""A product operand: a numpy matrix, or a previous product's verified result on the cluster."""
+@dataclass(frozen=True)
+class Relu:
+    """``relu(result)``, computed by each consuming block task itself (decentralised activation)."""
+
+    result: ProductResult
+
+
+@dataclass(frozen=True)
+class ReluGrad:
+    """``grad * (pre > 0)``, computed by each consuming block task itself (backprop through ReLU)."""
+
+    grad: ProductResult
+    pre: ProductResult
+
+
+@dataclass(frozen=True)
+class SoftmaxXentGrad:
+    """Gradient of softmax cross-entropy of ``logits`` (a verified result) w.r.t. the logits.
+
+    Every consuming block task computes its own copy from all logit chunks (they are small).
+    """
+
+    logits: ProductResult
+    labels: np.ndarray
+    classes: int
+
+
+Operand = Union[np.ndarray, ProductResult, Relu, ReluGrad, SoftmaxXentGrad]
+"""A product operand: a numpy matrix, a previous product's verified result on the cluster, or one
+of those passed through an activation that every consumer applies on its own."""
 
 
 @dataclass
@@ -238,6 +266,19 @@ class CodedLayer:
 
     def _pieces(self, data: Operand, length: int, count: int, size: int, what: str) -> tuple[list, int]:
         """Split an operand into the grid's block pieces (zero-padded), scattered to the cluster."""
+        if isinstance(data, Relu):
+            pieces, batch = self._pieces(data.result, length, count, size, what)
+            return [Activated("relu", p) for p in pieces], batch
+        if isinstance(data, SoftmaxXentGrad):
+            logits, batch = self._pieces(data.logits, length, count, size, what)
+            labels = np.asarray(data.labels, dtype=np.int64)
+            return [LossGradient(tuple(logits), labels, data.classes, i) for i in range(count)], batch
+        if isinstance(data, ReluGrad):
+            grads, batch = self._pieces(data.grad, length, count, size, what)
+            pres, pre_batch = self._pieces(data.pre, length, count, size, what)
+            if pre_batch != batch:
+                raise ShapeMismatchError(f"{what}: gradient batch {batch} differs from pre-activation batch {pre_batch}")
+            return [Activated("relu-grad", g, p) for g, p in zip(grads, pres)], batch
         if isinstance(data, ProductResult):
             if len(data.chunks) != count or data.rows > length or data.rows <= length - size:
                 raise ShapeMismatchError(

@@ -13,6 +13,7 @@ comparison differs only in the redundancy scheme.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Literal, Sequence
 
@@ -65,20 +66,33 @@ class ReplicatedLayer(CodedLayer):
         if tuple(parity) != (0, 0):
             raise CodeParameterError("replication has no parity blocks; give --replicas instead of --parity")
         layer: ReplicatedLayer = super().encode(client, weights, grid, (0, 0), hook=hook, **kwargs)  # type: ignore[assignment]
-        addresses = sorted(client.scheduler_info()["workers"])
-        kc = layer.code.kc
-        for (a, b), first in layer.blocks.items():
-            copies = [first]
-            for r in range(1, replicas):
-                owner = addresses[(a * kc + b + r) % len(addresses)]
-                copies.append(client.submit(
-                    tasks.replicate_block, first, layer.hook, Site("encode", layer.name, 0, (a, b, r)), 0,
-                    key=(f"encode-{layer.name}", a, b, r), workers=[owner], allow_other_workers=False, pure=False,
-                ))
-            layer.replicas[(a, b)] = copies
-            layer.replica_owners.update({(a, b, r): addresses[(a * kc + b + r) % len(addresses)] for r in range(replicas)})
-        wait([f for copies in layer.replicas.values() for f in copies])
+        layer._replicate(replicas)
         return layer
+
+    @classmethod
+    def from_store(cls, client: Client, store, name: str, checkpoint=None, *, replicas: int = 3,
+                   **kwargs) -> "ReplicatedLayer":
+        """Restore replica 0 from a checkpoint and copy it to the other replicas' workers."""
+        layer: ReplicatedLayer = super().from_store(client, store, name, checkpoint, **kwargs)  # type: ignore[assignment]
+        layer._replicate(replicas)
+        return layer
+
+    def _replicate(self, replicas: int) -> None:
+        """Copy every block (replica 0) to ``replicas - 1`` further workers, round robin."""
+        addresses = sorted(self.client.scheduler_info()["workers"])
+        kc, token = self.code.kc, uuid.uuid4().hex[:8]  # fresh keys: a restore must not reuse old copies
+        for (a, b), first in self.blocks.items():
+            owners = [addresses[(a * kc + b + r) % len(addresses)] for r in range(replicas)]
+            copies = [first] + [
+                self.client.submit(
+                    tasks.replicate_block, first, self.hook, Site("encode", self.name, 0, (a, b, r)), 0,
+                    key=(f"encode-{self.name}-{token}", a, b, r), workers=[owners[r]], allow_other_workers=False,
+                )
+                for r in range(1, replicas)
+            ]
+            self.replicas[(a, b)] = copies
+            self.replica_owners.update({(a, b, r): owners[r] for r in range(replicas)})
+        wait([f for copies in self.replicas.values() for f in copies])
 
     @property
     def copies(self) -> int:

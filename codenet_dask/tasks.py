@@ -45,6 +45,44 @@ def systematic_block(values: np.ndarray, hook: CorruptionHook, site: Site, attem
     return CodedBlock.from_values(hook.apply(site, values, attempt), 0.0)
 
 
+def activate(
+    kind: str, source: np.ndarray, mask: np.ndarray | None, hook: CorruptionHook, site: Site, attempt: int
+) -> np.ndarray:
+    """A consumer's own copy of an activated input piece: ``relu(source)`` or ``source * (mask > 0)``.
+
+    Runs inside the consuming block task, so a fault here spoils only that block's product,
+    which its codeword check then catches (CodeNet's decentralised activation).
+    """
+    if kind == "relu":
+        values = np.maximum(source, 0)
+    elif kind == "relu-grad":
+        values = np.where(mask > 0, source, 0).astype(source.dtype, copy=False)
+    else:
+        raise ValueError(f"unknown activation {kind!r}")
+    return hook.apply(site, values, attempt)
+
+
+def softmax_grad(
+    logits: Sequence[np.ndarray], labels: np.ndarray, classes: int, index: int,
+    hook: CorruptionHook, site: Site, attempt: int,
+) -> np.ndarray:
+    """Rows ``index`` of ``(softmax(logits) - onehot(labels)) / batch``, computed by each consumer.
+
+    ``logits`` are the output layer's verified chunks (padding rows beyond ``classes`` are
+    ignored and get a zero gradient).
+    """
+    full = np.concatenate(list(logits))
+    z = full[:classes].astype(np.float64)
+    z = z - z.max(axis=0, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=0, keepdims=True)
+    p[labels, np.arange(labels.size)] -= 1.0
+    grad = np.zeros_like(full)
+    grad[:classes] = p / labels.size
+    size = logits[0].shape[0]
+    return hook.apply(site, grad[index * size:(index + 1) * size], attempt)
+
+
 def replicate_block(block: CodedBlock, hook: CorruptionHook, site: Site, attempt: int) -> CodedBlock:
     """Another worker's copy of a block (the copy itself may be hit by a fault)."""
     return CodedBlock.from_values(hook.apply(site, block.values.copy(), attempt), block.err, block.updates)

@@ -10,10 +10,10 @@ import sys
 from typing import Sequence
 
 from ..errors import CodeNetError
-from . import demo, store_commands
+from . import demo, store_commands, train
 from .common import UsageError
 
-SUBCOMMANDS = (demo, store_commands)
+SUBCOMMANDS = (train, demo, store_commands)
 
 
 def build_parser() -> argparse.ArgumentParser:

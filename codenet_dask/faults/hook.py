@@ -16,8 +16,10 @@ import numpy as np
 
 from . import corruptions
 
-Step = Literal["encode", "block-forward", "block-backward", "project", "decode", "verify", "update"]
-STEPS: tuple[str, ...] = ("encode", "block-forward", "block-backward", "project", "decode", "verify", "update")
+Step = Literal["encode", "activation", "block-forward", "block-backward", "project", "decode", "verify", "update"]
+STEPS: tuple[str, ...] = (
+    "encode", "activation", "block-forward", "block-backward", "project", "decode", "verify", "update",
+)
 Kind = Literal["bitflip", "add", "nan", "inf", "-inf", "zero"]
 
 

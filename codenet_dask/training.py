@@ -1,0 +1,231 @@
+"""Training a multi-layer perceptron whose every layer is coded (or a baseline) on Dask workers.
+
+Each SGD step runs, per layer, the checked products of :class:`~codenet_dask.layer.CodedLayer`:
+feedforward through all layers (ReLU applied by each consuming block task itself), the softmax
+cross-entropy gradient (computed by each consumer from the small logits), then from the top
+layer down: backprop ``W^T D`` (before the update, with the old weights), and the update
+``W -= lr D X^T`` on the coded blocks. A product still wrong after its recomputations raises
+UncorrectableError: the run rolls back to the last checkpoint in the store and continues from
+there (the lost steps are redone with fresh fault draws). Every ``scrub_every`` steps the
+resident grids are scrubbed (rebuilding blocks a faulty update left wrong); every
+``checkpoint_every`` steps the changed blocks are written and committed atomically.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from distributed import Client
+
+from .data import Dataset, batches
+from .errors import UncorrectableError
+from .faults import RandomFaults, collect_injected
+from .layer import CodedLayer, Relu, ReluGrad, SoftmaxXentGrad
+from .ledger import FaultLedger
+from .store import CodedStore
+from .strategies import ReplicatedLayer, Strategy, build_layer
+
+#: Rollbacks after which a run gives up (the fault rate is beyond what checkpoints can absorb).
+MAX_ROLLBACKS = 20
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """What to train and how; the CLI's options map onto these fields."""
+
+    strategy: Strategy = "codenet"
+    hidden: tuple[int, ...] = (128,)
+    grid: int = 2
+    parity: tuple[int, int] = (2, 2)
+    replicas: int = 3
+    epochs: int = 3
+    batch_size: int = 64
+    lr: float = 0.1
+    lr_decay: float = 0.7
+    dtype: str = "float64"
+    faults: str = "bitflip:0.01:steps=block-forward+block-backward+update,nan:0.002:steps=block-forward+block-backward"
+    seed: int = 0
+    checkpoint_every: int = 25
+    scrub_every: int = 10
+
+
+@dataclass
+class TrainSummary:
+    """The ``train --json`` object (DESIGN.md section 3)."""
+
+    strategy: str
+    workers: int
+    layers: list[int]
+    epochs: int
+    iterations: int
+    test_accuracy: float
+    final_loss: float
+    wall_seconds: float
+    faults: dict
+    store: str
+    dataset: str = "mnist"
+    accuracy_by_epoch: list[float] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def init_weights(sizes: list[int], dtype: np.dtype, seed: int) -> list[np.ndarray]:
+    """He-initialised weights (outputs x inputs) for layer widths ``sizes``."""
+    rng = np.random.default_rng(seed)
+    return [(rng.standard_normal((m, n)) * np.sqrt(2.0 / n)).astype(dtype) for n, m in zip(sizes, sizes[1:])]
+
+
+def predict(weights: list[np.ndarray], x: np.ndarray) -> np.ndarray:
+    """Class scores of a plain numpy forward pass (used for evaluation, not training)."""
+    for w in weights[:-1]:
+        x = np.maximum(w @ x, 0)
+    return weights[-1] @ x
+
+
+def accuracy(weights: list[np.ndarray], x: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(np.argmax(predict(weights, x), axis=0) == y))
+
+
+def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
+    z = logits - logits.max(axis=0, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(axis=0, keepdims=True))
+    return float(-np.mean(log_p[labels, np.arange(labels.size)]))
+
+
+class Trainer:
+    """One training run on a cluster; see the module docstring."""
+
+    def __init__(self, client: Client, data: Dataset, config: TrainConfig, store_path: str | Path | None = None):
+        self.client, self.data, self.config = client, data, config
+        self.dtype = np.dtype(config.dtype)
+        self.sizes = [data.features, *config.hidden, data.classes]
+        self.hook = RandomFaults.from_string(config.faults, seed=config.seed)
+        self._tmp = None if store_path else tempfile.TemporaryDirectory(prefix="codenet-store-")
+        self.store_path = Path(store_path) if store_path else Path(self._tmp.name) / "model"
+        self.ledger = FaultLedger(dtype=self.dtype)
+        self.rollbacks = 0
+        self.layers: list[CodedLayer] = []
+        self.checkpoint_position = 0
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def build(self) -> None:
+        collect_injected(self.client)  # forget faults of earlier runs on this cluster
+        grid = (self.config.grid, self.config.grid)
+        for i, w in enumerate(init_weights(self.sizes, self.dtype, self.config.seed)):
+            layer = build_layer(self.config.strategy, self.client, w, grid=grid, parity=self.config.parity,
+                                replicas=self.config.replicas, name=f"dense{i}", hook=self.hook, seed=self.config.seed)
+            if layer.encode_report is not None:
+                self.ledger.add_scrub(layer.name, 0, layer.encode_report)
+            self.layers.append(layer)
+        with CodedStore.create(self.store_path, model="mlp") as store:
+            self._checkpoint(store, 0)
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    # -- one SGD step ---------------------------------------------------------------------
+    def step(self, x: np.ndarray, y: np.ndarray, lr: float) -> float:
+        """Forward, loss gradient, backward and update of every layer; returns the batch loss."""
+        pre, operand = [], x
+        for i, layer in enumerate(self.layers):
+            result = layer.forward(operand)
+            self.ledger.add_product(result.report)
+            pre.append(result)
+            operand = Relu(result) if i < len(self.layers) - 1 else result
+        logits = pre[-1].to_numpy()[: self.data.classes]
+        delta = SoftmaxXentGrad(pre[-1], y, self.data.classes)
+        for i in reversed(range(len(self.layers))):
+            layer = self.layers[i]
+            if i > 0:
+                back = layer.backward(delta)
+                self.ledger.add_product(back.report)
+            layer.update(delta, x if i == 0 else Relu(pre[i - 1]), lr)
+            if i > 0:
+                delta = ReluGrad(back, pre[i - 1])
+        return cross_entropy(logits.astype(np.float64), y)
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def _checkpoint(self, store: CodedStore, position: int) -> None:
+        for layer in self.layers:
+            layer.save(store)
+        store.checkpoint(step=position)
+        self.checkpoint_position = position
+
+    def _rollback(self) -> int:
+        """Restore every layer from the last checkpoint (onto the workers); returns its position."""
+        self.rollbacks += 1
+        if self.rollbacks > MAX_ROLLBACKS:
+            raise UncorrectableError(
+                f"gave up after {MAX_ROLLBACKS} rollbacks: the fault rate is beyond what the code and "
+                f"checkpoints can absorb; lower --faults or add parity"
+            )
+        restored = []
+        with CodedStore.open(self.store_path) as store:
+            for layer in self.layers:
+                kwargs = {"replicas": layer.copies} if isinstance(layer, ReplicatedLayer) else {}
+                new = type(layer).from_store(self.client, store, layer.name, hook=self.hook,
+                                             seed=self.config.seed, **kwargs)
+                new.ops = layer.ops  # keep fault sites fresh: a redo is not a replay
+                restored.append(new)
+        self.layers = restored
+        return self.checkpoint_position
+
+    # -- the loop -------------------------------------------------------------------------
+    def run(self, progress: Callable[[dict], None] | None = None) -> TrainSummary:
+        start = time.perf_counter()
+        if not self.layers:
+            self.build()
+        per_epoch = -(-self.data.y_train.size // self.config.batch_size)
+        total = per_epoch * self.config.epochs
+        epoch_batches: tuple[int, list] = (-1, [])
+        position, loss, by_epoch = 0, float("nan"), []
+        with CodedStore.open(self.store_path, mode="r+") as store:
+            while position < total:
+                epoch, index = divmod(position, per_epoch)
+                if epoch_batches[0] != epoch:  # one epoch in memory; a rollback may regenerate one
+                    epoch_batches = (epoch, list(batches(self.data.x_train, self.data.y_train,
+                                                         self.config.batch_size, seed=self.config.seed, epoch=epoch)))
+                xb, yb = epoch_batches[1][index]
+                lr = self.config.lr * self.config.lr_decay ** epoch
+                try:
+                    loss = self.step(xb.astype(self.dtype, copy=False), yb, lr)
+                except UncorrectableError:
+                    position = self._rollback()
+                    continue
+                position += 1
+                if self.config.strategy == "codenet" and position % self.config.scrub_every == 0:
+                    for layer in self.layers:
+                        self.ledger.add_scrub(layer.name, layer.ops + 1, layer.scrub())
+                if position % self.config.checkpoint_every == 0:
+                    self._checkpoint(store, position)
+                end_of_epoch = position % per_epoch == 0
+                if end_of_epoch:
+                    by_epoch.append(self.test_accuracy())
+                if progress:
+                    progress({"epoch": epoch + 1, "position": position, "of": total, "loss": loss,
+                              "rollbacks": self.rollbacks, "test_accuracy": by_epoch[-1] if end_of_epoch else None})
+            self._checkpoint(store, position)
+        self.ledger.add_injected(collect_injected(self.client))
+        led = self.ledger.summary()
+        detected = sum(len(r.detected) for r in self.ledger.products.values())
+        return TrainSummary(
+            strategy=self.config.strategy, workers=len(self.client.scheduler_info()["workers"]),
+            layers=self.sizes, epochs=self.config.epochs, iterations=total,
+            test_accuracy=by_epoch[-1] if by_epoch else self.test_accuracy(), final_loss=loss,
+            wall_seconds=time.perf_counter() - start,
+            faults={"injected": led["injected"], "detected": detected, "corrected": led["corrected"],
+                    "recomputed": led["recomputed"], "rollbacks": self.rollbacks,
+                    "rolled_back": led["rolled-back"], "benign": led["benign"], "undetected": led["undetected"]},
+            store=str(self.store_path) if self._tmp is None else "(temporary)",
+            dataset=self.data.name, accuracy_by_epoch=by_epoch,
+        )
+
+    def test_accuracy(self) -> float:
+        return accuracy([layer.gather_weights() for layer in self.layers], self.data.x_test, self.data.y_test)
