@@ -60,9 +60,10 @@ between failures. :func:`optimal_interval` instead minimises the exact expressio
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal, NamedTuple, Sequence
+from typing import Literal, NamedTuple
 
 import numpy as np
 from scipy import stats
@@ -85,6 +86,11 @@ def _non_negative(name: str, value: float) -> float:
     if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
         raise ModelParameterError(f"{name} must be a finite number >= 0, got {value!r}")
     return float(value)
+
+
+def _log1m(x: float) -> float:
+    """``log(1 - x)`` accurate for tiny ``x``, and ``-inf`` (not a domain error) at ``x = 1``."""
+    return math.log1p(-x) if x < 1.0 else -math.inf
 
 
 def _count(name: str, value: int, least: int = 1) -> int:
@@ -114,8 +120,8 @@ class Codeword:
         _count("correct", self.correct, least=0)
         _count("detect", self.detect, least=0)
         if not self.correct <= self.detect <= self.n:
-            raise ModelParameterError(
-                f"a codeword needs correct <= detect <= n, got correct={self.correct}, detect={self.detect}, n={self.n}")
+            raise ModelParameterError(f"a codeword needs correct <= detect <= n, got correct={self.correct}, "
+                                      f"detect={self.detect}, n={self.n}")
 
     def outcomes(self, q: float) -> Outcomes:
         """Binomial tails of the number of wrong results (survival functions: no 1 - (1 - tiny) loss)."""
@@ -141,15 +147,17 @@ class Product:
             raise ModelParameterError(f"reject + silent exceeds 1 ({self.reject} + {self.silent})")
 
     @classmethod
-    def checked(cls, q: float, codewords: Sequence[tuple[Codeword, int]], time: float) -> "Product":
+    def checked(cls, q: float, codewords: Sequence[tuple[Codeword, int]], time: float) -> Product:
         """A product whose attempt holds ``count`` codewords of each kind (kinds independent)."""
         log_accept = log_clean_given_accept = 0.0
         for codeword, count in codewords:
+            if not _count("codeword count", count, least=0):
+                continue
             _, retry, silent = codeword.outcomes(q)
-            if retry >= 1.0 and _count("codeword count", count, least=0):
+            if retry >= 1.0:
                 return cls(time, 1.0, 0.0)
-            log_accept += count * math.log1p(-retry) if count else 0.0
-            log_clean_given_accept += count * math.log1p(-silent / (1.0 - retry))
+            log_accept += count * math.log1p(-retry)
+            log_clean_given_accept += count * _log1m(silent / (1.0 - retry))
         accept = math.exp(log_accept)
         return cls(time, -math.expm1(log_accept), accept * -math.expm1(log_clean_given_accept))
 
@@ -174,15 +182,17 @@ class StepModel:
             raise ModelParameterError("a step needs at least one product and a positive time")
 
     @classmethod
-    def measured(cls, name: str, step_time: float, p_fail: float) -> "StepModel":
+    def measured(cls, name: str, step_time: float, p_fail: float) -> StepModel:
         """A step known only by its time and failure rate (e.g. from measured runs): no retries."""
         return cls(name, (Product(step_time, _probability("p_fail", p_fail)),), max_attempts=1)
 
     def _fails(self) -> list[float]:
         return [p.reject ** self.max_attempts for p in self.products]
 
-    def _reach(self) -> np.ndarray:
-        return np.concatenate([[1.0], np.cumprod([1.0 - f for f in self._fails()])[:-1]])
+    def _reached(self) -> list[tuple[float, float]]:
+        """Per product: attempt time x chance a step run gets to it, and its mean attempts there."""
+        reach = np.concatenate([[1.0], np.cumprod([1.0 - f for f in self._fails()])[:-1]])
+        return [(r * p.time, p.attempts(self.max_attempts)) for r, p in zip(reach, self.products, strict=True)]
 
     @property
     def base_time(self) -> float:
@@ -192,18 +202,17 @@ class StepModel:
     @property
     def p_fail(self) -> float:
         """Probability that a step run fails (some product rejected ``max_attempts`` times): rollback."""
-        return float(0.0 - math.expm1(sum(math.log1p(-f) if f < 1 else -math.inf for f in self._fails())))
+        return float(0.0 - math.expm1(sum(_log1m(f) for f in self._fails())))
 
     @property
     def step_time(self) -> float:
         """Mean seconds of one step run, recomputations included, a failing run cut at its failure."""
-        return float(sum(r * p.time * p.attempts(self.max_attempts) for r, p in zip(self._reach(), self.products)))
+        return float(sum(seconds * attempts for seconds, attempts in self._reached()))
 
     @property
     def recompute_overhead(self) -> float:
         """Mean seconds per step run spent on attempts after the first (in-place recomputation)."""
-        return float(sum(r * p.time * (p.attempts(self.max_attempts) - 1)
-                         for r, p in zip(self._reach(), self.products)))
+        return float(sum(seconds * (attempts - 1) for seconds, attempts in self._reached()))
 
     @property
     def p_silent(self) -> float:
@@ -292,13 +301,13 @@ class RunModel:
         _non_negative("checkpoint cost C", self.checkpoint_cost)
         _non_negative("restart cost R", self.restart_cost)
 
-    def with_interval(self, interval: int) -> "RunModel":
+    def with_interval(self, interval: int) -> RunModel:
         return replace(self, interval=interval)
 
     @property
     def silent_probability(self) -> float:
         """Probability that the finished run kept at least one silently wrong step (rolled-back work is gone)."""
-        return float(0.0 - math.expm1(self.steps * math.log1p(-self.step.p_silent)))
+        return float(0.0 - math.expm1(self.steps * _log1m(self.step.p_silent)))
 
 
 def expected_times(run: RunModel, intervals: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -414,7 +423,10 @@ def _simulate_runs(run: RunModel, replicates: int, rng: np.random.Generator) -> 
 
 def plot_expected_time(runs: Sequence[RunModel], path: str | Path,
                        intervals: Sequence[int] | None = None) -> Path:
-    """Write a PNG of expected time vs checkpoint interval, one curve per run, Young/Daly and optimum marked."""
+    """Write a PNG of expected time vs checkpoint interval, one curve per run, Young/Daly and optimum marked.
+
+    Log-log, clipped a little above the slowest run's optimum: times grow exponentially in ``k``.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -426,14 +438,21 @@ def plot_expected_time(runs: Sequence[RunModel], path: str | Path,
     figure = Figure(figsize=(7, 4.5))
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
+    best_times = []
     for run in runs:
-        line, = axes.plot(ks, expected_times(run, ks), label=run.step.name)
-        for k, marker, what in ((young_daly_interval(run), "o", "Young/Daly"), (optimal_interval(run), "*", "optimum")):
-            axes.plot([k], [expected_time(run.with_interval(k))], marker, color=line.get_color(),
-                      markersize=9, markerfacecolor="none" if marker == "o" else line.get_color(),
-                      label=f"{run.step.name}: {what} k={k}")
-    axes.set(xscale="log", xlabel="checkpoint interval k (steps)", ylabel="expected completion time (s)",
-             title="Expected completion time vs checkpoint interval")
+        best, daly = optimal_interval(run), young_daly_interval(run)
+        best_times.append(expected_time(run.with_interval(best)))
+        line, = axes.plot(ks, expected_times(run, ks), label=f"{run.step.name} (optimum k={best}, Young/Daly k={daly})")
+        colour = line.get_color()
+        axes.plot([daly], [expected_time(run.with_interval(daly))], "o", color=colour, markerfacecolor="none", ms=10)
+        axes.plot([best], [best_times[-1]], "*", color=colour, ms=10)
+    axes.plot([], [], "o", color="grey", markerfacecolor="none", label="Young/Daly interval")
+    axes.plot([], [], "*", color="grey", label="exact optimum")
+    axes.set(xscale="log", yscale="log", xlabel="checkpoint interval k (steps)",
+             ylabel="expected completion time (s)", title="Expected completion time vs checkpoint interval")
+    finite = [t for t in best_times if math.isfinite(t)]
+    if finite:  # a run that never completes has no optimum to frame
+        axes.set_ylim(0.8 * min(finite), 4 * max(finite))
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(fontsize=7)
     path = Path(path)

@@ -66,14 +66,16 @@ class FaultLedger:
         site = fault.site
         if (site.layer, site.op) in self.rolled_back:
             return "rolled-back"
-        if site.step in _PRODUCT_STEPS:
-            report = self.products.get((site.layer, site.op))
+        report = self.products.get((site.layer, site.op))
+        if site.step in _PRODUCT_STEPS or (site.step == "activation" and report is not None):
             if report is None or report.accepted_attempt is None:
                 return "rolled-back"
             if fault.attempt != report.accepted_attempt:
                 return "recomputed"
-            if site.step.startswith("block-") and site.block in report.detected_by_attempt.get(fault.attempt, []):
-                return "corrected"
+            if site.step.startswith("block-") or site.step == "activation":
+                # An activation fault lives inside one consumer block task: it shows as that block.
+                if site.block in report.detected_by_attempt.get(fault.attempt, []):
+                    return "corrected"
             if site.step == "project" and fault.relative_magnitude > self.tolerance:
                 return "corrected"  # the verifier excluded it; data never flows through projections
         elif self._weight_fault_handled(site):
@@ -102,11 +104,14 @@ class FaultLedger:
 def _weight_label(site: Site) -> tuple[int, ...]:
     """The stored block a weight fault lives in: (a, b) or, for a replica, (a, b, r).
 
-    Update sites are (a, b[, r]); the factor encodings inside an update add a trailing 0/1.
+    Update sites are (a, b[, r]); the factor encodings inside an update add a trailing 0/1, the
+    activations of its input pieces a trailing (0/1, piece).
     """
     block = site.block
     if site.step == "encode" and site.op > 0:
         block = block[:-1]  # the factor encoding inside an update
+    elif site.step == "activation":
+        block = block[:-2]
     return tuple(block)
 
 

@@ -52,6 +52,7 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 25
     scrub_every: int = 10
+    max_attempts: int = 3
 
 
 @dataclass
@@ -112,6 +113,7 @@ class Trainer:
         self.rollbacks = 0
         self.layers: list[CodedLayer] = []
         self.checkpoint_position = 0
+        self.checkpoint_ops: dict[str, int] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
     def build(self) -> None:
@@ -122,6 +124,7 @@ class Trainer:
                                 replicas=self.config.replicas, name=f"dense{i}", hook=self.hook, seed=self.config.seed)
             if layer.encode_report is not None:
                 self.ledger.add_scrub(layer.name, 0, layer.encode_report)
+            layer.max_attempts = self.config.max_attempts
             self.layers.append(layer)
         with CodedStore.create(self.store_path, model="mlp") as store:
             self._checkpoint(store, 0)
@@ -157,6 +160,7 @@ class Trainer:
             layer.save(store)
         store.checkpoint(step=position)
         self.checkpoint_position = position
+        self.checkpoint_ops = {layer.name: layer.ops for layer in self.layers}
 
     def _rollback(self) -> int:
         """Restore every layer from the last checkpoint (onto the workers); returns its position."""
@@ -169,10 +173,13 @@ class Trainer:
         restored = []
         with CodedStore.open(self.store_path) as store:
             for layer in self.layers:
+                # Every operation since the checkpoint is undone, faults in it included.
+                self.ledger.add_rollback(layer.name, range(self.checkpoint_ops[layer.name] + 1, layer.ops + 1))
                 kwargs = {"replicas": layer.copies} if isinstance(layer, ReplicatedLayer) else {}
                 new = type(layer).from_store(self.client, store, layer.name, hook=self.hook,
                                              seed=self.config.seed, **kwargs)
                 new.ops = layer.ops  # keep fault sites fresh: a redo is not a replay
+                new.max_attempts = layer.max_attempts
                 restored.append(new)
         self.layers = restored
         return self.checkpoint_position

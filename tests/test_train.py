@@ -1,0 +1,83 @@
+"""Training end to end: the CLI as a user runs it, rollback to checkpoints, and bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from codenet_dask.data import load_dataset
+from codenet_dask.training import TrainConfig, Trainer
+
+SMALL = ["--dataset", "digits", "--layers", "16", "--epochs", "2", "--batch-size", "128", "--lr", "0.5",
+         "--grid", "2x2", "--workers", "2"]
+
+
+def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "codenet_dask", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_train_json_end_to_end(tmp_path):
+    done = run_cli("train", *SMALL, "--store", str(tmp_path / "store"), "--json",
+                   "--faults", "bitflip:0.02:field=exponent:steps=block-forward+block-backward")
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout)
+    for key in ("strategy", "workers", "layers", "epochs", "iterations", "test_accuracy", "final_loss",
+                "wall_seconds", "faults", "store"):
+        assert key in summary, key
+    for key in ("injected", "detected", "corrected", "recomputed", "rollbacks", "undetected"):
+        assert key in summary["faults"], key
+    assert summary["layers"] == [64, 16, 10] and summary["iterations"] == 2 * 12
+    assert summary["faults"]["injected"] > 0 and summary["faults"]["undetected"] == 0
+    assert summary["test_accuracy"] > 0.6
+    inspected = run_cli("inspect", str(tmp_path / "store"), "--json", timeout=60)
+    assert inspected.returncode == 0 and "dense0" in inspected.stdout  # the store holds the model
+
+
+def test_uncorrectable_steps_roll_back_and_training_still_converges(client, tmp_path):
+    data = load_dataset("digits", seed=0)
+    # NaN results are erasures: three in one 4-block codeword exceed its 2 parities (detected, never
+    # miscorrected). With a single attempt per product, such a product forces a rollback.
+    config = TrainConfig(hidden=(16,), epochs=2, batch_size=128, lr=0.5, grid=2, parity=(2, 2),
+                         faults="nan:0.3:steps=block-forward", checkpoint_every=4, seed=3, max_attempts=1)
+    trainer = Trainer(client, data, config, tmp_path / "store")
+    summary = trainer.run()
+    assert summary.faults["rollbacks"] > 0
+    assert summary.faults["rolled_back"] > 0
+    assert summary.faults["undetected"] == 0
+    assert summary.test_accuracy > 0.6
+    clean = Trainer(client, data, TrainConfig(hidden=(16,), epochs=2, batch_size=128, lr=0.5, grid=2,
+                                              parity=(2, 2), faults="none", seed=3), tmp_path / "clean").run()
+    assert abs(summary.test_accuracy - clean.test_accuracy) < 0.05
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--strategy", "triple"], "invalid choice: 'triple'"),
+    (["--grid", "3x2"], "--grid must be square"),
+    (["--grid", "11x11"], "finer than the 10 output classes"),
+    (["--batch-size", "0"], "--batch-size must be at least 1"),
+    (["--lr", "0"], "--lr must be > 0"),
+    (["--layers", "a,b"], "--layers expects comma-separated widths"),
+    (["--faults", "bitflip:-1"], "bitflip"),
+])
+def test_bad_options_exit_2_with_one_line(args, message):
+    done = run_cli("train", "--dataset", "digits", *args, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and done.stdout == ""
+
+
+def test_data_dir_without_mnist_files_exits_2(tmp_path):
+    done = run_cli("train", "--data-dir", str(tmp_path), timeout=60)
+    assert done.returncode == 2 and "train-images-idx3-ubyte" in done.stderr
+
+
+def test_existing_store_is_refused_and_left_alone(tmp_path):
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "keep.txt").write_text("mine")
+    done = run_cli("train", "--dataset", "digits", "--store", str(store), timeout=60)
+    assert done.returncode == 2 and "already exists" in done.stderr
+    assert [p.name for p in store.iterdir()] == ["keep.txt"]
