@@ -97,3 +97,7 @@ class BlocksLostError(StoreError):
     def __init__(self, message: str, lost: dict[str, list[tuple[int, int]]] | None = None) -> None:
         super().__init__(message)
         self.lost = lost or {}
+
+
+class WorkerLostError(CodeNetError, RuntimeError):
+    """A worker holding coded blocks left the cluster: its blocks must come back (restore or rebuild)."""

@@ -126,6 +126,13 @@ class ProductSpec:
     block: Callable[[int, int], Ref]
     owner: Callable[[int, int], str | None]
     raise_on_reject: bool = True
+    #: Name used in task keys (default: ``layer``); a layer instance adds a token so that keys of two
+    #: runs on one cluster never collide, while fault sites (which use ``layer``) stay reproducible.
+    key_layer: str | None = None
+
+    @property
+    def tag(self) -> str:
+        return f"{self.key_layer or self.layer}-{self.op}-{self.attempt}"
 
 
 def product_plan(spec: ProductSpec, inputs: Sequence[Ref], v: np.ndarray, hook: CorruptionHook) -> Plan:
@@ -135,7 +142,7 @@ def product_plan(spec: ProductSpec, inputs: Sequence[Ref], v: np.ndarray, hook: 
     ``plan.reports[t]`` the verdicts its decoder reached.
     """
     plan = Plan(label=lambda t, j, a: spec.coord(a, j))
-    tag = f"{spec.layer}-{spec.op}-{spec.attempt}"
+    tag = spec.tag
     code, n = spec.code, spec.code.n
 
     def site(step: str, block: tuple[int, ...]) -> Site:
@@ -185,7 +192,7 @@ def product_plan(spec: ProductSpec, inputs: Sequence[Ref], v: np.ndarray, hook: 
 def uncoded_plan(spec: ProductSpec, inputs: Sequence[Ref], hook: CorruptionHook) -> Plan:
     """The uncoded baseline: block products summed per output chunk, nothing checked."""
     plan = Plan()
-    tag = f"{spec.layer}-{spec.op}-{spec.attempt}"
+    tag = spec.tag
     results = [
         [
             plan.add((f"block-{spec.step}-{tag}", *spec.coord(a, j)),
@@ -217,7 +224,7 @@ def replicated_plan(
     summed index j. Replicas have distinct keys, so Dask never mistakes one for another.
     """
     plan = Plan(label=lambda t, j, r: (*spec.coord(t, j), r))
-    tag = f"{spec.layer}-{spec.op}-{spec.attempt}"
+    tag = spec.tag
     for t in range(spec.code.k):
         codewords = []
         for j in range(spec.codewords):
@@ -247,6 +254,7 @@ def encode_plan(
     systematic: Callable[[int, int], Ref],
     owner: Callable[[int, int], str | None],
     hook: CorruptionHook,
+    key_layer: str | None = None,
 ) -> Plan:
     """Parity blocks of the coded grid, each computed on its owner from the blocks it combines.
 
@@ -257,7 +265,7 @@ def encode_plan(
     nr, nc = code.coded_shape
     row_a, col_a = code.row_code.parity_matrix, code.col_code.parity_matrix
     refs: dict[Coord, Ref] = {(i, j): systematic(i, j) for i in range(code.kr) for j in range(code.kc)}
-    name = f"encode-{layer}"
+    name = f"encode-{key_layer or layer}"
 
     def parity(coord: Coord, sources: list[Ref], coeffs: np.ndarray) -> None:
         refs[coord] = plan.add(
@@ -287,6 +295,7 @@ def update_plan(
     owner: Callable[[int, int], str | None],
     hook: CorruptionHook,
     replica: int | None = None,
+    key_layer: str | None = None,
 ) -> Plan:
     """``W~ -= lr * D~ X~^T`` on every coded block; each block encodes its own factor pieces.
 
@@ -304,7 +313,7 @@ def update_plan(
             d_pieces = [piece_for(deltas[i], layer, op, (*consumer, 0, i), hook, 0) for i in d_rows]
             x_pieces = [piece_for(inputs[j], layer, op, (*consumer, 1, j), hook, 0) for j in x_rows]
             plan.outputs.append(plan.add(
-                (f"update-{layer}-{op}", a, b, *suffix),
+                (f"update-{key_layer or layer}-{op}", a, b, *suffix),
                 (tasks.update, blocks(a, b), d_pieces, d_coeffs, x_pieces, x_coeffs, lr, hook,
                  Site("update", layer, op, (a, b, *suffix)), 0),
                 owner(a, b),

@@ -10,6 +10,7 @@ blocks directly with encoded factors, so ``W`` is never re-encoded (``encode_cou
 from __future__ import annotations
 
 import math
+import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Sequence, Union
 
@@ -20,7 +21,7 @@ from . import tasks
 from .blocks import CodedBlock
 from .checks import ProductReport, projection_matrix
 from .codes import ProductCode, require_real_float
-from .errors import CodeParameterError, NonFiniteInputError, ShapeMismatchError, UncorrectableError
+from .errors import CodeParameterError, NonFiniteInputError, ShapeMismatchError, UncorrectableError, WorkerLostError
 from .faults import CorruptionHook, NoFaults, Site
 from .graph import Activated, Coord, LossGradient, Plan, ProductSpec, encode_plan, product_plan, round_robin_owners, update_plan
 
@@ -43,6 +44,12 @@ class ProductResult:
     def to_numpy(self) -> np.ndarray:
         """Gather and assemble the result (padding rows dropped)."""
         return np.concatenate(self.chunks[0].client.gather(self.chunks))[: self.rows]
+
+
+def _key_name(name: str) -> str:
+    """A layer instance's name in task keys: its name plus a random 8-hex token (which Dask's
+    task-prefix rule drops, so the dashboard still groups by step)."""
+    return f"{name}-{uuid.uuid4().hex[:8]}"
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,8 @@ class CodedLayer:
     encode_report: dict | None = None
     ops: int = 0
     max_attempts: int = MAX_ATTEMPTS
+    #: This instance's name in task keys: unique, so two runs on one cluster never share a key.
+    key_name: str = field(default_factory=lambda: _key_name("layer"))
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
@@ -137,19 +146,20 @@ class CodedLayer:
             raise CodeParameterError("the cluster has no workers; start some before encoding")
         owners = round_robin_owners(addresses, code.coded_shape)
         hook = hook or NoFaults()
+        key_name = _key_name(name)
         systematic = {
             (i, j): client.submit(
                 tasks.systematic_block, padded[i * bh:(i + 1) * bh, j * bw:(j + 1) * bw], hook,
                 Site("encode", name, 0, (i, j)), 0,
-                key=(f"encode-{name}", i, j), workers=[owners[(i, j)]], pure=False,
+                key=(f"encode-{key_name}", i, j), workers=[owners[(i, j)]], pure=False,
             )
             for i in range(code.kr) for j in range(code.kc)
         }
-        plan = encode_plan(name, code, lambda i, j: systematic[(i, j)], lambda a, b: owners[(a, b)], hook)
+        plan = encode_plan(name, code, lambda i, j: systematic[(i, j)], lambda a, b: owners[(a, b)], hook, key_name)
         futures = client.get(plan.to_hlg(), plan.outputs, sync=False) if plan.outputs else []
         coded = dict(systematic)
         coded.update({(key[1], key[2]): future for key, future in zip(plan.outputs, futures)})
-        layer = cls(client, name, code, (rows, cols), dtype, (bh, bw), coded, owners, hook, seed)
+        layer = cls(client, name, code, (rows, cols), dtype, (bh, bw), coded, owners, hook, seed, key_name=key_name)
         layer.encode_count = 1
         wait(list(coded.values()))
         if verify_encoding and (code.pr or code.pc):
@@ -174,10 +184,10 @@ class CodedLayer:
         self.ops += 1
         plan = update_plan(
             self.name, self.ops, self.code, lambda a, b: self.blocks[(a, b)], d_pieces, x_pieces,
-            float(lr), self._owner_of, self.hook,
+            float(lr), self._owner_of, self.hook, key_layer=self.key_name,
         )
         futures = self.client.get(plan.to_hlg(), plan.outputs, sync=False)
-        wait(futures)
+        self._wait(futures)
         self.blocks = {(key[1], key[2]): f for key, f in zip(plan.outputs, futures)}
 
     @classmethod
@@ -202,7 +212,7 @@ class CodedLayer:
         blocks = restore_to_cluster(client, store, {name: owners}, checkpoint, layers=[name])[name]
         wait(list(blocks.values()))
         return cls(client, name, spec.code, spec.layer_shape, spec.dtype, spec.block_shape, blocks, owners,
-                   hook or NoFaults(), seed)
+                   hook or NoFaults(), seed, key_name=_key_name(name))
 
     def save(self, store: "CodedStore") -> "WriteStats":
         """Write this layer's coded blocks (only the changed ones) into ``store``; commit separately."""
@@ -225,12 +235,12 @@ class CodedLayer:
         coords = list(self.blocks)
         checked = self.client.submit(
             tasks.scrub_grid, self.code, dict(zip(coords, (self.blocks[c] for c in coords))),
-            hash((self.seed, self.name, op)) % 2**32, key=f"scrub-{self.name}-{op}", pure=False,
+            hash((self.seed, self.name, op)) % 2**32, key=f"scrub-{self.key_name}-{op}", pure=False,
         )
-        report = self.client.submit(tasks.scrub_report, checked, key=f"scrub-report-{self.name}-{op}").result()
+        report = self.client.submit(tasks.scrub_report, checked, key=f"scrub-report-{self.key_name}-{op}").result()
         for coord in map(tuple, report["repaired"]):
             self.blocks[coord] = self.client.submit(
-                tasks.repaired_block, checked, coord, key=(f"repair-{self.name}-{op}", *coord),
+                tasks.repaired_block, checked, coord, key=(f"repair-{self.key_name}-{op}", *coord),
                 workers=[self.owners[coord]], allow_other_workers=False,
             )
         wait(list(self.blocks.values()))
@@ -249,6 +259,28 @@ class CodedLayer:
         return np.vstack(rows)[: self.shape[0], : self.shape[1]]
 
     # -- internals ------------------------------------------------------------------------
+    def _wait(self, futures: Sequence[Future], poll: float = 1.0) -> None:
+        """Wait for ``futures``; raise WorkerLostError if a worker owning blocks leaves meanwhile.
+
+        Block tasks are pinned to their owners, so without this a lost owner would leave them
+        waiting forever instead of failing.
+        """
+        while True:
+            try:
+                wait(futures, timeout=poll)
+                return
+            except TimeoutError:
+                lost = sorted(self._holders() - set(self.client.scheduler_info()["workers"]))
+                if lost:
+                    raise WorkerLostError(
+                        f"worker(s) {', '.join(lost)} holding blocks of layer {self.name} left the cluster; "
+                        f"restore the layer from the last checkpoint"
+                    ) from None
+
+    def _holders(self) -> set[str]:
+        """Workers holding this layer's blocks."""
+        return set(self.owners.values())
+
     @staticmethod
     def _check_lr(lr: float) -> None:
         if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
@@ -315,7 +347,7 @@ class CodedLayer:
             plan = self._product_plan(self._spec(step, attempt, transpose), pieces, v)
             outputs = self.client.get(plan.to_hlg(), plan.outputs + plan.reports, sync=False)
             chunks, verdicts = outputs[: len(plan.outputs)], outputs[len(plan.outputs):]
-            wait(outputs)
+            self._wait(outputs)
             report.merge_verdicts(attempt, self.client.gather(verdicts), plan.label)
             errored = [f for f in chunks if f.status != "finished"]
             if errored:
@@ -341,7 +373,7 @@ class CodedLayer:
             code=self.code.row_code if forward else self.code.col_code,
             codewords=self.code.kc if forward else self.code.kr, transpose=transpose, coord=coord,
             block=lambda a, j: self.blocks[coord(a, j)], owner=lambda a, j: self.owners[coord(a, j)],
-            raise_on_reject=False,
+            raise_on_reject=False, key_layer=self.key_name,
         )
 
     def _product_plan(self, spec: ProductSpec, pieces: list, v: np.ndarray) -> Plan:

@@ -109,6 +109,9 @@ class ReplicatedLayer(CodedLayer):
     def _blocks_checked(self, step: str) -> int:
         return self.copies * self.code.kr * self.code.kc
 
+    def _holders(self) -> set[str]:
+        return set(self.replica_owners.values())
+
     def update(self, delta: Operand, x: Operand, lr: float) -> None:
         """Every replica applies the same update to its own copy."""
         self._check_lr(lr)
@@ -119,9 +122,10 @@ class ReplicatedLayer(CodedLayer):
             plan = update_plan(
                 self.name, self.ops, self.code, lambda a, b, r=r: self.replicas[(a, b)][r], d_pieces, x_pieces,
                 float(lr), lambda a, b, r=r: self.replica_owners[(a, b, r)], self.hook, replica=r,
+                key_layer=self.key_name,
             )
             futures_by_replica.append((plan.outputs, self.client.get(plan.to_hlg(), plan.outputs, sync=False)))
-        wait([f for _, futures in futures_by_replica for f in futures])
+        self._wait([f for _, futures in futures_by_replica for f in futures])
         for r, (keys, futures) in enumerate(futures_by_replica):
             for key, future in zip(keys, futures):
                 self.replicas[(key[1], key[2])][r] = future

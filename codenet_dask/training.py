@@ -15,20 +15,27 @@ from __future__ import annotations
 
 import tempfile
 import time
+from concurrent.futures import CancelledError
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 from distributed import Client
+from distributed.comm.core import CommClosedError
+from distributed.scheduler import KilledWorker
 
 from .data import Dataset, batches
-from .errors import UncorrectableError
+from .errors import UncorrectableError, WorkerLostError
 from .faults import RandomFaults, collect_injected
 from .layer import CodedLayer, Relu, ReluGrad, SoftmaxXentGrad
 from .ledger import FaultLedger
 from .store import CodedStore
 from .strategies import ReplicatedLayer, Strategy, build_layer
+
+#: What a rollback to the last checkpoint recovers from: products wrong beyond what recomputation
+#: fixed, and work lost with a worker (pinned tasks noticing it, scatters and fetches to it failing).
+RECOVERABLE = (UncorrectableError, WorkerLostError, CommClosedError, KilledWorker, CancelledError)
 
 #: Rollbacks after which a run gives up (the fault rate is beyond what checkpoints can absorb).
 MAX_ROLLBACKS = 20
@@ -171,6 +178,7 @@ class Trainer:
                 f"checkpoints can absorb; lower --faults or add parity"
             )
         restored = []
+        self.client.wait_for_workers(1, timeout=60)  # a lost worker's replacement may still be starting
         with CodedStore.open(self.store_path) as store:
             for layer in self.layers:
                 # Every operation since the checkpoint is undone, faults in it included.
@@ -203,7 +211,7 @@ class Trainer:
                 lr = self.config.lr * self.config.lr_decay ** epoch
                 try:
                     loss = self.step(xb.astype(self.dtype, copy=False), yb, lr)
-                except UncorrectableError:
+                except RECOVERABLE:
                     position = self._rollback()
                     continue
                 position += 1
