@@ -73,3 +73,31 @@ def test_ten_thousand_faults_none_undetected():
     assert sum(summary[k] for k in OUTCOMES) == summary["injected"]
     # Every class that should occur at these rates does occur.
     assert summary["corrected"] > 1000 and summary["recomputed"] > 100 and summary["benign"] > 1000
+
+
+def test_no_false_alarm_in_2000_clean_products_per_dtype():
+    """Clean forward and backward products through the real graph, float32 and float64: nothing flagged."""
+    from codenet_dask.faults import NoFaults
+
+    code = ProductCode(2, 2, 2, 2)
+    for dtype in (np.float64, np.float32):
+        rng = np.random.default_rng(11)
+        for trial in range(1000):
+            scale = 10.0 ** rng.uniform(-6, 6)
+            grid = code.encode_grid((rng.standard_normal((2, 2, 5, 7)) * scale).astype(dtype))
+            err = 8 * float(np.finfo(dtype).eps) * float(np.max(np.abs(grid)))
+            blocks = {(a, b): CodedBlock.from_values(grid[a, b], 0.0 if a < 2 and b < 2 else err)
+                      for a in range(4) for b in range(4)}
+            for step, transpose, inner, codewords, sub in (("forward", False, 7, 2, code.row_code),
+                                                           ("backward", True, 5, 2, code.col_code)):
+                def coord(a, j, forward=not transpose):
+                    return (a, j) if forward else (j, a)
+
+                spec = ProductSpec(step, "clean", trial, 0, sub, codewords, transpose, coord=coord,
+                                   block=lambda a, j, coord=coord: blocks[coord(a, j)], owner=lambda a, j: None,
+                                   raise_on_reject=False)
+                pieces = [(rng.standard_normal((inner, 4)) * scale).astype(dtype) for _ in range(codewords)]
+                plan = product_plan(spec, pieces, projection_matrix(4, trial), NoFaults())
+                results = dask.get(plan.tasks, plan.outputs + plan.reports)
+                assert not any(isinstance(c, Rejected) for c in results[: len(plan.outputs)])
+                assert all(check.status == "clean" for verdicts in results[len(plan.outputs):] for check in verdicts)
