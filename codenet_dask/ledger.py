@@ -85,7 +85,7 @@ class FaultLedger:
     def _weight_fault_handled(self, site: Site) -> bool:
         """A fault in a stored block (encode/update): rebuilt by a scrub, or corrected at each use."""
         label = _weight_label(site)
-        if any(op >= site.op and tuple(c) == label[:2] for op, c in self.repairs.get(site.layer, [])):
+        if any(op >= site.op and tuple(c) == label[: len(c)] for op, c in self.repairs.get(site.layer, [])):
             return True
         later = [r for (layer, op), r in self.products.items() if layer == site.layer and op > site.op]
         return bool(later) and all(

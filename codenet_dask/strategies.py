@@ -21,7 +21,8 @@ import numpy as np
 from distributed import Client, Future, wait
 
 from . import tasks
-from .errors import CodeParameterError
+from .blocks import CodedBlock
+from .errors import CodeParameterError, UncorrectableError
 from .faults import CorruptionHook, Site
 from .graph import Coord, Plan, ProductSpec, replicated_plan, uncoded_plan, update_plan
 from .layer import CodedLayer, Operand
@@ -131,8 +132,38 @@ class ReplicatedLayer(CodedLayer):
                 self.replicas[(key[1], key[2])][r] = future
         self.blocks = {coord: copies[0] for coord, copies in self.replicas.items()}
 
+    def gather_blocks(self) -> dict[Coord, CodedBlock]:
+        """Every block as its replicas' majority (bit-identical copies), for checkpoints.
+
+        A faulty update leaves one replica wrong for good; saving replica 0 blindly could store it.
+        """
+        majority, _ = self._vote_replicas()
+        return majority
+
     def scrub(self) -> dict:
-        raise CodeParameterError("replicated layers are repaired by voting in each product; scrub is for codenet")
+        """Overwrite replicas that disagree with their block's majority by a fresh copy of it."""
+        self.ops += 1
+        majority, outvoted = self._vote_replicas()
+        for (a, b, r) in outvoted:
+            self.replicas[(a, b)][r] = self.client.scatter(
+                majority[(a, b)], workers=[self.replica_owners[(a, b, r)]], hash=False)
+        self.blocks = {coord: copies[0] for coord, copies in self.replicas.items()}
+        return {"repaired": [list(k) for k in outvoted], "unrepairable": [], "ok": True}
+
+    def _vote_replicas(self) -> tuple[dict[Coord, CodedBlock], list[tuple[int, int, int]]]:
+        """Per block, the value a majority of replicas hold, and the replicas that differ."""
+        coords = list(self.replicas)
+        fetched = self.client.gather([self.replicas[c] for c in coords])
+        majority, outvoted = {}, []
+        for coord, copies in zip(coords, fetched):
+            votes = [sum(np.array_equal(c.values, d.values) for d in copies) for c in copies]
+            best = int(np.argmax(votes))
+            if votes[best] * 2 <= len(copies):
+                raise UncorrectableError(
+                    f"layer {self.name}: the {len(copies)} replicas of block {coord} have no majority; roll back")
+            majority[coord] = copies[best]
+            outvoted += [(*coord, r) for r, c in enumerate(copies) if not np.array_equal(c.values, copies[best].values)]
+        return majority, outvoted
 
 
 def build_layer(

@@ -163,11 +163,23 @@ class Trainer:
 
     # -- checkpoints ----------------------------------------------------------------------
     def _checkpoint(self, store: CodedStore, position: int) -> None:
+        """Scrub (so no wrong block is stored), then write the changed blocks and commit."""
+        self._scrub()
         for layer in self.layers:
             layer.save(store)
         store.checkpoint(step=position)
         self.checkpoint_position = position
         self.checkpoint_ops = {layer.name: layer.ops for layer in self.layers}
+
+    def _scrub(self) -> None:
+        """Repair stored blocks a faulty update or encode left wrong (uncoded layers have nothing to check)."""
+        if self.config.strategy == "uncoded":
+            return
+        for layer in self.layers:
+            report = layer.scrub()
+            self.ledger.add_scrub(layer.name, layer.ops, report)
+            if report["unrepairable"]:
+                raise UncorrectableError(f"layer {layer.name}: blocks {report['unrepairable']} cannot be rebuilt")
 
     def _rollback(self) -> int:
         """Restore every layer from the last checkpoint (onto the workers); returns its position."""
@@ -211,16 +223,15 @@ class Trainer:
                 lr = self.config.lr * self.config.lr_decay ** epoch
                 try:
                     loss = self.step(xb.astype(self.dtype, copy=False), yb, lr)
+                    end_of_epoch = (position + 1) % per_epoch == 0
+                    if (position + 1) % self.config.checkpoint_every == 0:
+                        self._checkpoint(store, position + 1)
+                    elif (position + 1) % self.config.scrub_every == 0 or end_of_epoch:
+                        self._scrub()
                 except RECOVERABLE:
                     position = self._rollback()
                     continue
                 position += 1
-                if self.config.strategy == "codenet" and position % self.config.scrub_every == 0:
-                    for layer in self.layers:
-                        self.ledger.add_scrub(layer.name, layer.ops + 1, layer.scrub())
-                if position % self.config.checkpoint_every == 0:
-                    self._checkpoint(store, position)
-                end_of_epoch = position % per_epoch == 0
                 if end_of_epoch:
                     by_epoch.append(self.test_accuracy())
                 if progress:

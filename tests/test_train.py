@@ -117,3 +117,18 @@ def test_a_killed_worker_is_survived_by_restoring_the_checkpoint(tmp_path):
     assert summary.test_accuracy == reference.test_accuracy > 0.6
     for got, want in zip(survived, expected):
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("strategy,replicas", [("replication", 3), ("codenet", 3)])
+def test_update_faults_never_reach_checkpoints_or_results(client, tmp_path, strategy, replicas):
+    """Faulty updates persist in stored blocks; scrubs before every checkpoint and evaluation (and,
+    for replication, majority votes over the copies) keep them out of what is saved and reported."""
+    data = load_dataset("digits", seed=0)
+    config = TrainConfig(strategy=strategy, replicas=replicas, hidden=(16,), epochs=1, batch_size=128, lr=0.5,
+                         grid=2, parity=(2, 2) if strategy == "codenet" else (0, 0),
+                         faults="bitflip:0.02:field=exponent:steps=update+block-forward", checkpoint_every=4,
+                         scrub_every=2, seed=5)
+    summary = Trainer(client, data, config, tmp_path / "store").run()
+    assert summary.faults["injected"] > 0
+    assert summary.faults["undetected"] == 0
+    assert summary.test_accuracy > 0.5
