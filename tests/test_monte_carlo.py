@@ -94,7 +94,7 @@ def test_no_false_alarm_in_2000_clean_products_per_dtype():
                     return (a, j) if forward else (j, a)
 
                 spec = ProductSpec(step, "clean", trial, 0, sub, codewords, transpose, coord=coord,
-                                   block=lambda a, j, coord=coord: blocks[coord(a, j)], owner=lambda a, j: None,
+                                   block=lambda a, j, coord=coord, blocks=blocks: blocks[coord(a, j)], owner=lambda a, j: None,
                                    raise_on_reject=False)
                 pieces = [(rng.standard_normal((inner, 4)) * scale).astype(dtype) for _ in range(codewords)]
                 plan = product_plan(spec, pieces, projection_matrix(4, trial), NoFaults())
