@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
+from scipy.linalg.blas import get_blas_funcs
 
 from .codes.roundoff import gamma, unit_roundoff
 
@@ -64,41 +65,53 @@ def encoding_error(terms: int, abs_combination_max: float, dtype: np.dtype) -> f
     return gamma(terms + 1, dtype) * abs_combination_max
 
 
-def apply_update(
-    block: CodedBlock,
-    delta: np.ndarray,
-    delta_err: float,
-    inputs: np.ndarray,
-    inputs_err: float,
-    lr: float,
-) -> CodedBlock:
+@dataclass(frozen=True)
+class Factor:
+    """One encoded update factor (rows x B) with the statistics every block update reuses.
+
+    Computed once per worker and factor, so a block update costs its GEMM plus O((rows + cols) B).
+    """
+
+    values: np.ndarray
+    err: float
+    abs_values: np.ndarray  # |values| in float64
+    col_max: np.ndarray  # per batch column: max |values|
+    col_norms: np.ndarray  # per batch column: 2-norm
+
+    @classmethod
+    def of(cls, values: np.ndarray, err: float = 0.0) -> "Factor":
+        abs_values = np.abs(values).astype(np.float64, copy=False)
+        return cls(values, float(err), abs_values, abs_values.max(axis=0, initial=0.0),
+                   np.linalg.norm(values, axis=0).astype(np.float64))
+
+
+def apply_update(block: CodedBlock, delta: Factor, inputs: Factor, lr: float) -> CodedBlock:
     """``block - lr * delta @ inputs.T`` with updated bounds.
 
-    ``delta`` (rows x B) and ``inputs`` (cols x B) are this block's encoded factors; ``*_err``
-    bound how far each may be from its exact encoding (zero for systematic pieces).
+    ``delta`` (rows x B) and ``inputs`` (cols x B) are this block's encoded factors; their ``err``
+    bounds how far each may be from its exact encoding (zero for systematic pieces).
     """
     dtype = block.dtype
-    lr_c = dtype.type(lr)
-    values = block.values - (lr_c * delta) @ inputs.T
-    batch = delta.shape[1]
-    delta_abs, inputs_abs = np.abs(delta), np.abs(inputs)
-    d_max = delta_abs.max(axis=0, initial=0.0).astype(np.float64)  # per batch column
-    x_max = inputs_abs.max(axis=0, initial=0.0).astype(np.float64)
-    product_max = float(d_max @ x_max)  # >= max |delta @ inputs.T|
+    values = np.array(block.values, order="C", copy=True)
+    gemm = get_blas_funcs("gemm", (values,))
+    # values^T (Fortran view of the C array) += -lr * inputs @ delta^T: the update in place, one pass.
+    gemm(-lr, inputs.values, delta.values, beta=1.0, c=values.T, trans_b=True, overwrite_c=True)
+    batch = delta.values.shape[1]
+    product_max = float(delta.col_max @ inputs.col_max)  # >= max |delta @ inputs.T|
     step = abs(lr) * product_max
     new_max = block.max_abs + step
     err = (
         block.err
-        + abs(lr) * (gamma(batch + 2, dtype) * product_max + delta_err * float(x_max.sum())
-                     + inputs_err * float(d_max.sum()) + delta_err * inputs_err * batch)
+        + abs(lr) * (gamma(batch + 2, dtype) * product_max + delta.err * float(inputs.col_max.sum())
+                     + inputs.err * float(delta.col_max.sum()) + delta.err * inputs.err * batch)
         + 2 * unit_roundoff(dtype) * new_max
     )
     updates = block.updates + 1
     if updates % REFRESH_EVERY == 0:
         return CodedBlock.from_values(values, err, updates)
     grow = 1 + gamma(batch + 2, dtype)
-    row_step = abs(lr) * (delta_abs.astype(np.float64) @ np.linalg.norm(inputs, axis=0).astype(np.float64))
-    col_step = abs(lr) * (inputs_abs.astype(np.float64) @ np.linalg.norm(delta, axis=0).astype(np.float64))
+    row_step = abs(lr) * (delta.abs_values @ inputs.col_norms)
+    col_step = abs(lr) * (inputs.abs_values @ delta.col_norms)
     return replace(
         block,
         values=values,

@@ -71,34 +71,35 @@ class Projection:
 
 
 def project(result: BlockResult, v: np.ndarray) -> Projection:
-    """Summarise a block result for checking; flag it erased if it is provably wrong."""
+    """Summarise a block result for checking; flag it erased if it is provably wrong.
+
+    One pass over the result (``z = R @ V``); everything else comes from the norms that travel
+    with it. By Cauchy-Schwarz a correct entry obeys ``|R[r, b]| <= |w_r| |x_b| (1 + g) + err
+    |x_b|_1``, so that bound, projected on ``|V|``, caps ``|R| @ |V|`` without reading ``R`` again:
+    it bounds the projection's own roundoff, and a projection beyond it (a huge wrong entry) or
+    non-finite (NaN/Inf) proves the result wrong: an erasure.
+    """
     values = result.values
-    rows = values.shape[0]
+    rows = values.shape[0] if values.ndim else 0
     meta = (result.operand_norms, result.input_norms2, result.input_norms1)
     if (
         values.ndim != 2
         or values.shape[1] != v.shape[0]
         or not all(np.all(np.isfinite(m)) and np.all(m >= 0) for m in meta)
         or not np.isfinite(result.operand_err)
-        or not np.all(np.isfinite(values))
     ):
         return _erased(rows, v.shape[1])
-    g_prod = gamma(result.inner + 2, values.dtype)
-    limit = (
-        np.outer(result.operand_norms, result.input_norms2) * (1 + g_prod)
-        + result.operand_err * result.input_norms1[None, :]
-    )
-    if np.any(np.abs(values) > limit * (1 + 1e-6) + np.finfo(np.float64).tiny):
+    with np.errstate(all="ignore"):
+        z = values.astype(np.float64, copy=False) @ v
+    if not np.all(np.isfinite(z)):
         return _erased(rows, v.shape[1])
-    wide = values.astype(np.float64, copy=False)
+    g_prod = gamma(result.inner + 2, values.dtype)
     abs_v = np.abs(v)
-    magnitude = np.abs(wide) @ abs_v
-    noise = (
-        g_prod * np.outer(result.operand_norms, result.input_norms2 @ abs_v)
-        + result.operand_err * (result.input_norms1 @ abs_v)[None, :]
-        + gamma(v.shape[0] + 1, np.float64) * magnitude
-    )
-    return Projection(z=wide @ v, noise=noise, magnitude=magnitude, erased=False)
+    spread = np.outer(result.operand_norms, result.input_norms2 @ abs_v)
+    offset = result.operand_err * (result.input_norms1 @ abs_v)[None, :]
+    magnitude = (1 + g_prod) * spread + offset
+    noise = g_prod * spread + offset + gamma(v.shape[0] + 1, np.float64) * magnitude
+    return Projection(z=z, noise=noise, magnitude=magnitude, erased=False)
 
 
 def _erased(rows: int, width: int) -> Projection:
@@ -107,7 +108,7 @@ def _erased(rows: int, width: int) -> Projection:
 
 
 def _impossible(p: Projection) -> bool:
-    """A projection no correct computation gives: non-finite, or beyond ``|values| @ |V|``."""
+    """A projection no correct computation gives: non-finite, or beyond its magnitude bound."""
     with np.errstate(invalid="ignore"):
         return p.erased or not bool(np.all(np.abs(p.z) <= p.magnitude * (1 + 1e-12) + np.finfo(np.float64).tiny))
 
@@ -157,35 +158,54 @@ def decode_chunk(
     return DecodedChunk(values=None if failed else total, checks=tuple(checks))
 
 
+def expected_projections(
+    code: SystematicMDSCode,
+    codewords: Sequence[Sequence[Projection]],
+    dtype: np.dtype,
+) -> tuple[np.ndarray, np.ndarray]:
+    """What ``decoded @ V`` must be for every output chunk (stacked), from projections alone.
+
+    The verifier checks each codeword's projections itself and rebuilds the projections of wrong
+    systematic positions from the good ones; returns (expected, tolerance). Raises
+    UncorrectableError if a codeword is beyond capacity.
+    """
+    k = code.k
+    expected: list = [0.0] * k
+    tolerance: list = [0.0] * k
+    magnitude: list = [0.0] * k
+    for projections in codewords:
+        verdict = check_projections(code, projections)
+        if verdict.status == "uncorrectable":
+            raise UncorrectableError("verification found a codeword beyond correction capacity")
+        wrong = [t for t in verdict.bad if t < k]
+        known = [a for a in range(code.n) if a not in verdict.bad]
+        rebuild = dict(zip(wrong, code.rebuild_matrix(known, wrong))) if wrong else {}
+        for t in range(k):
+            if t in rebuild:
+                coeffs = rebuild[t]
+                z = sum(c * projections[a].z for c, a in zip(coeffs, known))
+                mag = sum(abs(c) * projections[a].magnitude for c, a in zip(coeffs, known))
+                noise = sum(abs(c) * projections[a].noise for c, a in zip(coeffs, known)) + gamma(code.n + 1, dtype) * mag
+            else:
+                z, noise, mag = projections[t].z, projections[t].noise, projections[t].magnitude
+            expected[t], tolerance[t], magnitude[t] = expected[t] + z, tolerance[t] + noise, magnitude[t] + mag
+    # The decoder's own sum over codewords rounds too.
+    slack = gamma(len(codewords) + 1, dtype)
+    return (np.concatenate([np.asarray(e) for e in expected]),
+            np.concatenate([np.asarray(t) + slack * np.asarray(m) for t, m in zip(tolerance, magnitude)]))
+
+
 def expected_projection(
     code: SystematicMDSCode,
     codewords: Sequence[Sequence[Projection]],
     target: int,
     dtype: np.dtype,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """What ``decoded @ V`` must be, from the producers' projections alone, and its tolerance.
-
-    The verifier decodes each codeword's projections itself; raises UncorrectableError if one
-    is beyond capacity.
-    """
-    expected = tolerance = magnitude = 0.0
-    for projections in codewords:
-        verdict = check_projections(code, projections)
-        if verdict.status == "uncorrectable":
-            raise UncorrectableError("verification found a codeword beyond correction capacity")
-        if target in verdict.bad:
-            known = [a for a in range(code.n) if a not in verdict.bad]
-            coeffs = code.rebuild_matrix(known, [target])[0]
-            z = sum(c * projections[a].z for c, a in zip(coeffs, known))
-            mag = sum(abs(c) * projections[a].magnitude for c, a in zip(coeffs, known))
-            noise = sum(abs(c) * projections[a].noise for c, a in zip(coeffs, known))
-            noise = noise + gamma(code.n + 1, dtype) * mag
-        else:
-            z, noise, mag = projections[target].z, projections[target].noise, projections[target].magnitude
-        expected, tolerance, magnitude = expected + z, tolerance + noise, magnitude + mag
-    # The decoder's own sum over codewords rounds too.
-    tolerance = tolerance + gamma(len(codewords) + 1, dtype) * magnitude
-    return np.asarray(expected), np.asarray(tolerance)
+    """:func:`expected_projections` of one output chunk ``target``."""
+    rows = codewords[0][0].z.shape[0]
+    expected, tolerance = expected_projections(code, codewords, dtype)
+    window = slice(target * rows, (target + 1) * rows)
+    return expected[window], tolerance[window]
 
 
 def accept_chunk(
@@ -197,15 +217,21 @@ def accept_chunk(
     """
     if decoded.values is None:
         raise UncorrectableError("a codeword holds more wrong blocks than the code can correct")
-    values = decoded.values
+    return accept_values(decoded.values, observed, expected, tolerance, v)
+
+
+def accept_values(
+    values: np.ndarray, observed: np.ndarray, expected: np.ndarray, tolerance: np.ndarray, v: np.ndarray
+) -> np.ndarray:
+    """``values`` if their observed projection matches the expected one; else DecodeMismatchError."""
     if not np.all(np.isfinite(values)):
-        raise DecodeMismatchError("decoded chunk holds NaN/Inf: the decode step was faulty")
-    wide = values.astype(np.float64)
-    slack = gamma(v.shape[0] + 1, np.float64) * (np.abs(wide) @ np.abs(v))
-    if observed.shape != expected.shape or np.any(
-        ~(np.abs(observed - expected) <= 2 * (tolerance + slack) + np.finfo(np.float64).tiny)
-    ):
-        raise DecodeMismatchError("decoded chunk disagrees with the independent check")
+        raise DecodeMismatchError("decoded values hold NaN/Inf: the decode step was faulty")
+    with np.errstate(all="ignore"):
+        slack = gamma(v.shape[0] + 1, np.float64) * (np.abs(values.astype(np.float64, copy=False)) @ np.abs(v))
+        ok = observed.shape == expected.shape and bool(
+            np.all(np.abs(observed - expected) <= 2 * (tolerance + slack) + np.finfo(np.float64).tiny))
+    if not ok:
+        raise DecodeMismatchError("decoded values disagree with the independent check")
     return values
 
 
@@ -241,6 +267,17 @@ def vote_chunk(codewords: Sequence[Sequence[BlockResult]]) -> DecodedChunk:
         total = replicas[winner].values.copy() if total is None else total + replicas[winner].values
     failed = any(v.status == "uncorrectable" for v in verdicts)
     return DecodedChunk(values=None if failed else total, checks=tuple(verdicts))
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A verify task's refusal of a decoded result: recompute it (or roll back).
+
+    Small, and recognised by the client from the future's type without fetching it.
+    """
+
+    error: str
+    reason: str
 
 
 class DecodeMismatchError(UncorrectableError):

@@ -16,46 +16,13 @@ from typing import Any, Callable, Hashable, Sequence
 import numpy as np
 from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
 
-from . import tasks
+from . import shards, tasks
 from .codes import ProductCode, SystematicMDSCode
 from .faults import CorruptionHook, Site
 
 Key = Hashable
 Ref = Any  # a key of the same graph or a distributed.Future
 Coord = tuple[int, int]
-
-
-@dataclass(frozen=True)
-class Activated:
-    """An input piece each consumer transforms itself: ``relu(source)`` or ``source * (mask > 0)``.
-
-    Every consuming block task gets its own nested copy of the transform (with its own fault
-    site), so a faulty activation spoils one block product, never a whole codeword.
-    """
-
-    kind: str
-    source: Ref
-    mask: Ref | None = None
-
-
-@dataclass(frozen=True)
-class LossGradient:
-    """Rows ``index`` of the softmax cross-entropy gradient, computed by each consumer from all logits."""
-
-    logits: tuple[Ref, ...]
-    labels: np.ndarray
-    classes: int
-    index: int
-
-
-def piece_for(piece: Ref, layer: str, op: int, consumer: tuple[int, ...], hook: CorruptionHook, attempt: int) -> Ref:
-    """The reference (or inline task) a consumer block uses for one input piece."""
-    site = Site("activation", layer, op, consumer)
-    if isinstance(piece, Activated):
-        return (tasks.activate, piece.kind, piece.source, piece.mask, hook, site, attempt)
-    if isinstance(piece, LossGradient):
-        return (tasks.softmax_grad, list(piece.logits), piece.labels, piece.classes, piece.index, hook, site, attempt)
-    return piece
 
 
 def round_robin_owners(addresses: Sequence[str], coded_shape: tuple[int, int]) -> dict[Coord, str]:
@@ -75,6 +42,8 @@ class Plan:
     placement: dict[Key, str | None] = field(default_factory=dict)
     outputs: list[Key] = field(default_factory=list)
     reports: list[Key] = field(default_factory=list)
+    #: Keys the caller holds on to (for a possible second round) without waiting for them.
+    keep: list[Key] = field(default_factory=list)
     #: Block label of position ``a`` of codeword ``j`` as seen by the decoder of output ``t``.
     label: Callable[[int, int, int], tuple[int, ...]] = lambda t, j, a: (a, j)
 
@@ -156,8 +125,7 @@ def product_plan(spec: ProductSpec, inputs: Sequence[Ref], v: np.ndarray, hook: 
             where, coord = spec.owner(a, j), spec.coord(a, j)
             key = plan.add(
                 (f"block-{spec.step}-{tag}", *coord),
-                (tasks.block_product, spec.block(a, j), piece_for(inputs[j], spec.layer, spec.op, coord, hook, spec.attempt),
-                 spec.transpose, hook, site(f"block-{spec.step}", coord), spec.attempt),
+                (tasks.block_product, spec.block(a, j), inputs[j], spec.transpose, hook, site(f"block-{spec.step}", coord), spec.attempt),
                 where,
             )
             column.append(key)
@@ -186,65 +154,6 @@ def product_plan(spec: ProductSpec, inputs: Sequence[Ref], v: np.ndarray, hook: 
              spec.raise_on_reject),
             verifier,
         ))
-    return plan
-
-
-def uncoded_plan(spec: ProductSpec, inputs: Sequence[Ref], hook: CorruptionHook) -> Plan:
-    """The uncoded baseline: block products summed per output chunk, nothing checked."""
-    plan = Plan()
-    tag = spec.tag
-    results = [
-        [
-            plan.add((f"block-{spec.step}-{tag}", *spec.coord(a, j)),
-                     (tasks.block_product, spec.block(a, j),
-                      piece_for(inputs[j], spec.layer, spec.op, spec.coord(a, j), hook, spec.attempt),
-                      spec.transpose, hook, Site(f"block-{spec.step}", spec.layer, spec.op, spec.coord(a, j)),
-                      spec.attempt),
-                     spec.owner(a, j))
-            for a in range(spec.code.k)
-        ]
-        for j in range(spec.codewords)
-    ]
-    for t in range(spec.code.k):
-        plan.outputs.append(plan.add(
-            (f"decode-{spec.step}-{tag}", t),
-            (tasks.sum_results, results, t, hook, Site("decode", spec.layer, spec.op, (t,)), spec.attempt),
-            spec.owner(t, 0),
-        ))
-    return plan
-
-
-def replicated_plan(
-    spec: ProductSpec, replicas: int, replica: Callable[[int, int, int], Ref],
-    replica_owner: Callable[[int, int, int], str | None], inputs: Sequence[Ref], hook: CorruptionHook,
-) -> Plan:
-    """Replication: every block product runs on each replica; each output chunk votes per block.
-
-    ``replica(a, j, r)`` / ``replica_owner(a, j, r)``: replica r of the block at position a of
-    summed index j. Replicas have distinct keys, so Dask never mistakes one for another.
-    """
-    plan = Plan(label=lambda t, j, r: (*spec.coord(t, j), r))
-    tag = spec.tag
-    for t in range(spec.code.k):
-        codewords = []
-        for j in range(spec.codewords):
-            coord = spec.coord(t, j)
-            codewords.append([
-                plan.add((f"block-{spec.step}-{tag}", *coord, r),
-                         (tasks.block_product, replica(t, j, r),
-                          piece_for(inputs[j], spec.layer, spec.op, (*coord, r), hook, spec.attempt),
-                          spec.transpose, hook, Site(f"block-{spec.step}", spec.layer, spec.op, (*coord, r)),
-                          spec.attempt),
-                         replica_owner(t, j, r))
-                for r in range(replicas)
-            ])
-        voted = plan.add(
-            (f"vote-{spec.step}-{tag}", t),
-            (tasks.vote, codewords, hook, Site("decode", spec.layer, spec.op, (t,)), spec.attempt),
-            spec.owner(t, 0),
-        )
-        plan.reports.append(plan.add((f"verdicts-{spec.step}-{tag}", t), (tasks.checks_of, voted), spec.owner(t, 0)))
-        plan.outputs.append(plan.add((f"accept-{spec.step}-{tag}", t), (tasks.accept, voted), spec.owner(t, 0)))
     return plan
 
 
@@ -284,38 +193,113 @@ def encode_plan(
     return plan
 
 
-def update_plan(
-    layer: str,
-    op: int,
-    code: ProductCode,
-    blocks: Callable[[int, int], Ref],
-    deltas: Sequence[Ref],
-    inputs: Sequence[Ref],
-    lr: float,
-    owner: Callable[[int, int], str | None],
-    hook: CorruptionHook,
-    replica: int | None = None,
-    key_layer: str | None = None,
-) -> Plan:
-    """``W~ -= lr * D~ X~^T`` on every coded block; each block encodes its own factor pieces.
 
-    ``replica`` names which copy of a replicated grid this is (it goes into keys and sites).
+
+# -- the sharded pipeline of layers: one task per worker per step (see ``shards``) ----------------
+def alphabetic(name: str) -> str:
+    """``name`` as dash-separated letter words (``dense0`` -> ``dense-zero``).
+
+    The dashboard's task prefix keeps only the leading alphabetic words of a key, so a layer name
+    spelled this way stays in the prefix: ``block-forward-dense-zero``.
+    """
+    digits = "zero one two three four five six seven eight nine".split()
+    words, word = [], ""
+    for ch in name:
+        if ch.isalpha():
+            word += ch.lower()
+        else:
+            if word:
+                words.append(word)
+            word = ""
+            if ch.isdigit():
+                words.append(digits[int(ch)])
+    if word:
+        words.append(word)
+    return "-".join(words) or "layer"
+
+
+def step_word(step: str) -> str:
+    """The step as spelled in keys: Dask's task-prefix rule drops an 8-letter word that starts like
+    a hex token, so ``backward`` would vanish from the dashboard; ``backwards`` stays."""
+    return "backwards" if step == "backward" else step
+
+
+@dataclass(frozen=True)
+class ShardedProduct:
+    """One attempt of one product over a layer's shards: the per-worker jobs and references.
+
+    ``decode`` is ``coded`` (check and correct), ``replicated`` (vote) or ``uncoded`` (sum only).
+    """
+
+    name: str  # key stem: step, layer key name, op, attempt
+    jobs: dict[str, shards.ProductJob]
+    decode_jobs: dict[str, shards.DecodeJob]
+    shards: dict[str, Ref]
+    operand: dict[str, list[Ref]]
+    decode: str
+    code: SystematicMDSCode | None
+    v: np.ndarray
+    hook: CorruptionHook
+
+
+def sharded_product_plan(p: ShardedProduct) -> Plan:
+    """Products, summaries, per-worker decodes, verifies and verdicts of one product.
+
+    ``plan.outputs``: each worker's verified output (uncoded: its decode), in ``p.jobs`` order;
+    ``plan.reports``: each worker's verdicts; ``plan.keep``: products and decodes a repair reads.
     """
     plan = Plan()
-    suffix = () if replica is None else (replica,)
-    nr, nc = code.coded_shape
-    row_a, col_a = code.row_code.parity_matrix, code.col_code.parity_matrix
-    for a in range(nr):
-        d_rows, d_coeffs = ([a], None) if a < code.kr else (range(code.kr), row_a[a - code.kr])
-        for b in range(nc):
-            x_rows, x_coeffs = ([b], None) if b < code.kc else (range(code.kc), col_a[b - code.kc])
-            consumer = (a, b, *suffix)
-            d_pieces = [piece_for(deltas[i], layer, op, (*consumer, 0, i), hook, 0) for i in d_rows]
-            x_pieces = [piece_for(inputs[j], layer, op, (*consumer, 1, j), hook, 0) for j in x_rows]
-            plan.outputs.append(plan.add(
-                (f"update-{key_layer or layer}-{op}", a, b, *suffix),
-                (tasks.update, blocks(a, b), d_pieces, d_coeffs, x_pieces, x_coeffs, lr, hook,
-                 Site("update", layer, op, (a, b, *suffix)), 0),
-                owner(a, b),
-            ))
+    workers = list(p.jobs)
+    products, summaries = {}, {}
+    for w in workers:
+        wid = p.jobs[w].worker
+        products[w] = plan.add((f"block-{p.name}", wid),
+                               (shards.shard_products, p.shards[w], p.operand[w], p.jobs[w], p.v, p.hook), w)
+        summaries[w] = plan.add((f"summary-{p.name}", wid), (shards.summary_of, products[w]), w)
+    every = [summaries[w] for w in workers]
+    for w in workers:
+        wid, job = p.jobs[w].worker, p.decode_jobs[w]
+        if p.decode == "uncoded":
+            plan.outputs.append(plan.add((f"decode-{p.name}", wid), (shards.decode_uncoded, every, job, p.hook), w))
+            continue
+        decode = (shards.decode_coded, p.code, every, job, p.hook) if p.decode == "coded" else (
+            shards.decode_replicated, every, job, p.hook)
+        decoded = plan.add((f"decode-{p.name}", wid), decode, w)
+        plan.reports.append(plan.add((f"verdicts-{p.name}", wid), (shards.verdicts_of, decoded), w))
+        plan.outputs.append(plan.add((f"verify-{p.name}", wid),
+                                     (shards.verify, p.code, decoded, every, job, p.v, p.hook), w))
+        plan.keep += [products[w], decoded]
+    plan.keep += every
+    return plan
+
+
+def repair_plan(p: ShardedProduct, products: dict[str, Ref], decoded: dict[str, Ref], summaries: list[Ref]) -> Plan:
+    """The rare second round: every worker's share of the rebuilt results, added by each decoder."""
+    plan = Plan()
+    shares = [
+        plan.add((f"repair-share-{p.name}", p.jobs[w].worker),
+                 (shards.repair_shares, p.code, products[w], (_repairs_of, decoded[w]), p.decode_jobs[w], p.hook), w)
+        for w in p.jobs
+    ]
+    for w in p.jobs:
+        wid = p.jobs[w].worker
+        fixed = plan.add((f"repair-{p.name}", wid), (shards.apply_repairs, decoded[w], shares), w)
+        plan.outputs.append(plan.add((f"verify-repaired-{p.name}", wid),
+                                     (shards.verify, p.code, fixed, summaries, p.decode_jobs[w], p.v, p.hook), w))
+    return plan
+
+
+def _repairs_of(decoded: shards.Decoded) -> tuple:
+    return decoded.repairs
+
+
+def sharded_update_plan(
+    name: str, jobs: dict[str, shards.UpdateJob], shard_refs: dict[str, Ref],
+    delta: dict[str, list[Ref]], inputs: dict[str, list[Ref]], hook: CorruptionHook,
+) -> Plan:
+    """``W~ -= lr D~ X~^T``: one task per worker returns its updated shard (``plan.outputs``)."""
+    plan = Plan()
+    for w, job in jobs.items():
+        plan.outputs.append(plan.add((f"update-{name}", job.worker),
+                                     (shards.update_shard, shard_refs[w], delta[w], inputs[w], job, hook), w))
     return plan

@@ -1,10 +1,11 @@
 """A fully connected layer whose weights live coded on Dask workers (CodeNet).
 
 ``W`` (outputs x inputs) is cut into a ``kr x kc`` block grid and encoded once, at construction,
-into a ``(kr + pr) x (kc + pc)`` product-code grid whose blocks stay resident on the workers.
-Feedforward ``W @ X``, backprop ``W.T @ D`` and the update ``W -= lr * D @ X.T`` all run as block
-tasks on the coded grid, checked and corrected in the same graph; the update touches the coded
-blocks directly with encoded factors, so ``W`` is never re-encoded (``encode_count`` stays 1).
+into a ``(kr + pr) x (kc + pc)`` product-code grid whose blocks stay resident on the workers, as
+one *shard* (the blocks placed there) per worker. Feedforward ``W @ X``, backprop ``W.T @ D`` and
+the update ``W -= lr * D @ X.T`` run as one task per worker and step (see ``shards``), checked and
+corrected in the same graph; the update touches the coded blocks directly with encoded factors,
+so ``W`` is never re-encoded (``encode_count`` stays 1).
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ from typing import TYPE_CHECKING, Sequence, Union
 import numpy as np
 from distributed import Client, Future, wait
 
-from . import tasks
+from . import shards, tasks
 from .blocks import CodedBlock
-from .checks import ProductReport, projection_matrix
+from .checks import ProductReport, Rejected, projection_matrix
 from .codes import ProductCode, require_real_float
 from .errors import CodeParameterError, NonFiniteInputError, ShapeMismatchError, UncorrectableError, WorkerLostError
 from .faults import CorruptionHook, NoFaults, Site
-from .graph import Activated, Coord, LossGradient, Plan, ProductSpec, encode_plan, product_plan, round_robin_owners, update_plan
+from .graph import (Coord, Plan, ShardedProduct, alphabetic, encode_plan, repair_plan, round_robin_owners,
+                    sharded_product_plan, sharded_update_plan, step_word)
+from .shards import Label, OperandSpec
 
 if TYPE_CHECKING:
     from .store import CodedStore, WriteStats
@@ -34,34 +37,39 @@ MAX_ATTEMPTS = 3
 
 @dataclass
 class ProductResult:
-    """Verified output chunks (futures, in order) of one coded product and what was found."""
+    """A verified product output: one full copy on every worker that decoded it, and the report."""
 
-    chunks: list[Future]
+    copies: dict[str, Future]
     rows: int
     batch: int
     report: ProductReport
 
     def to_numpy(self) -> np.ndarray:
-        """Gather and assemble the result (padding rows dropped)."""
-        return np.concatenate(self.chunks[0].client.gather(self.chunks))[: self.rows]
+        """Gather one copy (padding rows dropped)."""
+        first = next(iter(self.copies.values()))
+        return np.asarray(first.client.gather(first))[: self.rows]
+
+    def copy_for(self, worker: str) -> Future:
+        """The copy on ``worker`` (or any, if that worker decoded none)."""
+        return self.copies.get(worker) or next(iter(self.copies.values()))
 
 
 def _key_name(name: str) -> str:
-    """A layer instance's name in task keys: its name plus a random 8-hex token (which Dask's
-    task-prefix rule drops, so the dashboard still groups by step)."""
-    return f"{name}-{uuid.uuid4().hex[:8]}"
+    """A layer instance's name in task keys: its name in letter words plus a random token (which
+    ends the dashboard's task prefix, so the dashboard groups by step and layer)."""
+    return f"{alphabetic(name)}-{uuid.uuid4().hex[:8]}"
 
 
 @dataclass(frozen=True)
 class Relu:
-    """``relu(result)``, computed by each consuming block task itself (decentralised activation)."""
+    """``relu(result)``, computed by each consuming block itself (decentralised activation)."""
 
     result: ProductResult
 
 
 @dataclass(frozen=True)
 class ReluGrad:
-    """``grad * (pre > 0)``, computed by each consuming block task itself (backprop through ReLU)."""
+    """``grad * (pre > 0)``, computed by each consuming block itself (backprop through ReLU)."""
 
     grad: ProductResult
     pre: ProductResult
@@ -71,7 +79,7 @@ class ReluGrad:
 class SoftmaxXentGrad:
     """Gradient of softmax cross-entropy of ``logits`` (a verified result) w.r.t. the logits.
 
-    Every consuming block task computes its own copy from all logit chunks (they are small).
+    Every consuming block computes its own copy from the (small) logits.
     """
 
     logits: ProductResult
@@ -94,8 +102,8 @@ class CodedLayer:
     shape: tuple[int, int]
     dtype: np.dtype
     block_shape: tuple[int, int]
-    blocks: dict[Coord, Future]
-    owners: dict[Coord, str]
+    shards: dict[str, Future]
+    placement: dict[Label, str]
     hook: CorruptionHook = field(default_factory=NoFaults)
     seed: int = 0
     encode_count: int = 0
@@ -104,6 +112,9 @@ class CodedLayer:
     max_attempts: int = MAX_ATTEMPTS
     #: This instance's name in task keys: unique, so two runs on one cluster never share a key.
     key_name: str = field(default_factory=lambda: _key_name("layer"))
+
+    #: How products are decoded: check and correct.
+    decode_kind = "coded"
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
@@ -159,36 +170,13 @@ class CodedLayer:
         futures = client.get(plan.to_hlg(), plan.outputs, sync=False) if plan.outputs else []
         coded = dict(systematic)
         coded.update({(key[1], key[2]): future for key, future in zip(plan.outputs, futures)})
-        layer = cls(client, name, code, (rows, cols), dtype, (bh, bw), coded, owners, hook, seed, key_name=key_name)
+        layer = cls(client, name, code, (rows, cols), dtype, (bh, bw), _assemble(client, coded, owners, key_name),
+                    dict(owners), hook, seed, key_name=key_name)
         layer.encode_count = 1
-        wait(list(coded.values()))
+        wait(list(layer.shards.values()))
         if verify_encoding and (code.pr or code.pc):
             layer.encode_report = layer._scrub(op=0)
         return layer
-
-    # -- products -------------------------------------------------------------------------
-    def forward(self, x: Operand) -> ProductResult:
-        """``W @ x``: block products checked down each block-column (row code)."""
-        pieces, batch = self._pieces(x, self.shape[1], self.code.kc, self.block_shape[1], "x")
-        return self._product("forward", pieces, batch, transpose=False)
-
-    def backward(self, delta: Operand) -> ProductResult:
-        """``W.T @ delta``: block products checked along each block-row (column code)."""
-        pieces, batch = self._pieces(delta, self.shape[0], self.code.kr, self.block_shape[0], "delta")
-        return self._product("backward", pieces, batch, transpose=True)
-
-    def update(self, delta: Operand, x: Operand, lr: float) -> None:
-        """``W -= lr * delta @ x.T`` applied to every coded block with encoded factors."""
-        self._check_lr(lr)
-        d_pieces, x_pieces = self._update_pieces(delta, x)
-        self.ops += 1
-        plan = update_plan(
-            self.name, self.ops, self.code, lambda a, b: self.blocks[(a, b)], d_pieces, x_pieces,
-            float(lr), self._owner_of, self.hook, key_layer=self.key_name,
-        )
-        futures = self.client.get(plan.to_hlg(), plan.outputs, sync=False)
-        self._wait(futures)
-        self.blocks = {(key[1], key[2]): f for key, f in zip(plan.outputs, futures)}
 
     @classmethod
     def from_store(
@@ -210,9 +198,41 @@ class CodedLayer:
         spec = store.layer(name)
         owners = round_robin_owners(list(client.scheduler_info()["workers"]), spec.code.coded_shape)
         blocks = restore_to_cluster(client, store, {name: owners}, checkpoint, layers=[name])[name]
-        wait(list(blocks.values()))
-        return cls(client, name, spec.code, spec.layer_shape, spec.dtype, spec.block_shape, blocks, owners,
-                   hook or NoFaults(), seed, key_name=_key_name(name))
+        key_name = _key_name(name)
+        layer = cls(client, name, spec.code, spec.layer_shape, spec.dtype, spec.block_shape,
+                    _assemble(client, blocks, owners, key_name), dict(owners), hook or NoFaults(), seed,
+                    key_name=key_name)
+        wait(list(layer.shards.values()))
+        return layer
+
+    # -- products -------------------------------------------------------------------------
+    def forward(self, x: Operand) -> ProductResult:
+        """``W @ x``: block products checked down each block-column."""
+        return self._product("forward", x)
+
+    def backward(self, delta: Operand) -> ProductResult:
+        """``W.T @ delta``: block products checked along each block-row."""
+        return self._product("backward", delta)
+
+    def update(self, delta: Operand, x: Operand, lr: float) -> None:
+        """``W -= lr * delta @ x.T`` applied to every coded block with encoded factors."""
+        self._check_lr(lr)
+        d_spec, d_refs, d_batch = self._operand(delta, self.shape[0], self.code.kr, self.block_shape[0], "delta")
+        x_spec, x_refs, x_batch = self._operand(x, self.shape[1], self.code.kc, self.block_shape[1], "x")
+        if d_batch != x_batch:
+            raise ShapeMismatchError(f"delta has batch {d_batch} but x has batch {x_batch}; they must match")
+        self.ops += 1
+        by_worker = self._labels_by_worker()
+        jobs = {
+            w: shards.UpdateJob(self.name, self.ops, self._worker_index(w), tuple(labels), float(lr), self.code.kr,
+                                self.code.kc, self.code.row_code.parity_matrix, self.code.col_code.parity_matrix,
+                                d_spec, x_spec)
+            for w, labels in by_worker.items()
+        }
+        plan = sharded_update_plan(f"{self.key_name}-{self.ops}", jobs, self.shards, d_refs, x_refs, self.hook)
+        futures = self.client.get(plan.to_hlg(), plan.outputs, sync=False)
+        self._wait(futures)
+        self.shards = dict(zip(jobs, futures))
 
     def save(self, store: "CodedStore") -> "WriteStats":
         """Write this layer's coded blocks (only the changed ones) into ``store``; commit separately."""
@@ -225,32 +245,46 @@ class CodedLayer:
 
         A wrong update persists in a block (every later product then corrects around it); a
         scrub finds such blocks and rebuilds them from the rest of their row or column, without
-        a rollback. Runs as one ``scrub-<layer>`` task; repaired blocks are moved back to their
-        owners. Returns the grid report (``repaired``, ``unrepairable``, ... coordinates).
+        a rollback. Runs as one ``scrub-<layer>`` task; repaired blocks go back into their
+        owners' shards. Returns the grid report (``repaired``, ``unrepairable``, ... coordinates).
         """
         self.ops += 1
         return self._scrub(self.ops)
 
     def _scrub(self, op: int) -> dict:
-        coords = list(self.blocks)
+        workers = list(self.shards)
         checked = self.client.submit(
-            tasks.scrub_grid, self.code, dict(zip(coords, (self.blocks[c] for c in coords))),
+            tasks.scrub_grid, self.code, [self.shards[w] for w in workers],
             hash((self.seed, self.name, op)) % 2**32, key=f"scrub-{self.key_name}-{op}", pure=False,
         )
         report = self.client.submit(tasks.scrub_report, checked, key=f"scrub-report-{self.key_name}-{op}").result()
-        for coord in map(tuple, report["repaired"]):
-            self.blocks[coord] = self.client.submit(
-                tasks.repaired_block, checked, coord, key=(f"repair-{self.key_name}-{op}", *coord),
-                workers=[self.owners[coord]], allow_other_workers=False,
-            )
-        wait(list(self.blocks.values()))
+        self._patch({tuple(c): checked for c in report["repaired"]}, op)
         return report
 
+    def _patch(self, sources: dict[Label, Future], op: int) -> None:
+        """Replace blocks in their owners' shards by those in ``sources`` (label -> scrub outcome)."""
+        by_worker: dict[str, list[Label]] = {}
+        for label in sources:
+            by_worker.setdefault(self.placement[label], []).append(label)
+        for w, labels in by_worker.items():
+            self.shards[w] = self.client.submit(
+                tasks.patch_shard, self.shards[w], [sources[lab] for lab in labels], labels,
+                key=(f"repair-{self.key_name}-{op}", self._worker_index(w)), workers=[w], allow_other_workers=False,
+            )
+        wait(list(self.shards.values()))
+
     # -- inspection -----------------------------------------------------------------------
+    @property
+    def owners(self) -> dict[Coord, str]:
+        """Which worker holds each coded block (replica 0 of a replicated one)."""
+        return {(label[0], label[1]): w for label, w in self.placement.items() if len(label) == 2 or label[2] == 0}
+
     def gather_blocks(self) -> dict[Coord, CodedBlock]:
         """All coded blocks, fetched to the client (for checkpoints, tests, scrub)."""
-        coords = list(self.blocks)
-        return dict(zip(coords, self.client.gather([self.blocks[c] for c in coords])))
+        merged: dict[Label, CodedBlock] = {}
+        for shard in self.client.gather(list(self.shards.values())):
+            merged.update(shard)
+        return merged  # type: ignore[return-value]
 
     def gather_weights(self) -> np.ndarray:
         """The systematic part of the grid assembled into ``W`` (no decoding)."""
@@ -260,9 +294,9 @@ class CodedLayer:
 
     # -- internals ------------------------------------------------------------------------
     def _wait(self, futures: Sequence[Future], poll: float = 1.0) -> None:
-        """Wait for ``futures``; raise WorkerLostError if a worker owning blocks leaves meanwhile.
+        """Wait for ``futures``; raise WorkerLostError if a worker holding blocks leaves meanwhile.
 
-        Block tasks are pinned to their owners, so without this a lost owner would leave them
+        Tasks are pinned to their workers, so without this a lost worker would leave them
         waiting forever instead of failing.
         """
         while True:
@@ -270,54 +304,50 @@ class CodedLayer:
                 wait(futures, timeout=poll)
                 return
             except TimeoutError:
-                lost = sorted(self._holders() - set(self.client.scheduler_info()["workers"]))
+                lost = sorted(set(self.shards) - set(self.client.scheduler_info()["workers"]))
                 if lost:
                     raise WorkerLostError(
                         f"worker(s) {', '.join(lost)} holding blocks of layer {self.name} left the cluster; "
                         f"restore the layer from the last checkpoint"
                     ) from None
 
-    def _holders(self) -> set[str]:
-        """Workers holding this layer's blocks."""
-        return set(self.owners.values())
+    def _worker_index(self, worker: str) -> int:
+        return sorted(self.shards).index(worker)
+
+    def _labels_by_worker(self) -> dict[str, list[Label]]:
+        by_worker: dict[str, list[Label]] = {w: [] for w in sorted(self.shards)}
+        for label, w in sorted(self.placement.items()):
+            by_worker[w].append(label)
+        return by_worker
 
     @staticmethod
     def _check_lr(lr: float) -> None:
         if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
             raise CodeParameterError(f"learning rate must be a finite number > 0, got {lr!r}")
 
-    def _update_pieces(self, delta: Operand, x: Operand) -> tuple[list, list]:
-        d_pieces, d_batch = self._pieces(delta, self.shape[0], self.code.kr, self.block_shape[0], "delta")
-        x_pieces, x_batch = self._pieces(x, self.shape[1], self.code.kc, self.block_shape[1], "x")
-        if d_batch != x_batch:
-            raise ShapeMismatchError(f"delta has batch {d_batch} but x has batch {x_batch}; they must match")
-        return d_pieces, x_pieces
-
-    def _owner_of(self, a: int, b: int) -> str:
-        return self.owners[(a, b)]
-
-    def _pieces(self, data: Operand, length: int, count: int, size: int, what: str) -> tuple[list, int]:
-        """Split an operand into the grid's block pieces (zero-padded), scattered to the cluster."""
+    def _operand(self, data: Operand, length: int, count: int, size: int, what: str
+                 ) -> tuple[OperandSpec, dict[str, list], int]:
+        """How every worker gets the pieces of an operand: a spec and per-worker references."""
         if isinstance(data, Relu):
-            pieces, batch = self._pieces(data.result, length, count, size, what)
-            return [Activated("relu", p) for p in pieces], batch
+            _, refs, batch = self._operand(data.result, length, count, size, what)
+            return OperandSpec("relu", size), refs, batch
         if isinstance(data, SoftmaxXentGrad):
-            logits, batch = self._pieces(data.logits, length, count, size, what)
+            _, refs, batch = self._operand(data.logits, length, count, size, what)
             labels = np.asarray(data.labels, dtype=np.int64)
-            return [LossGradient(tuple(logits), labels, data.classes, i) for i in range(count)], batch
+            return OperandSpec("softmax-grad", size, labels, data.classes), refs, batch
         if isinstance(data, ReluGrad):
-            grads, batch = self._pieces(data.grad, length, count, size, what)
-            pres, pre_batch = self._pieces(data.pre, length, count, size, what)
+            _, grads, batch = self._operand(data.grad, length, count, size, what)
+            _, pres, pre_batch = self._operand(data.pre, length, count, size, what)
             if pre_batch != batch:
                 raise ShapeMismatchError(f"{what}: gradient batch {batch} differs from pre-activation batch {pre_batch}")
-            return [Activated("relu-grad", g, p) for g, p in zip(grads, pres)], batch
+            return OperandSpec("relu-grad", size), {w: grads[w] + pres[w] for w in grads}, batch
         if isinstance(data, ProductResult):
-            if len(data.chunks) != count or data.rows > length or data.rows <= length - size:
+            if data.rows > length or data.rows <= length - size:
                 raise ShapeMismatchError(
-                    f"{what} comes in {len(data.chunks)} chunks of a {data.rows}-row result; this "
-                    f"layer needs {count} pieces of {size} rows ({length} in all)"
+                    f"{what} is a {data.rows}-row result; this layer needs {count} pieces of {size} rows "
+                    f"({length} in all)"
                 )
-            return list(data.chunks), data.batch
+            return OperandSpec("plain", size), {w: [data.copy_for(w)] for w in self.shards}, data.batch
         data = np.asarray(data)
         if data.ndim != 2 or data.shape[0] != length:
             raise ShapeMismatchError(
@@ -333,52 +363,117 @@ class CodedLayer:
             raise NonFiniteInputError(f"{what} holds NaN or Inf: that is bad input, not a soft error")
         padded = np.zeros((size * count, data.shape[1]), dtype=self.dtype)
         padded[:length] = data
-        pieces = [padded[i * size:(i + 1) * size] for i in range(count)]
-        return self.client.scatter(pieces, hash=False), data.shape[1]
+        # One copy; workers fetch it from each other (a broadcast would retry forever to a lost worker).
+        [shared] = self.client.scatter([padded], hash=False)
+        return OperandSpec("plain", size), {w: [shared] for w in self.shards}, data.shape[1]
 
-    def _product(self, step: str, pieces: list, batch: int, transpose: bool) -> ProductResult:
-        """Run one product, recomputing (new attempt, new keys) while a chunk is rejected."""
-        self.ops += 1
+    def _positions(self, step: str) -> dict[str, list[tuple[Label, shards.Position]]]:
+        """Per worker, its blocks taking part in a product and their (position, codeword, copy).
+
+        Forward checks down block-columns (codeword j = column, position = block-row), backward
+        along block-rows; parity columns sit out of the forward, parity rows of the backward.
+        """
         forward = step == "forward"
+        members: dict[str, list[tuple[Label, shards.Position]]] = {w: [] for w in sorted(self.shards)}
+        for label, w in sorted(self.placement.items()):
+            a, b, r = label[0], label[1], (label[2] if len(label) > 2 else 0)
+            if forward and b < self.code.kc:
+                members[w].append((label, (a, b, r)))
+            elif not forward and a < self.code.kr:
+                members[w].append((label, (b, a, r)))
+        return members
+
+    def _product(self, step: str, data: Operand) -> ProductResult:
+        """Run one product, recomputing (new attempt, new keys) while an output is rejected.
+
+        A product still uncorrectable after an attempt may be failing on a persistently wrong
+        block (a faulty update); a scrub between attempts repairs those.
+        """
+        forward = step == "forward"
+        length, count, size = ((self.shape[1], self.code.kc, self.block_shape[1]) if forward
+                               else (self.shape[0], self.code.kr, self.block_shape[0]))
+        spec, refs, batch = self._operand(data, length, count, size, "x" if forward else "delta")
+        self.ops += 1
         rows = self.shape[0] if forward else self.shape[1]
         v = projection_matrix(batch, hash((self.seed, self.name, self.ops)) % 2**32)
         report = ProductReport(step, self.name, op=self.ops, blocks_checked=self._blocks_checked(step))
         for attempt in range(self.max_attempts):
-            plan = self._product_plan(self._spec(step, attempt, transpose), pieces, v)
-            outputs = self.client.get(plan.to_hlg(), plan.outputs + plan.reports, sync=False)
-            chunks, verdicts = outputs[: len(plan.outputs)], outputs[len(plan.outputs):]
-            self._wait(outputs)
-            report.merge_verdicts(attempt, self.client.gather(verdicts), plan.label)
-            errored = [f for f in chunks if f.status != "finished"]
+            product = self._sharded_product(step, attempt, spec, refs, v)
+            outputs = self._run(product, report, attempt)
+            errored = [f for f in outputs if f.status != "finished"]
             if errored:
                 errored[0].result()  # not a soft error but a genuine failure: raise it as is
-            if not any(f.type is tasks.Rejected for f in chunks):
+            if not any(f.type is Rejected for f in outputs):
                 report.accepted_attempt = attempt
-                return ProductResult(chunks, rows, batch, report)
+                return ProductResult(dict(zip(product.jobs, outputs)), rows, batch, report)
             report.recomputed += 1
+            if self.decode_kind == "coded" and attempt + 1 < self.max_attempts and report.uncorrectable_codewords:
+                self._scrub(self.ops)
         raise UncorrectableError(
             f"{step} of layer {self.name} stayed uncorrectable after {self.max_attempts} attempts; "
             f"roll back to the last checkpoint", report,
         )
 
-    def _spec(self, step: str, attempt: int, transpose: bool) -> ProductSpec:
-        """Layout of one product: forward checks block-columns, backward block-rows."""
+    def _run(self, product: ShardedProduct, report: ProductReport, attempt: int) -> list[Future]:
+        """One attempt: the graph, then (rarely) the repair round; verdicts go into ``report``."""
+        plan = sharded_product_plan(product)
+        futures = self.client.get(plan.to_hlg(), plan.outputs + plan.reports + plan.keep, sync=False)
+        n_out, n_rep = len(plan.outputs), len(plan.reports)
+        outputs, verdicts = futures[:n_out], futures[n_out:n_out + n_rep]
+        self._wait(outputs + verdicts)
+        report.merge_verdicts(attempt, self.client.gather(verdicts), self._label(product.jobs[next(iter(product.jobs))]))
+        if any(f.status == "finished" and f.type is shards.NeedsRepair for f in outputs):
+            kept = dict(zip(plan.keep, futures[n_out + n_rep:]))
+            workers = list(product.jobs)
+            second = repair_plan(
+                product,
+                {w: kept[(f"block-{product.name}", product.jobs[w].worker)] for w in workers},
+                {w: kept[(f"decode-{product.name}", product.jobs[w].worker)] for w in workers},
+                [kept[(f"summary-{product.name}", product.jobs[w].worker)] for w in workers],
+            )
+            outputs = self.client.get(second.to_hlg(), second.outputs, sync=False)
+            self._wait(outputs)
+        return outputs
+
+    def _sharded_product(self, step: str, attempt: int, spec: OperandSpec, refs: dict[str, list],
+                         v: np.ndarray) -> ShardedProduct:
         forward = step == "forward"
+        code = self.code.row_code if forward else self.code.col_code
+        outputs, chunk_rows = (self.code.kr, self.block_shape[0]) if forward else (self.code.kc, self.block_shape[1])
+        codewords = self.code.kc if forward else self.code.kr
+        jobs, decode_jobs = {}, {}
+        for w, members in self._positions(step).items():
+            wid = self._worker_index(w)
+            jobs[w] = shards.ProductJob(step, self.name, self.ops, attempt, wid, not forward, tuple(members),
+                                        outputs, chunk_rows, spec)
+            decode_jobs[w] = shards.DecodeJob(self.name, self.ops, attempt, wid, codewords, outputs, self.copies)
+        return ShardedProduct(f"{step_word(step)}-{self.key_name}-{self.ops}-{attempt}", jobs, decode_jobs, self.shards, refs,
+                              self.decode_kind, code, v, self.hook)
 
-        def coord(a: int, j: int) -> Coord:
-            return (a, j) if forward else (j, a)
+    @property
+    def copies(self) -> int:
+        """Replicas per block (1: the grid itself carries the redundancy)."""
+        return 1
 
-        return ProductSpec(
-            step=step, layer=self.name, op=self.ops, attempt=attempt,
-            code=self.code.row_code if forward else self.code.col_code,
-            codewords=self.code.kc if forward else self.code.kr, transpose=transpose, coord=coord,
-            block=lambda a, j: self.blocks[coord(a, j)], owner=lambda a, j: self.owners[coord(a, j)],
-            raise_on_reject=False, key_layer=self.key_name,
-        )
-
-    def _product_plan(self, spec: ProductSpec, pieces: list, v: np.ndarray) -> Plan:
-        return product_plan(spec, pieces, v, self.hook)
+    def _label(self, job: shards.ProductJob):
+        """``label(decoder, codeword, position)``: the block a verdict names."""
+        forward = job.step == "forward"
+        return lambda t, j, a: (a, j) if forward else (j, a)
 
     def _blocks_checked(self, step: str) -> int:
         code = self.code.row_code if step == "forward" else self.code.col_code
         return code.n * (self.code.kc if step == "forward" else self.code.kr)
+
+
+def _assemble(client: Client, blocks: dict[Label, Future], placement: dict[Label, str], key_name: str
+              ) -> dict[str, Future]:
+    """One shard future per worker from per-block futures already on that worker."""
+    by_worker: dict[str, list[Label]] = {}
+    for label in sorted(blocks):
+        by_worker.setdefault(placement[label], []).append(label)
+    index = {w: i for i, w in enumerate(sorted(by_worker))}
+    return {
+        w: client.submit(shards.assemble, labels, [blocks[lab] for lab in labels], key=(f"shard-{key_name}", index[w]),
+                         workers=[w], allow_other_workers=False, pure=False)
+        for w, labels in sorted(by_worker.items())
+    }

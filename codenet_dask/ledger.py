@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable, Literal
+from typing import Callable, Iterable, Literal
 
 import numpy as np
 
@@ -83,13 +83,13 @@ class FaultLedger:
         return "benign" if fault.relative_magnitude <= self.tolerance else "undetected"
 
     def _weight_fault_handled(self, site: Site) -> bool:
-        """A fault in a stored block (encode/update): rebuilt by a scrub, or corrected at each use."""
-        label = _weight_label(site)
-        if any(op >= site.op and tuple(c) == label[: len(c)] for op, c in self.repairs.get(site.layer, [])):
+        """A fault in stored blocks (encode/update): rebuilt by a scrub, or corrected at each use."""
+        matches = _weight_matcher(site)
+        if any(op >= site.op and matches(tuple(c)) for op, c in self.repairs.get(site.layer, [])):
             return True
         later = [r for (layer, op), r in self.products.items() if layer == site.layer and op > site.op]
         return bool(later) and all(
-            any(_matches(label, d) for d in r.detected_by_attempt.get(r.accepted_attempt, [])) for r in later
+            any(matches(tuple(d)) for d in r.detected_by_attempt.get(r.accepted_attempt, [])) for r in later
         )
 
     def outcomes(self) -> list[tuple[InjectedFault, Outcome]]:
@@ -101,22 +101,16 @@ class FaultLedger:
         return {"injected": len(self.injected), **{k: counts.get(k, 0) for k in OUTCOMES}}
 
 
-def _weight_label(site: Site) -> tuple[int, ...]:
-    """The stored block a weight fault lives in: (a, b) or, for a replica, (a, b, r).
+def _weight_matcher(site: Site) -> Callable[[tuple[int, ...]], bool]:
+    """Which stored blocks a weight fault can have spoilt, as a predicate on block labels.
 
-    Update sites are (a, b[, r]); the factor encodings inside an update add a trailing 0/1, the
-    activations of its input pieces a trailing (0/1, piece).
+    Encode and update sites name one block, ``(a, b)`` or replica ``(a, b, r)``. An update's factor
+    pieces are activated and encoded once per worker (sites ``(side, index, worker)``, side 0 for
+    the row factor D~, 1 for the column factor X~): a fault there spoils that worker's blocks of
+    block-row (or -column) ``index``.
     """
-    block = site.block
-    if site.step == "encode" and site.op > 0:
-        block = block[:-1]  # the factor encoding inside an update
-    elif site.step == "activation":
-        block = block[:-2]
-    return tuple(block)
-
-
-def _matches(label: tuple[int, ...], detected: tuple[int, ...]) -> bool:
-    """Whether a detection in a product names the stored block ``label``."""
-    if len(label) == 2 and len(detected) == 3:  # replica 0 of an unreplicated label
-        return detected == (*label, 0)
-    return tuple(detected) == label
+    if site.op > 0 and site.step in ("activation", "encode"):
+        side, index = site.block[0], site.block[1]
+        return lambda label: label[side] == index
+    own = tuple(site.block)
+    return lambda label: label == own or (len(own) == 2 and label == (*own, 0))

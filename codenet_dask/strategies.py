@@ -14,18 +14,19 @@ comparison differs only in the redundancy scheme.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, Sequence
 
 import numpy as np
-from distributed import Client, Future, wait
+from distributed import Client, wait
 
 from . import tasks
 from .blocks import CodedBlock
 from .errors import CodeParameterError, UncorrectableError
-from .faults import CorruptionHook, Site
-from .graph import Coord, Plan, ProductSpec, replicated_plan, uncoded_plan, update_plan
-from .layer import CodedLayer, Operand
+from .faults import CorruptionHook
+from .graph import Coord
+from .layer import CodedLayer, _assemble
+from .shards import Label
 
 Strategy = Literal["codenet", "uncoded", "replication"]
 STRATEGIES: tuple[str, ...] = ("codenet", "uncoded", "replication")
@@ -34,15 +35,14 @@ STRATEGIES: tuple[str, ...] = ("codenet", "uncoded", "replication")
 class UncodedLayer(CodedLayer):
     """No redundancy: same grid and workers as the coded layer, nothing checked."""
 
+    decode_kind = "uncoded"
+
     @classmethod
     def encode(cls, client: Client, weights: np.ndarray, grid: tuple[int, int] = (4, 4),
                parity: tuple[int, int] = (0, 0), **kwargs) -> "UncodedLayer":
         if tuple(parity) != (0, 0):
             raise CodeParameterError("an uncoded layer has no parity; use parity=(0, 0) or strategy='codenet'")
         return super().encode(client, weights, grid, (0, 0), **kwargs)  # type: ignore[return-value]
-
-    def _product_plan(self, spec: ProductSpec, pieces: list, v: np.ndarray) -> Plan:
-        return uncoded_plan(spec, pieces, self.hook)
 
     def _blocks_checked(self, step: str) -> int:
         return 0
@@ -53,10 +53,14 @@ class UncodedLayer(CodedLayer):
 
 @dataclass
 class ReplicatedLayer(CodedLayer):
-    """Each systematic block on ``replicas`` workers; products compared (r=2) or voted (r>=3)."""
+    """Each systematic block on ``replicas`` workers; products compared (r=2) or voted (r>=3).
 
-    replicas: dict[Coord, list[Future]] = field(default_factory=dict)
-    replica_owners: dict[tuple[int, int, int], str] = field(default_factory=dict)
+    Blocks are labelled ``(a, b, r)``; replicas of one block have distinct labels, keys and fault
+    sites, so Dask never mistakes one for another.
+    """
+
+    decode_kind = "replicated"
+    replicas: int = 3
 
     @classmethod
     def encode(cls, client: Client, weights: np.ndarray, grid: tuple[int, int] = (4, 4),
@@ -79,58 +83,41 @@ class ReplicatedLayer(CodedLayer):
         return layer
 
     def _replicate(self, replicas: int) -> None:
-        """Copy every block (replica 0) to ``replicas - 1`` further workers, round robin."""
+        """Copy every block to ``replicas - 1`` further workers, round robin (fresh keys)."""
         addresses = sorted(self.client.scheduler_info()["workers"])
-        kc, token = self.code.kc, uuid.uuid4().hex[:8]  # fresh keys: a restore must not reuse old copies
-        for (a, b), first in self.blocks.items():
-            owners = [addresses[(a * kc + b + r) % len(addresses)] for r in range(replicas)]
-            copies = [first] + [
-                self.client.submit(
-                    tasks.replicate_block, first, self.hook, Site("encode", self.name, 0, (a, b, r)), 0,
-                    key=(f"encode-{self.name}-{token}", a, b, r), workers=[owners[r]], allow_other_workers=False,
-                )
-                for r in range(1, replicas)
-            ]
-            self.replicas[(a, b)] = copies
-            self.replica_owners.update({(a, b, r): owners[r] for r in range(replicas)})
-        wait([f for copies in self.replicas.values() for f in copies])
+        kc, token = self.code.kc, uuid.uuid4().hex[:8]
+        placement = {
+            (a, b, r): addresses[(a * kc + b + r) % len(addresses)]
+            for (a, b) in self.placement for r in range(replicas)
+        }
+        copies = {
+            label: self.client.submit(
+                tasks.replicate_block, self.shards[self.placement[label[:2]]], label, self.name, self.hook,
+                key=(f"encode-{self.key_name}-{token}", *label), workers=[w], allow_other_workers=False,
+            )
+            for label, w in placement.items()
+        }
+        self.replicas, self.placement = replicas, placement
+        self.shards = _assemble(self.client, copies, placement, f"{self.key_name}-{token}")
+        wait(list(self.shards.values()))
 
     @property
     def copies(self) -> int:
-        return len(next(iter(self.replicas.values())))
+        return self.replicas
 
-    def _product_plan(self, spec: ProductSpec, pieces: list, v: np.ndarray) -> Plan:
-        return replicated_plan(
-            spec, self.copies,
-            lambda a, j, r: self.replicas[spec.coord(a, j)][r],
-            lambda a, j, r: self.replica_owners[(*spec.coord(a, j), r)],
-            pieces, self.hook,
-        )
+    def _label(self, job):
+        """Replication's verdicts come per block (index ``t * codewords + j``), positions are replicas."""
+        forward = job.step == "forward"
+        codewords = self.code.kc if forward else self.code.kr
+
+        def label(_: int, index: int, r: int) -> Label:
+            t, j = divmod(index, codewords)
+            return (t, j, r) if forward else (j, t, r)
+
+        return label
 
     def _blocks_checked(self, step: str) -> int:
         return self.copies * self.code.kr * self.code.kc
-
-    def _holders(self) -> set[str]:
-        return set(self.replica_owners.values())
-
-    def update(self, delta: Operand, x: Operand, lr: float) -> None:
-        """Every replica applies the same update to its own copy."""
-        self._check_lr(lr)
-        d_pieces, x_pieces = self._update_pieces(delta, x)
-        self.ops += 1
-        futures_by_replica = []
-        for r in range(self.copies):
-            plan = update_plan(
-                self.name, self.ops, self.code, lambda a, b, r=r: self.replicas[(a, b)][r], d_pieces, x_pieces,
-                float(lr), lambda a, b, r=r: self.replica_owners[(a, b, r)], self.hook, replica=r,
-                key_layer=self.key_name,
-            )
-            futures_by_replica.append((plan.outputs, self.client.get(plan.to_hlg(), plan.outputs, sync=False)))
-        self._wait([f for _, futures in futures_by_replica for f in futures])
-        for r, (keys, futures) in enumerate(futures_by_replica):
-            for key, future in zip(keys, futures):
-                self.replicas[(key[1], key[2])][r] = future
-        self.blocks = {coord: copies[0] for coord, copies in self.replicas.items()}
 
     def gather_blocks(self) -> dict[Coord, CodedBlock]:
         """Every block as its replicas' majority (bit-identical copies), for checkpoints.
@@ -144,25 +131,28 @@ class ReplicatedLayer(CodedLayer):
         """Overwrite replicas that disagree with their block's majority by a fresh copy of it."""
         self.ops += 1
         majority, outvoted = self._vote_replicas()
-        for (a, b, r) in outvoted:
-            self.replicas[(a, b)][r] = self.client.scatter(
-                majority[(a, b)], workers=[self.replica_owners[(a, b, r)]], hash=False)
-        self.blocks = {coord: copies[0] for coord, copies in self.replicas.items()}
+        by_worker: dict[str, dict[Label, CodedBlock]] = {}
+        for label in outvoted:
+            by_worker.setdefault(self.placement[label], {})[label] = majority[label[:2]]
+        for w, blocks in by_worker.items():
+            self.shards[w] = self.client.submit(tasks.patch_blocks, self.shards[w], blocks, workers=[w],
+                                                allow_other_workers=False, pure=False)
+        wait(list(self.shards.values()))
         return {"repaired": [list(k) for k in outvoted], "unrepairable": [], "ok": True}
 
-    def _vote_replicas(self) -> tuple[dict[Coord, CodedBlock], list[tuple[int, int, int]]]:
+    def _vote_replicas(self) -> tuple[dict[Coord, CodedBlock], list[Label]]:
         """Per block, the value a majority of replicas hold, and the replicas that differ."""
-        coords = list(self.replicas)
-        fetched = self.client.gather([self.replicas[c] for c in coords])
+        everything = super().gather_blocks()
         majority, outvoted = {}, []
-        for coord, copies in zip(coords, fetched):
+        for (a, b) in sorted({label[:2] for label in everything}):
+            copies = [everything[(a, b, r)] for r in range(self.copies)]
             votes = [sum(np.array_equal(c.values, d.values) for d in copies) for c in copies]
             best = int(np.argmax(votes))
             if votes[best] * 2 <= len(copies):
                 raise UncorrectableError(
-                    f"layer {self.name}: the {len(copies)} replicas of block {coord} have no majority; roll back")
-            majority[coord] = copies[best]
-            outvoted += [(*coord, r) for r, c in enumerate(copies) if not np.array_equal(c.values, copies[best].values)]
+                    f"layer {self.name}: the {len(copies)} replicas of block {(a, b)} have no majority; roll back")
+            majority[(a, b)] = copies[best]
+            outvoted += [(a, b, r) for r, c in enumerate(copies) if not np.array_equal(c.values, copies[best].values)]
         return majority, outvoted
 
 

@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from . import checks
-from .blocks import CodedBlock, apply_update, encoding_error
+from .blocks import CodedBlock, encoding_error
 from .codes import ProductCode, SystematicMDSCode
 from .codes.grid import check_grid
 from .errors import NonFiniteInputError, UncorrectableError
@@ -45,47 +45,13 @@ def systematic_block(values: np.ndarray, hook: CorruptionHook, site: Site, attem
     return CodedBlock.from_values(hook.apply(site, values, attempt), 0.0)
 
 
-def activate(
-    kind: str, source: np.ndarray, mask: np.ndarray | None, hook: CorruptionHook, site: Site, attempt: int
-) -> np.ndarray:
-    """A consumer's own copy of an activated input piece: ``relu(source)`` or ``source * (mask > 0)``.
-
-    Runs inside the consuming block task, so a fault here spoils only that block's product,
-    which its codeword check then catches (CodeNet's decentralised activation).
-    """
-    if kind == "relu":
-        values = np.maximum(source, 0)
-    elif kind == "relu-grad":
-        values = np.where(mask > 0, source, 0).astype(source.dtype, copy=False)
-    else:
-        raise ValueError(f"unknown activation {kind!r}")
-    return hook.apply(site, values, attempt)
-
-
-def softmax_grad(
-    logits: Sequence[np.ndarray], labels: np.ndarray, classes: int, index: int,
-    hook: CorruptionHook, site: Site, attempt: int,
-) -> np.ndarray:
-    """Rows ``index`` of ``(softmax(logits) - onehot(labels)) / batch``, computed by each consumer.
-
-    ``logits`` are the output layer's verified chunks (padding rows beyond ``classes`` are
-    ignored and get a zero gradient).
-    """
-    full = np.concatenate(list(logits))
-    z = full[:classes].astype(np.float64)
-    z = z - z.max(axis=0, keepdims=True)
-    p = np.exp(z)
-    p /= p.sum(axis=0, keepdims=True)
-    p[labels, np.arange(labels.size)] -= 1.0
-    grad = np.zeros_like(full)
-    grad[:classes] = p / labels.size
-    size = logits[0].shape[0]
-    return hook.apply(site, grad[index * size:(index + 1) * size], attempt)
-
-
-def replicate_block(block: CodedBlock, hook: CorruptionHook, site: Site, attempt: int) -> CodedBlock:
-    """Another worker's copy of a block (the copy itself may be hit by a fault)."""
-    return CodedBlock.from_values(hook.apply(site, block.values.copy(), attempt), block.err, block.updates)
+def replicate_block(source: dict, label: tuple[int, int, int], layer: str, hook: CorruptionHook) -> CodedBlock:
+    """Replica r of block (a, b), copied from the shard holding it (the copy itself may be hit)."""
+    block = source[label[:2]]
+    if label[2] == 0:
+        return block
+    site = Site("encode", layer, 0, label)
+    return CodedBlock.from_values(hook.apply(site, block.values.copy(), 0), block.err, block.updates)
 
 
 def block_product(
@@ -130,13 +96,13 @@ def verify(
     site: Site,
     attempt: int,
     raise_on_reject: bool = True,
-) -> np.ndarray | Rejected:
+) -> np.ndarray | checks.Rejected:
     """Independent acceptance of a decoded chunk.
 
     Returns the decoded array itself: a soft error here can only spoil the verdict (the
     observed projection), which turns into a false alarm and a recomputation, never into data.
     A rejected chunk raises UncorrectableError, or with ``raise_on_reject=False`` comes back as a
-    small :class:`Rejected` marker the client recognises by its type without fetching it.
+    small :class:`~codenet_dask.checks.Rejected` marker the client recognises by its type without fetching it.
     """
     try:
         if decoded.values is None:
@@ -147,79 +113,12 @@ def verify(
     except UncorrectableError as exc:
         if raise_on_reject:
             raise
-        return Rejected(type(exc).__name__, str(exc))
-
-
-@dataclass(frozen=True)
-class Rejected:
-    """A verify task's refusal of a decoded chunk: recompute it (or roll back)."""
-
-    error: str
-    reason: str
-
-
-def sum_results(
-    codewords: Sequence[Sequence[checks.BlockResult]], target: int, hook: CorruptionHook, site: Site, attempt: int
-) -> np.ndarray:
-    """Uncoded decode: the plain sum of this output's block results, unchecked."""
-    total = sum(results[target].values for results in codewords)
-    return hook.apply(site, np.asarray(total), attempt)
-
-
-def vote(
-    codewords: Sequence[Sequence[checks.BlockResult]], hook: CorruptionHook, site: Site, attempt: int
-) -> checks.DecodedChunk:
-    """Replication's decode: per block, the value a majority of replicas agree on, summed."""
-    decoded = checks.vote_chunk(codewords)
-    if decoded.values is None:
-        return decoded
-    return replace(decoded, values=hook.apply(site, decoded.values, attempt))
-
-
-def accept(decoded: checks.DecodedChunk) -> np.ndarray | Rejected:
-    """The voted chunk, or a Rejected marker when some block had no agreeing majority."""
-    if decoded.values is None:
-        return Rejected("UncorrectableError", "replicas disagree with no majority")
-    return decoded.values
+        return checks.Rejected(type(exc).__name__, str(exc))
 
 
 def checks_of(decoded: checks.DecodedChunk) -> tuple:
     """Only the verdicts of a decode (small: what the client gathers for the report)."""
     return decoded.checks
-
-
-def encoded_factor(
-    pieces: Sequence[np.ndarray], coeffs: np.ndarray | None, hook: CorruptionHook, site: Site, attempt: int
-) -> tuple[np.ndarray, float]:
-    """This block's piece of an encoded update factor, and its encoding-error bound.
-
-    ``coeffs`` None means a systematic position: the piece itself, exact.
-    """
-    if coeffs is None:
-        return pieces[0], 0.0
-    dtype = pieces[0].dtype
-    values = sum(dtype.type(c) * p for c, p in zip(coeffs, pieces))
-    abs_max = float(max(np.max(sum(abs(c) * np.abs(p) for c, p in zip(coeffs, pieces)), initial=0.0), 0.0))
-    return hook.apply(site, np.asarray(values), attempt), encoding_error(len(pieces), abs_max, dtype)
-
-
-def update(
-    block: CodedBlock,
-    delta_pieces: Sequence[np.ndarray],
-    delta_coeffs: np.ndarray | None,
-    input_pieces: Sequence[np.ndarray],
-    input_coeffs: np.ndarray | None,
-    lr: float,
-    hook: CorruptionHook,
-    site: Site,
-    attempt: int,
-) -> CodedBlock:
-    """``W~[a, b] -= lr * D~[a] @ X~[b].T``: the block encodes its own factors, never W."""
-    encode_site = replace(site, step="encode")
-    delta, delta_err = encoded_factor(delta_pieces, delta_coeffs, hook, replace(encode_site, block=site.block + (0,)), attempt)
-    inputs, inputs_err = encoded_factor(input_pieces, input_coeffs, hook, replace(encode_site, block=site.block + (1,)), attempt)
-    updated = apply_update(block, delta, delta_err, inputs, inputs_err, lr)
-    return replace(updated, values=hook.apply(site, updated.values, attempt))
 
 
 @dataclass(frozen=True)
@@ -230,8 +129,11 @@ class ScrubOutcome:
     report: dict
 
 
-def scrub_grid(code: ProductCode, blocks: dict, seed: int) -> ScrubOutcome:
-    """Check the resident coded grid's code relations and rebuild the blocks they show wrong."""
+def scrub_grid(code: ProductCode, shards: Sequence[dict], seed: int) -> ScrubOutcome:
+    """Check the resident coded grid (all workers' shards) and rebuild the blocks it shows wrong."""
+    blocks: dict = {}
+    for shard in shards:
+        blocks.update(shard)
     checked = check_grid(code, blocks, repair=True, seed=seed)
     return ScrubOutcome({key: checked.blocks[key] for key in checked.report.repaired}, checked.report.to_dict())
 
@@ -241,6 +143,15 @@ def scrub_report(outcome: ScrubOutcome) -> dict:
     return outcome.report
 
 
-def repaired_block(outcome: ScrubOutcome, coord: tuple[int, int]) -> CodedBlock:
-    """One rebuilt block, fetched by its owner."""
-    return outcome.repaired[coord]
+def patch_shard(shard: dict, outcomes: Sequence[ScrubOutcome], labels: Sequence[tuple]) -> dict:
+    """The shard with the blocks a scrub rebuilt put back in place."""
+    out = dict(shard)
+    out.update({label: outcome.repaired[label] for label, outcome in zip(labels, outcomes)})
+    return out
+
+
+def patch_blocks(shard: dict, blocks: dict) -> dict:
+    """The shard with some blocks replaced by given ones (fresh replicas from a majority)."""
+    out = dict(shard)
+    out.update(blocks)
+    return out

@@ -18,7 +18,7 @@ from codenet_dask.faults import RandomFaults, collect_injected
 from codenet_dask.graph import ProductSpec, product_plan
 from codenet_dask.layer import MAX_ATTEMPTS
 from codenet_dask.ledger import OUTCOMES, FaultLedger
-from codenet_dask.tasks import Rejected
+from codenet_dask.checks import Rejected
 
 SPEC = ("bitflip:0.02:steps=block-forward+project+decode+verify,"
         "nan:0.004:steps=block-forward+project+decode+verify,"

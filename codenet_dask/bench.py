@@ -1,0 +1,279 @@
+"""The performance benchmark: one training step of a layer, every strategy side by side.
+
+For each layer width and batch, every configuration (uncoded, codenet, replication r=2 and r=3
+on the same systematic block grid, and one plain numpy process doing the uncoded arithmetic) runs
+one full step (forward, backprop, update) in turn, A B C ... A B C ..., so drifts of the machine
+hit all alike; medians and ratios are reported. ``codenet`` and replication also run with one
+wrong block result per codeword (forward and backprop) that they must correct. From Dask's task
+stream each step's time splits into block products, verify + decode, update, and the rest
+(scheduling, transfers, waiting: ``overhead``).
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+from distributed import Client, get_task_stream
+from distributed.utils import key_split
+
+from .codes import ProductCode
+from .faults import Corruption, CorruptionHook, CorruptionPlan, NoFaults
+from .layer import CodedLayer
+from .strategies import build_layer
+
+#: Task-prefix first words by phase (see ``graph``: keys read ``<step>-<layer>-...``).
+PHASES = {
+    "block": "products",
+    "summary": "verify+decode",
+    "decode": "verify+decode",
+    "verdicts": "verify+decode",
+    "verify": "verify+decode",
+    "repair": "verify+decode",
+    "update": "update",
+}
+LR = 1e-3
+
+
+@dataclass(frozen=True)
+class Config:
+    """One column of the benchmark: a strategy on a systematic ``grid x grid`` block grid."""
+
+    name: str
+    strategy: str  # codenet, uncoded, replication, numpy
+    grid: int = 1
+    parity: tuple[int, int] = (0, 0)
+    replicas: int = 1
+    errors: bool = False  # one wrong block result per codeword of each product
+
+    def flop_ratio(self) -> float:
+        """Arithmetic of one step relative to the uncoded step: the redundancy bound."""
+        if self.strategy == "codenet":
+            return ProductCode(self.grid, self.grid, *self.parity).flop_ratio
+        return float(self.replicas)
+
+
+def default_configs(grids: Sequence[int] = (4, 8), parity: tuple[int, int] = (2, 2)) -> list[Config]:
+    configs = [Config("numpy", "numpy")]
+    for g in grids:
+        shape = f"{g}x{g}+{parity[0]}x{parity[1]}"
+        configs += [
+            Config(f"uncoded-{g}x{g}", "uncoded", g),
+            Config(f"codenet-{shape}", "codenet", g, parity),
+            Config(f"codenet-{shape}-errors", "codenet", g, parity, errors=True),
+            Config(f"replication2-{g}x{g}", "replication", g, replicas=2),
+            Config(f"replication3-{g}x{g}", "replication", g, replicas=3),
+            Config(f"replication3-{g}x{g}-errors", "replication", g, replicas=3, errors=True),
+        ]
+    return configs
+
+
+@dataclass
+class Measurement:
+    """Medians over repeats of one configuration at one size."""
+
+    config: str
+    strategy: str
+    grid: int
+    width: int
+    batch: int
+    dtype: str
+    blocks: int
+    flop_ratio: float
+    seconds: float
+    seconds_all: list[float]
+    shares: dict[str, float] = field(default_factory=dict)
+    encode_seconds: float = 0.0
+    peak_worker_mib: float = 0.0
+    corrected: int = 0
+    ratios: dict[str, float] = field(default_factory=dict)
+
+
+def error_plan(config: Config, steps: int) -> CorruptionHook:
+    """One wrong block result in every codeword of every forward and backprop of ``steps`` steps.
+
+    Positions rotate with the step; replication's errors go to replica 0 of one block per
+    codeword-equivalent (block-column / block-row), the same count codenet corrects.
+    """
+    if not config.errors:
+        return NoFaults()
+    g, n = config.grid, config.grid + config.parity[0]
+    corruptions = []
+    for step in range(steps):
+        fwd, bwd = 1 + 3 * step, 2 + 3 * step
+        for j in range(g):
+            a = (j + step) % (n if config.strategy == "codenet" else g)
+            fwd_block = (a, j) if config.strategy == "codenet" else (a, j, 0)
+            bwd_block = (j, a) if config.strategy == "codenet" else (j, a, 0)
+            corruptions.append(Corruption("block-forward", block=fwd_block, op=fwd, kind="add", relative=1e-3))
+            corruptions.append(Corruption("block-backward", block=bwd_block, op=bwd, kind="add", relative=1e-3))
+    return CorruptionPlan(tuple(corruptions))
+
+
+class Runner:
+    """One configuration at one size: builds its layer, then times single steps."""
+
+    def __init__(self, client: Client, config: Config, width: int, batch: int, dtype: np.dtype, steps: int, seed: int):
+        rng = np.random.default_rng(seed)
+        self.config, self.client = config, client
+        self.weights = (rng.standard_normal((width, width)) / np.sqrt(width)).astype(dtype)
+        self.x = rng.standard_normal((width, batch)).astype(dtype)
+        self.delta = (rng.standard_normal((width, batch)) / batch).astype(dtype)
+        self.layer: CodedLayer | None = None
+        self.corrected = 0
+        start = time.perf_counter()
+        if config.strategy != "numpy":
+            self.layer = build_layer(config.strategy, client, self.weights, grid=(config.grid, config.grid),
+                                     parity=config.parity, replicas=max(config.replicas, 2),
+                                     name=f"bench{config.strategy}", hook=error_plan(config, steps))
+        self.encode_seconds = time.perf_counter() - start
+
+    def step(self) -> None:
+        if self.layer is None:
+            w = self.weights
+            w @ self.x
+            w.T @ self.delta
+            w -= (LR * self.delta) @ self.x.T
+            return
+        forward = self.layer.forward(self.x)
+        backward = self.layer.backward(self.delta)
+        self.layer.update(self.delta, self.x, LR)
+        self.corrected += forward.report.errors_corrected + backward.report.errors_corrected
+
+
+def _shares(stream: list[dict], wall: float, workers: int) -> dict[str, float]:
+    """Fractions of the workers' time (wall x workers) spent in each phase; the rest is overhead."""
+    busy: dict[str, float] = {}
+    for record in stream:
+        phase = PHASES.get(key_split(record["key"]).split("-")[0])
+        if phase is None:
+            continue
+        for ss in record.get("startstops", ()):
+            if ss["action"] == "compute":
+                busy[phase] = busy.get(phase, 0.0) + ss["stop"] - ss["start"]
+    capacity = max(wall * workers, 1e-12)
+    shares = {phase: busy.get(phase, 0.0) / capacity for phase in ("products", "verify+decode", "update")}
+    shares["overhead"] = max(0.0, 1.0 - sum(shares.values()))
+    return shares
+
+
+def peak_worker_mib(client: Client) -> float:
+    """Largest peak resident memory of any worker process so far (MiB)."""
+    peaks = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    return max(peaks.values()) / 1024 if peaks else 0.0
+
+
+def run_benchmark(
+    client: Client,
+    widths: Sequence[int] = (1024, 2048, 4096),
+    batches: Sequence[int] = (64, 256),
+    configs: Sequence[Config] | None = None,
+    repeats: int = 3,
+    dtype: str = "float64",
+    progress: Callable[[str], None] | None = None,
+) -> list[Measurement]:
+    """Every configuration at every size, interleaved per repeat; one Measurement each."""
+    configs = list(configs or default_configs())
+    workers = len(client.scheduler_info()["workers"])
+    out: list[Measurement] = []
+    for width in widths:
+        for batch in batches:
+            runners = [Runner(client, c, width, batch, np.dtype(dtype), repeats + 1, seed=width + batch)
+                       for c in configs]
+            for r in runners:
+                r.step()  # warm-up: imports, first transfers
+            times: dict[str, list[float]] = {c.name: [] for c in configs}
+            shares: dict[str, list[dict[str, float]]] = {c.name: [] for c in configs}
+            for _ in range(repeats):
+                for r in runners:
+                    with get_task_stream(client) as stream:
+                        start = time.perf_counter()
+                        r.step()
+                        wall = time.perf_counter() - start
+                    times[r.config.name].append(wall)
+                    shares[r.config.name].append(_shares(stream.data, wall, workers))
+            peak = peak_worker_mib(client)
+            for r in runners:
+                c = r.config
+                median_shares = {k: statistics.median(s[k] for s in shares[c.name]) for k in shares[c.name][0]}
+                blocks = len(r.layer.placement) if r.layer is not None else 1
+                out.append(Measurement(c.name, c.strategy, c.grid, width, batch, dtype, blocks,
+                                       c.flop_ratio() if c.strategy != "numpy" else 1.0,
+                                       statistics.median(times[c.name]), times[c.name],
+                                       median_shares if c.strategy != "numpy" else {},
+                                       r.encode_seconds, peak, r.corrected))
+                if progress:
+                    progress(f"{width:>5} x {batch:<4} {c.name:<32} {statistics.median(times[c.name]):8.4f} s")
+            del runners
+    _add_ratios(out)
+    return out
+
+
+def _add_ratios(rows: list[Measurement]) -> None:
+    """Ratios against the same size's uncoded step (same grid), numpy, and replication r=3."""
+    by = {(m.width, m.batch, m.config): m for m in rows}
+    for m in rows:
+        size = (m.width, m.batch)
+        numpy_row = by.get((*size, "numpy"))
+        if numpy_row:
+            m.ratios["vs_numpy"] = m.seconds / numpy_row.seconds
+        uncoded = by.get((*size, f"uncoded-{m.grid}x{m.grid}"))
+        if uncoded and m.strategy != "numpy":
+            m.ratios["vs_uncoded"] = m.seconds / uncoded.seconds
+            m.ratios["vs_uncoded_over_flop_ratio"] = m.ratios["vs_uncoded"] / m.flop_ratio
+        suffix = "-errors" if m.config.endswith("-errors") else ""
+        r3 = by.get((*size, f"replication3-{m.grid}x{m.grid}{suffix}"))
+        if r3 and m.strategy == "codenet":
+            m.ratios["vs_replication3"] = m.seconds / r3.seconds
+
+
+TARGETS = {
+    "coded/uncoded <= 1.05 x FLOP ratio": ("codenet", "vs_uncoded_over_flop_ratio", 1.05, False),
+    "codenet/replication-r3 <= 0.60 (one error per codeword)": ("codenet", "vs_replication3", 0.60, True),
+    "verify+decode <= 3% of the step": ("codenet", "verify+decode", 0.03, False),
+    "uncoded Dask step >= 0.8 x numpy speed": ("uncoded", "vs_numpy", 1 / 0.8, False),
+}
+
+
+def check_targets(rows: list[Measurement], width: int = 4096, batch: int = 256) -> list[dict]:
+    """Each target of the performance issue at ``width`` x ``batch``: value, limit, met."""
+    out = []
+    for name, (strategy, metric, limit, errors) in TARGETS.items():
+        for m in rows:
+            if (m.width, m.batch, m.strategy) != (width, batch, strategy) or m.config.endswith("-errors") != errors:
+                continue
+            value = m.shares.get(metric) if metric == "verify+decode" else m.ratios.get(metric)
+            if value is not None:
+                out.append({"target": name, "config": m.config, "value": round(value, 4), "limit": round(limit, 4),
+                            "met": bool(value <= limit)})
+    return out
+
+
+def to_markdown(rows: list[Measurement]) -> str:
+    """The table the README carries."""
+    head = ("| width | batch | config | blocks | FLOP ratio | step s | vs uncoded | vs numpy | vs r=3 "
+            "| products | verify+decode | update | overhead | peak worker MiB |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for m in rows:
+        s, r = m.shares, m.ratios
+
+        def pct(k: str) -> str:
+            return f"{100 * s[k]:.0f}%" if k in s else ""
+
+        def ratio(k: str) -> str:
+            return f"{r[k]:.2f}" if k in r else ""
+
+        lines.append(
+            f"| {m.width} | {m.batch} | {m.config} | {m.blocks} | {m.flop_ratio:.2f} | {m.seconds:.3f} | "
+            f"{ratio('vs_uncoded')} | {ratio('vs_numpy')} | {ratio('vs_replication3')} | {pct('products')} | "
+            f"{pct('verify+decode')} | {pct('update')} | {pct('overhead')} | {m.peak_worker_mib:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def as_json(rows: list[Measurement]) -> dict:
+    return {"measurements": [asdict(m) for m in rows], "targets": check_targets(rows)}
