@@ -20,6 +20,7 @@ from distributed import Client, LocalCluster
 
 from codenet_dask.data import load_dataset
 from codenet_dask.observe import COUNTS, JSON_ROUTE, PAGE, Tally
+from codenet_dask.observe.taskgraph import render, step_graph
 from codenet_dask.training import TrainConfig, Trainer
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -239,6 +240,8 @@ def test_codenet_page_shows_live_counters_in_headless_chromium(tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["train", "--report", "run.txt"], "--report must end in .html"),
     (["train", "--report", "/no/such/folder/run.html"], "folder /no/such/folder does not exist"),
+    (["graph", "--out", "step.gif"], "--out must end in .png or .svg or .pdf or .dot"),
+    (["graph", "--out", "step.png", "--grid", "3x2"], "--grid must be square"),
 ])
 def test_bad_output_paths_exit_2_before_starting(args, message, capsys):
     from codenet_dask.cli import main
@@ -246,3 +249,22 @@ def test_bad_output_paths_exit_2_before_starting(args, message, capsys):
     assert main([*args, "--workers", "1"]) == 2
     captured = capsys.readouterr()
     assert message in captured.err and captured.out == "", captured.err
+
+
+# -- one step's task graph --------------------------------------------------------------------
+def test_one_steps_task_graph_is_recorded_and_drawn(client, tmp_path):
+    graph = step_graph(client)
+    prefixes = graph.prefixes()
+    # Forward (both layers), backward (top layer), checks and updates; nothing from before the step.
+    for prefix in ("block-forward", "project-forward", "decode-forward", "verify-forward", "update"):
+        assert prefixes[prefix] > 0, prefixes
+    assert prefixes["update"] == 2 * 16 and prefixes["block-forward"] == 2 * 8
+    assert not any(p in prefixes for p in ("encode", "scrub")), prefixes
+    assert graph.inputs and all("encode" in k for k in graph.inputs)  # the resident coded blocks
+    dot = render(graph, tmp_path / "step.dot", detail="tasks")
+    assert "cluster_update" in dot.read_text() and "cluster_block-forward" in dot.read_text()
+    if shutil.which("dot") is None:
+        pytest.skip("graphviz's dot program is not installed (.ci/browser.sh installs it; it could not here)")
+    png = render(graph, tmp_path / "step.png", title="one step")
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
