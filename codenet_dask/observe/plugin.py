@@ -84,7 +84,7 @@ def _prefix(scheduler: Scheduler) -> str:
 
 
 def add_routes(scheduler: Scheduler, plugin: CodeNetDashboard) -> bool:
-    """Add the JSON route, and the Bokeh page if the scheduler runs a dashboard; True if the page is on."""
+    """Add the JSON route, and the Bokeh page when bokeh is usable here; True if the page is on."""
     http = getattr(scheduler, "http_application", None)
     if http is None:
         return False
