@@ -30,6 +30,7 @@ from .errors import UncorrectableError, WorkerLostError
 from .faults import RandomFaults, collect_injected
 from .layer import CodedLayer, Relu, ReluGrad, SoftmaxXentGrad
 from .ledger import FaultLedger
+from .observe import DashboardPublisher
 from .store import CodedStore
 from .strategies import ReplicatedLayer, Strategy, build_layer
 
@@ -209,12 +210,14 @@ class Trainer:
         start = time.perf_counter()
         if not self.layers:
             self.build()
+        self.observer = DashboardPublisher(self)  # observe: the dashboard's CodeNet page (codenet_dask/observe)
         per_epoch = -(-self.data.y_train.size // self.config.batch_size)
         total = per_epoch * self.config.epochs
         epoch_batches: tuple[int, list] = (-1, [])
         position, loss, by_epoch = 0, float("nan"), []
         with CodedStore.open(self.store_path, mode="r+") as store:
             while position < total:
+                self.observer.publish(position, total)  # observe
                 epoch, index = divmod(position, per_epoch)
                 if epoch_batches[0] != epoch:  # one epoch in memory; a rollback may regenerate one
                     epoch_batches = (epoch, list(batches(self.data.x_train, self.data.y_train,
@@ -239,6 +242,7 @@ class Trainer:
                               "rollbacks": self.rollbacks, "test_accuracy": by_epoch[-1] if end_of_epoch else None})
             self._checkpoint(store, position)
         self.ledger.add_injected(collect_injected(self.client))
+        self.observer.finish()  # observe
         led = self.ledger.summary()
         detected = sum(len(r.detected) for r in self.ledger.products.values())
         return TrainSummary(

@@ -10,10 +10,10 @@ import sys
 from typing import Sequence
 
 from ..errors import CodeNetError
-from . import bench, compare, demo, store_commands, train
+from . import bench, compare, demo, store_commands, taskgraph, train
 from .common import UsageError
 
-SUBCOMMANDS = (train, compare, bench, demo, store_commands)
+SUBCOMMANDS = (train, compare, bench, demo, store_commands, taskgraph)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class UsageError(Exception):
     """Bad command-line input: reported in one line, exit code 2."""
@@ -17,3 +19,15 @@ def parse_pair(text: str, option: str) -> tuple[int, int]:
     if a < 0 or b < 0:
         raise UsageError(f"{option} values must be non-negative, got {text!r}")
     return a, b
+
+
+def check_output(path: str, option: str, suffixes: tuple[str, ...]) -> Path:
+    """A writable new-file path with one of ``suffixes``, or a UsageError saying what is wrong."""
+    out = Path(path)
+    if out.suffix.lstrip(".").lower() not in suffixes:
+        raise UsageError(f"{option} must end in {' or '.join('.' + s for s in suffixes)}, got {path!r}")
+    if out.is_dir():
+        raise UsageError(f"{option} {path} is a folder; give a file name")
+    if not out.parent.is_dir():
+        raise UsageError(f"{option} {path}: folder {out.parent} does not exist")
+    return out

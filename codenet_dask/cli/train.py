@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 from ..codes import ProductCode
 from ..errors import CodeParameterError, DataError, FaultSpecError
 from ..faults import parse_fault_spec
-from .common import UsageError, parse_pair
+from .common import UsageError, check_output, parse_pair
 
 DESCRIPTION = """\
 Train a multi-layer perceptron (ReLU hidden layers, softmax cross-entropy) whose every layer is
@@ -46,6 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scrub-every", type=int, default=d.scrub_every, help="steps between scrubs (codenet)")
     p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
     p.add_argument("--workers", type=int, default=None, help="local worker processes (default: one per core)")
+    p.add_argument("--report", default=None, metavar="FILE.html",
+                   help="write a Dask performance report of the run (task stream, profiles, bandwidth) to FILE.html")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(run=run)
 
@@ -90,8 +93,12 @@ def config_from(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     config = config_from(args)
+    report = check_output(args.report, "--report", ("html",)) if args.report else None
+    from distributed import performance_report
+
     from ..cluster import connect
     from ..data import load_dataset
+    from ..observe import PAGE, register
     from ..training import Trainer
 
     try:
@@ -112,12 +119,17 @@ def run(args: argparse.Namespace) -> int:
         print(line, end="", file=sys.stderr, flush=True)
 
     with connect(args.scheduler, args.workers) as client:
-        print(f"dashboard: {client.dashboard_link}", file=sys.stderr)
+        register(client)  # the CodeNet page is there from the start (the Trainer would add it after encoding)
+        print(f"dashboard: {client.dashboard_link}  (fault counters: {client.dashboard_link.rsplit('/', 1)[0]}/{PAGE})",
+              file=sys.stderr)
         trainer = Trainer(client, data, config, args.store)
         try:
-            summary = trainer.run(progress)
+            with performance_report(filename=str(report)) if report else contextlib.nullcontext():
+                summary = trainer.run(progress)
         finally:
             trainer.close()
+        if report:
+            print(f"performance report: {report}", file=sys.stderr)
     if args.json:
         print(json.dumps(summary.as_dict()))
         return 0
