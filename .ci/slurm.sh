@@ -64,7 +64,7 @@ install -d -m 0755 /etc/slurm /var/spool/slurmctld /var/spool/slurmd "$LOG_DIR"
 NEW_CONF="$(cat <<EOF
 # Written by codenet_dask .ci/slurm.sh: a single-node SLURM for the tests.
 ClusterName=codenet
-SlurmctldHost=$HOST
+SlurmctldHost=$HOST(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
