@@ -84,7 +84,7 @@ def test_training_runs_on_workers_started_by_sbatch(capsys):
     from codenet_dask.training import TrainConfig, Trainer
 
     data = load_dataset("digits", seed=0)
-    config = TrainConfig(hidden=(16,), epochs=2, batch_size=128, lr=0.5, grid=2, parity=(2, 2), seed=1,
+    config = TrainConfig(hidden=(16,), epochs=2, batch_size=128, lr=0.5, grid=2, parity=(2, 2), seed=0,
                          faults="bitflip:0.02:field=exponent:steps=block-forward+block-backward")
     spec = ClusterSpec.from_config(kind="slurm", workers=2, memory="2GiB", wait_timeout=60)
     lines: list[str] = []
