@@ -101,3 +101,10 @@ class BlocksLostError(StoreError):
 
 class WorkerLostError(CodeNetError, RuntimeError):
     """A worker holding coded blocks left the cluster: its blocks must come back (restore or rebuild)."""
+
+
+class ClusterConfigError(CodeNetError, ValueError):
+    """A cluster request that cannot work (unknown kind, bad walltime or memory, no ``sbatch``...).
+
+    Raised before any batch job is submitted; the CLI reports it as a usage error (exit 2).
+    """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,8 @@ from pathlib import Path
 import pytest
 
 WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
+#: A script's own folder is first on its sys.path, not the checkout: put the checkout under test first.
+ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(WORKFLOWS.parent), os.environ.get("PYTHONPATH")])))
 
 
 @pytest.mark.parametrize("script,keys", [
@@ -18,7 +21,19 @@ WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
 ])
 def test_benchmark_runs_at_tiny_size(script, keys):
     done = subprocess.run([sys.executable, str(WORKFLOWS / script), "--tiny", "--json"],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, env=ENV)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout)  # exactly one JSON object on stdout
     assert keys <= set(result)
+
+
+def test_hpc_large_layer_runs_at_tiny_size_on_a_local_cluster():
+    """The HPC large-layer script with the CLI's cluster options (here --cluster local)."""
+    done = subprocess.run([sys.executable, str(WORKFLOWS / "hpc_large_layer.py"), "--tiny", "--check", "--json",
+                           "--cluster", "local", "--workers", "2"],
+                          capture_output=True, text=True, timeout=300, env=ENV)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    assert result["workers"] == 2 and len(result["steps"]) == 2 and result["encode_count"] == 1
+    assert result["max_relative_error_first_forward"] < 1e-5  # float32 layer, checked against numpy
+    assert all(step["step_s"] > 0 for step in result["steps"])

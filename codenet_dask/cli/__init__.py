@@ -9,7 +9,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from ..errors import CodeNetError
+from ..errors import ClusterConfigError, CodeNetError
 from . import bench, compare, demo, store_commands, taskgraph, train
 from .common import UsageError
 
@@ -35,9 +35,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.run(args) or 0)
-    except UsageError as exc:
+    except (UsageError, ClusterConfigError) as exc:
         print(f"codenet-dask {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"codenet-dask {args.command}: interrupted (any cluster it started was shut down)", file=sys.stderr)
+        return 130
     except CodeNetError as exc:
         print(f"codenet-dask {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

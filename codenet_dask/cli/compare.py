@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from ..errors import CodeNetError, DataError
+from .cluster_options import add_cluster_options, cluster_spec_from_args, connect_from_args
 from .common import UsageError
 
 DESCRIPTION = """\
@@ -43,9 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scrub-every", type=int, default=d.scrub_every, help="steps between scrubs (codenet)")
     p.add_argument("--dataset", choices=["mnist", "digits"], default="mnist")
     p.add_argument("--format", choices=["zarr", "netcdf"], default="zarr", help="format of the Dataset")
-    p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
-    p.add_argument("--workers", type=int, default=None, help="local worker processes (default: one per core)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    add_cluster_options(p)
     p.set_defaults(run=run)
 
 
@@ -97,7 +97,8 @@ def plan_from(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     variants, rates, seeds, config, finest = plan_from(args)
-    from ..cluster import connect
+    spec = cluster_spec_from_args(args)  # every cluster check before any data is read or job submitted
+    from ..cluster import workers_for_grid
     from ..compare import markdown_table, output_paths, run_comparison
     from ..data import load_dataset
 
@@ -118,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
                   f"undetected {row['undetected']}  {row['status']}", file=sys.stderr, flush=True)
 
     out = Path(args.out)
-    with connect(args.scheduler, args.workers) as client:
+    needed = max(workers_for_grid((v.grid or config.grid,) * 2, v.parity, v.replicas) for v in variants)
+    with connect_from_args(args, needed=needed, spec=spec) as client:
         if not args.json:
             print(f"dashboard: {client.dashboard_link}", file=sys.stderr)
         ds = run_comparison(client, data, [v.label for v in variants], rates, seeds, config, out,

@@ -11,6 +11,7 @@ from pathlib import Path
 from ..codes import ProductCode
 from ..errors import CodeParameterError, DataError, FaultSpecError
 from ..faults import parse_fault_spec
+from .cluster_options import add_cluster_options, cluster_spec_from_args, connect_from_args
 from .common import UsageError, check_output, parse_pair
 
 DESCRIPTION = """\
@@ -45,11 +46,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--store", default=None, help="new folder for the checkpoint store (default: a temporary one)")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints")
     p.add_argument("--scrub-every", type=int, default=d.scrub_every, help="steps between scrubs (codenet)")
-    p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
-    p.add_argument("--workers", type=int, default=None, help="local worker processes (default: one per core)")
     p.add_argument("--report", default=None, metavar="FILE.html",
                    help="write a Dask performance report of the run (task stream, profiles, bandwidth) to FILE.html")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    add_cluster_options(p)
     p.set_defaults(run=run)
 
 
@@ -94,9 +94,10 @@ def config_from(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     config = config_from(args)
     report = check_output(args.report, "--report", ("html",)) if args.report else None
+    spec = cluster_spec_from_args(args)  # every cluster check before any data is read or job submitted
     from distributed import performance_report
 
-    from ..cluster import connect
+    from ..cluster import workers_for_grid
     from ..data import load_dataset
     from ..observe import PAGE, register
     from ..training import Trainer
@@ -118,7 +119,9 @@ def run(args: argparse.Namespace) -> int:
             line += f"  test accuracy {row['test_accuracy']:.3f}\n"
         print(line, end="", file=sys.stderr, flush=True)
 
-    with connect(args.scheduler, args.workers) as client:
+    needed = workers_for_grid((config.grid, config.grid), config.parity,
+                              config.replicas if config.strategy == "replication" else 1)
+    with connect_from_args(args, needed=needed, spec=spec) as client:
         register(client)  # the CodeNet page is there from the start (the Trainer would add it after encoding)
         print(f"dashboard: {client.dashboard_link}  (fault counters: {client.dashboard_link.rsplit('/', 1)[0]}/{PAGE})",
               file=sys.stderr)
