@@ -299,6 +299,8 @@ class ProductReport:
     #: Blocks found wrong in each attempt, and which attempt's result was accepted (None: none).
     detected_by_attempt: dict[int, list[tuple[int, ...]]] = field(default_factory=dict)
     accepted_attempt: int | None = None
+    #: Stored blocks a scrub between attempts rebuilt (a faulty update had left them wrong).
+    repaired: list[tuple[int, ...]] = field(default_factory=list)
 
     def merge_verdicts(self, attempt: int, verdicts: Sequence[tuple[CodewordCheck, ...]], label) -> None:
         """Fold in what every decoder of one attempt found (``label(t, j, a)`` names the block)."""
@@ -336,4 +338,5 @@ class ProductReport:
             "uncorrectable_codewords": list(self.uncorrectable_codewords),
             "recomputed": self.recomputed,
             "accepted_attempt": self.accepted_attempt,
+            "repaired": [list(x) for x in self.repaired],
         }

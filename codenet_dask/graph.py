@@ -2,9 +2,12 @@
 
 Builders here only describe work; they never compute or touch disk. References to inputs are
 either keys of the same graph or ``distributed.Future`` objects; a task is a plain Dask tuple.
-Keys read well in the dashboard: the task prefix is the step (``block-forward``, ``project``,
-``decode``, ``verify``, ``block-backward``, ``update``, ``encode``), the task group adds layer,
-operation count and attempt, e.g. ``("block-forward-dense0-12-0", a, j)``.
+
+A layer's steps run as one task per worker (``sharded_*``, see ``shards``); keys read
+``<step>-<layer words>-<token>-<op>-<attempt>`` with the worker's index, e.g.
+``("block-forward-dense-zero-1a2b3c4d-12-0", 1)``, so the dashboard's task prefix names the step
+and the layer (``block-forward-dense-zero``, ``decode-backwards-dense-one``, ``update-dense-zero``).
+``product_plan`` is the one-task-per-block form ``matmul`` uses on dask arrays.
 """
 
 from __future__ import annotations

@@ -54,6 +54,7 @@ class FaultLedger:
 
     def add_product(self, report: ProductReport) -> None:
         self.products[(report.layer, report.op)] = report
+        self.repairs.setdefault(report.layer, []).extend((report.op, tuple(c)) for c in report.repaired)
 
     def add_scrub(self, layer: str, op: int, report: dict) -> None:
         self.repairs.setdefault(layer, []).extend((op, tuple(c)) for c in report["repaired"])
