@@ -13,7 +13,7 @@ from .errors import (
     UncorrectableError,
     UnsupportedDtypeError,
 )
-from .layer import CodedLayer, ProductResult
+from .layer import CodedLayer, ProductResult, Shipped
 from .matmul import matmul
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "NonFiniteInputError",
     "ProductResult",
     "ShapeMismatchError",
+    "Shipped",
     "UncorrectableError",
     "UnsupportedDtypeError",
     "matmul",

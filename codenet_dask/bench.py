@@ -11,7 +11,6 @@ stream each step's time splits into block products, verify + decode, update, and
 
 from __future__ import annotations
 
-import resource
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -37,6 +36,9 @@ PHASES = {
     "update": "update",
 }
 LR = 1e-3
+#: Pause before each timed step: OpenBLAS threads of the numpy baseline spin for up to ~0.1 s after
+#: their last call (its THREAD_TIMEOUT), which would steal a core from the next configuration.
+SETTLE_SECONDS = 0.3
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,11 @@ class Measurement:
     seconds_all: list[float]
     shares: dict[str, float] = field(default_factory=dict)
     encode_seconds: float = 0.0
-    peak_worker_mib: float = 0.0
+    #: Largest share of the layer's coded blocks one worker holds (numpy: the whole matrix).
+    resident_mib: float = 0.0
+    #: Largest rise of a worker's peak RSS during one step above its RSS before it: the step's
+    #: temporaries (numpy: this process's). None where the OS cannot reset the peak.
+    step_peak_mib: float | None = None
     corrected: int = 0
     ratios: dict[str, float] = field(default_factory=dict)
 
@@ -130,6 +136,9 @@ class Runner:
             self.layer = build_layer(config.strategy, client, self.weights, grid=(config.grid, config.grid),
                                      parity=config.parity, replicas=max(config.replicas, 2),
                                      name=f"bench{config.strategy}", hook=error_plan(config, steps))
+            # Resident operands, as a hidden layer's are (the previous layer's output, the next one's
+            # backprop); the numpy process has them in memory too.
+            self.shipped = (self.layer.ship(self.x, "x"), self.layer.ship(self.delta, "delta"))
         self.encode_seconds = time.perf_counter() - start
 
     def step(self) -> None:
@@ -139,9 +148,10 @@ class Runner:
             w.T @ self.delta
             w -= (LR * self.delta) @ self.x.T
             return
-        forward = self.layer.forward(self.x)
-        backward = self.layer.backward(self.delta)
-        self.layer.update(self.delta, self.x, LR)
+        x, delta = self.shipped
+        forward = self.layer.forward(x)
+        backward = self.layer.backward(delta)
+        self.layer.update(delta, x, LR)
         self.corrected += forward.report.errors_corrected + backward.report.errors_corrected
 
 
@@ -161,10 +171,50 @@ def _shares(stream: list[dict], wall: float, workers: int) -> dict[str, float]:
     return shares
 
 
-def peak_worker_mib(client: Client) -> float:
-    """Largest peak resident memory of any worker process so far (MiB)."""
-    peaks = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-    return max(peaks.values()) / 1024 if peaks else 0.0
+def reset_peak_rss() -> int | None:
+    """This process's RSS in bytes, after restarting the kernel's peak-RSS count from it.
+
+    Linux resets ``VmHWM`` when "5" is written to ``/proc/self/clear_refs``; elsewhere (or without
+    permission) None, and no step peak is reported.
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return _status_bytes("VmRSS")
+    except OSError:
+        return None
+
+
+def peak_rss() -> int | None:
+    """This process's peak RSS in bytes since the last :func:`reset_peak_rss`."""
+    try:
+        return _status_bytes("VmHWM")
+    except OSError:
+        return None
+
+
+def _status_bytes(field_name: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1]) * 1024
+    raise OSError(f"{field_name} not in /proc/self/status")
+
+
+def _rise_mib(before: dict[str, int | None], after: dict[str, int | None]) -> float | None:
+    rises = [after[k] - b for k, b in before.items() if b is not None and after.get(k) is not None]
+    return max(rises) / 2**20 if rises else None
+
+
+def resident_mib(layer: CodedLayer | None, weights: np.ndarray) -> float:
+    """The largest share of a layer's coded blocks on one worker (numpy: all of ``weights``)."""
+    if layer is None:
+        return weights.nbytes / 2**20
+    per_worker: dict[str, int] = {}
+    for w in layer.placement.values():
+        per_worker[w] = per_worker.get(w, 0) + 1
+    bh, bw = layer.block_shape
+    return max(per_worker.values()) * bh * bw * layer.dtype.itemsize / 2**20
 
 
 def run_benchmark(
@@ -188,15 +238,21 @@ def run_benchmark(
                 r.step()  # warm-up: imports, first transfers
             times: dict[str, list[float]] = {c.name: [] for c in configs}
             shares: dict[str, list[dict[str, float]]] = {c.name: [] for c in configs}
+            rises: dict[str, list[float]] = {c.name: [] for c in configs}
             for _ in range(repeats):
                 for r in runners:
+                    time.sleep(SETTLE_SECONDS)
+                    local = r.layer is None  # numpy runs here: measure this process
+                    before = {"": reset_peak_rss()} if local else client.run(reset_peak_rss)
                     with get_task_stream(client) as stream:
                         start = time.perf_counter()
                         r.step()
                         wall = time.perf_counter() - start
+                    rise = _rise_mib(before, {"": peak_rss()} if local else client.run(peak_rss))
                     times[r.config.name].append(wall)
                     shares[r.config.name].append(_shares(stream.data, wall, workers))
-            peak = peak_worker_mib(client)
+                    if rise is not None:
+                        rises[r.config.name].append(rise)
             for r in runners:
                 c = r.config
                 median_shares = {k: statistics.median(s[k] for s in shares[c.name]) for k in shares[c.name][0]}
@@ -205,7 +261,8 @@ def run_benchmark(
                                        c.flop_ratio() if c.strategy != "numpy" else 1.0,
                                        statistics.median(times[c.name]), times[c.name],
                                        median_shares if c.strategy != "numpy" else {},
-                                       r.encode_seconds, peak, r.corrected))
+                                       r.encode_seconds, resident_mib(r.layer, r.weights),
+                                       max(rises[c.name]) if rises[c.name] else None, r.corrected))
                 if progress:
                     progress(f"{width:>5} x {batch:<4} {c.name:<32} {statistics.median(times[c.name]):8.4f} s")
             del runners
@@ -254,9 +311,9 @@ def check_targets(rows: list[Measurement], width: int = 4096, batch: int = 256) 
 
 
 def to_markdown(rows: list[Measurement]) -> str:
-    """The table the README carries."""
+    """The table the README carries: one row per configuration and size."""
     head = ("| width | batch | config | blocks | FLOP ratio | step s | vs uncoded | vs numpy | vs r=3 "
-            "| products | verify+decode | update | overhead | peak worker MiB |")
+            "| products | verify+decode | update | overhead | encode s | blocks MiB/worker | step temporaries MiB |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for m in rows:
         s, r = m.shares, m.ratios
@@ -270,10 +327,44 @@ def to_markdown(rows: list[Measurement]) -> str:
         lines.append(
             f"| {m.width} | {m.batch} | {m.config} | {m.blocks} | {m.flop_ratio:.2f} | {m.seconds:.3f} | "
             f"{ratio('vs_uncoded')} | {ratio('vs_numpy')} | {ratio('vs_replication3')} | {pct('products')} | "
-            f"{pct('verify+decode')} | {pct('update')} | {pct('overhead')} | {m.peak_worker_mib:.0f} |"
+            f"{pct('verify+decode')} | {pct('update')} | {pct('overhead')} | {m.encode_seconds:.2f} | "
+            f"{m.resident_mib:.0f} | {_mib(m.step_peak_mib)} |"
         )
     return "\n".join(lines)
 
 
+def growth_markdown(rows: list[Measurement]) -> str:
+    """How step time and temporaries grow with the width (at the largest batch), per configuration.
+
+    ``x per doubling`` is the geometric mean growth of the step time when the width doubles: the
+    arithmetic grows 4x, so less than 4 means fixed costs (scheduling, checks) still weigh.
+    """
+    batch = max(m.batch for m in rows)
+    widths = sorted({m.width for m in rows})
+    by = {(m.config, m.width): m for m in rows if m.batch == batch}
+    configs = list(dict.fromkeys(m.config for m in rows))
+    head = ("| config | blocks | " + " | ".join(f"step s @{w}" for w in widths) + " | x per doubling | "
+            + " | ".join(f"temporaries MiB @{w}" for w in widths) + " |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for name in configs:
+        cells = [by.get((name, w)) for w in widths]
+        known = [(w, m) for w, m in zip(widths, cells) if m is not None]
+        growth = ""
+        if len(known) > 1:
+            (w0, m0), (w1, m1) = known[0], known[-1]
+            growth = f"{(m1.seconds / m0.seconds) ** (1 / np.log2(w1 / w0)):.2f}"
+        blocks = known[-1][1].blocks if known else ""
+        lines.append(f"| {name} | {blocks} | " + " | ".join(f"{m.seconds:.3f}" if m else "" for m in cells)
+                     + f" | {growth} | " + " | ".join(_mib(m.step_peak_mib) if m else "" for m in cells) + " |")
+    return "\n".join(lines)
+
+
+def _mib(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f}"
+
+
 def as_json(rows: list[Measurement]) -> dict:
-    return {"measurements": [asdict(m) for m in rows], "targets": check_targets(rows)}
+    """Every measurement, and the targets judged at the largest width and batch measured."""
+    width, batch = max(m.width for m in rows), max(m.batch for m in rows)
+    return {"measurements": [asdict(m) for m in rows], "targets_at": {"width": width, "batch": batch},
+            "targets": check_targets(rows, width, batch)}

@@ -85,17 +85,23 @@ class Factor:
                    np.linalg.norm(values, axis=0).astype(np.float64))
 
 
-def apply_update(block: CodedBlock, delta: Factor, inputs: Factor, lr: float) -> CodedBlock:
+def apply_update(block: CodedBlock, delta: Factor, inputs: Factor, lr: float, *, in_place: bool = False) -> CodedBlock:
     """``block - lr * delta @ inputs.T`` with updated bounds.
 
     ``delta`` (rows x B) and ``inputs`` (cols x B) are this block's encoded factors; their ``err``
-    bounds how far each may be from its exact encoding (zero for systematic pieces).
+    bounds how far each may be from its exact encoding (zero for systematic pieces). With
+    ``in_place`` the block's own array is overwritten (the caller must never read the old block
+    again): no copy pass, no second block in memory.
     """
     dtype = block.dtype
-    values = np.array(block.values, order="C", copy=True)
+    flags = block.values.flags
+    reusable = in_place and flags.c_contiguous and flags.writeable and flags.aligned
+    values = block.values if reusable else np.array(block.values, order="C", copy=True)
     gemm = get_blas_funcs("gemm", (values,))
     # values^T (Fortran view of the C array) += -lr * inputs @ delta^T: the update in place, one pass.
-    gemm(-lr, inputs.values, delta.values, beta=1.0, c=values.T, trans_b=True, overwrite_c=True)
+    # The factors go in as their transposes' Fortran views (no copies); BLAS transposes them back.
+    out = gemm(-lr, inputs.values.T, delta.values.T, beta=1.0, c=values.T, trans_a=True, overwrite_c=True)
+    values = out.T  # BLAS wrote into ``values`` itself unless f2py had to copy it (its result, then)
     batch = delta.values.shape[1]
     product_max = float(delta.col_max @ inputs.col_max)  # >= max |delta @ inputs.T|
     step = abs(lr) * product_max

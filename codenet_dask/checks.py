@@ -162,12 +162,13 @@ def expected_projections(
     code: SystematicMDSCode,
     codewords: Sequence[Sequence[Projection]],
     dtype: np.dtype,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """What ``decoded @ V`` must be for every output chunk (stacked), from projections alone.
 
     The verifier checks each codeword's projections itself and rebuilds the projections of wrong
-    systematic positions from the good ones; returns (expected, tolerance). Raises
-    UncorrectableError if a codeword is beyond capacity.
+    systematic positions from the good ones; returns (expected, tolerance, magnitude), the last a
+    bound on ``|decoded| @ |V|`` for a correct decode. Raises UncorrectableError if a codeword is
+    beyond capacity.
     """
     k = code.k
     expected: list = [0.0] * k
@@ -192,7 +193,8 @@ def expected_projections(
     # The decoder's own sum over codewords rounds too.
     slack = gamma(len(codewords) + 1, dtype)
     return (np.concatenate([np.asarray(e) for e in expected]),
-            np.concatenate([np.asarray(t) + slack * np.asarray(m) for t, m in zip(tolerance, magnitude)]))
+            np.concatenate([np.asarray(t) + slack * np.asarray(m) for t, m in zip(tolerance, magnitude)]),
+            np.concatenate([np.asarray(m) for m in magnitude]))
 
 
 def expected_projection(
@@ -200,16 +202,16 @@ def expected_projection(
     codewords: Sequence[Sequence[Projection]],
     target: int,
     dtype: np.dtype,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`expected_projections` of one output chunk ``target``."""
     rows = codewords[0][0].z.shape[0]
-    expected, tolerance = expected_projections(code, codewords, dtype)
     window = slice(target * rows, (target + 1) * rows)
-    return expected[window], tolerance[window]
+    return tuple(part[window] for part in expected_projections(code, codewords, dtype))  # type: ignore[return-value]
 
 
 def accept_chunk(
-    decoded: DecodedChunk, observed: np.ndarray, expected: np.ndarray, tolerance: np.ndarray, v: np.ndarray
+    decoded: DecodedChunk, observed: np.ndarray, expected: np.ndarray, tolerance: np.ndarray, magnitude: np.ndarray,
+    v: np.ndarray,
 ) -> np.ndarray:
     """The decoded chunk, if its observed projection ``decoded @ V`` matches the expectation.
 
@@ -217,17 +219,23 @@ def accept_chunk(
     """
     if decoded.values is None:
         raise UncorrectableError("a codeword holds more wrong blocks than the code can correct")
-    return accept_values(decoded.values, observed, expected, tolerance, v)
+    return accept_values(decoded.values, observed, expected, tolerance, magnitude, v)
 
 
 def accept_values(
-    values: np.ndarray, observed: np.ndarray, expected: np.ndarray, tolerance: np.ndarray, v: np.ndarray
+    values: np.ndarray, observed: np.ndarray, expected: np.ndarray, tolerance: np.ndarray, magnitude: np.ndarray,
+    v: np.ndarray,
 ) -> np.ndarray:
-    """``values`` if their observed projection matches the expected one; else DecodeMismatchError."""
+    """``values`` if their observed projection matches the expected one; else DecodeMismatchError.
+
+    The roundoff of ``observed = values @ V`` is bounded through ``|values| @ |V|``, which for a
+    correct decode is at most ``magnitude + tolerance``: no second pass over ``values``. (Wrong
+    values larger than that only get a tighter check.)
+    """
     if not np.all(np.isfinite(values)):
         raise DecodeMismatchError("decoded values hold NaN/Inf: the decode step was faulty")
     with np.errstate(all="ignore"):
-        slack = gamma(v.shape[0] + 1, np.float64) * (np.abs(values.astype(np.float64, copy=False)) @ np.abs(v))
+        slack = gamma(v.shape[0] + 1, np.float64) * (magnitude + tolerance)
         ok = observed.shape == expected.shape and bool(
             np.all(np.abs(observed - expected) <= 2 * (tolerance + slack) + np.finfo(np.float64).tiny))
     if not ok:

@@ -85,9 +85,10 @@ def run_demo(
     for step in range(steps):
         x = rng.standard_normal((size, batch)).astype(np_dtype)
         delta = (rng.standard_normal((size, batch)) / batch).astype(np_dtype)
-        forward = layer.forward(x)
-        backward = layer.backward(delta)
-        layer.update(delta, x, lr)
+        shipped_x, shipped_delta = layer.ship(x, "x"), layer.ship(delta, "delta")  # each crosses once
+        forward = layer.forward(shipped_x)
+        backward = layer.backward(shipped_delta)
+        layer.update(shipped_delta, shipped_x, lr)
         errors = [
             _relative(forward.to_numpy(), reference @ x),
             _relative(backward.to_numpy(), reference.T @ delta),

@@ -87,9 +87,26 @@ class SoftmaxXentGrad:
     classes: int
 
 
-Operand = Union[np.ndarray, ProductResult, Relu, ReluGrad, SoftmaxXentGrad]
-"""A product operand: a numpy matrix, a previous product's verified result on the cluster, or one
-of those passed through an activation that every consumer applies on its own."""
+@dataclass(frozen=True)
+class Shipped:
+    """A numpy operand already on the cluster (:meth:`CodedLayer.ship`), padded for one layer side.
+
+    Ship an operand once when several operations use it (forward and update share ``x``,
+    backward and update share ``delta``); a plain numpy operand is shipped at every use.
+    """
+
+    future: Future
+    rows: int
+    batch: int
+    layout: tuple[int, int]  # (pieces, rows per piece) it is padded for
+
+    def copy_for(self, worker: str) -> Future:
+        return self.future
+
+
+Operand = Union[np.ndarray, Shipped, ProductResult, Relu, ReluGrad, SoftmaxXentGrad]
+"""A product operand: a numpy matrix (or one shipped already), a previous product's verified result
+on the cluster, or one of those passed through an activation that every consumer applies on its own."""
 
 
 @dataclass
@@ -112,9 +129,6 @@ class CodedLayer:
     max_attempts: int = MAX_ATTEMPTS
     #: This instance's name in task keys: unique, so two runs on one cluster never share a key.
     key_name: str = field(default_factory=lambda: _key_name("layer"))
-    #: Numpy operands already on the cluster this step, by layout: (a copy, its future). Forward and
-    #: update share x, backward and update delta; a changed array is compared and shipped again.
-    _scattered: dict[tuple[int, int, int], tuple[np.ndarray, Future]] = field(default_factory=dict, repr=False)
 
     #: How products are decoded: check and correct.
     decode_kind = "coded"
@@ -236,7 +250,6 @@ class CodedLayer:
         futures = self.client.get(plan.to_hlg(), plan.outputs, sync=False)
         self._wait(futures)
         self.shards = dict(zip(jobs, futures))
-        self._scattered.clear()  # a step's inputs are shipped once (forward and update share x)
 
     def save(self, store: "CodedStore") -> "WriteStats":
         """Write this layer's coded blocks (only the changed ones) into ``store``; commit separately."""
@@ -352,10 +365,29 @@ class CodedLayer:
                     f"({length} in all)"
                 )
             return OperandSpec("plain", size), {w: [data.copy_for(w)] for w in self.shards}, data.batch
+        if not isinstance(data, Shipped):
+            data = self._ship(data, length, count, size, what)
+        if data.layout != (count, size):
+            raise ShapeMismatchError(
+                f"{what} was shipped padded as {data.layout[0]} pieces of {data.layout[1]} rows; layer "
+                f"{self.name} needs {count} of {size}: ship it for this layer and side"
+            )
+        return OperandSpec("plain", size), {w: [data.future] for w in self.shards}, data.batch
+
+    def ship(self, data: np.ndarray, what: str = "x") -> Shipped:
+        """Put ``data`` on the cluster once, as ``x`` (inputs x batch) or ``delta`` (outputs x batch).
+
+        Use the result as the operand of several operations (forward and update share ``x``) so
+        the array crosses the network once, not at every use.
+        """
+        if what not in ("x", "delta"):
+            raise ValueError(f"what must be 'x' or 'delta', got {what!r}")
+        if what == "x":
+            return self._ship(data, self.shape[1], self.code.kc, self.block_shape[1], what)
+        return self._ship(data, self.shape[0], self.code.kr, self.block_shape[0], what)
+
+    def _ship(self, data: np.ndarray, length: int, count: int, size: int, what: str) -> Shipped:
         data = np.asarray(data)
-        known = self._scattered.get((length, count, size))
-        if known is not None and known[0].shape == data.shape and np.array_equal(known[0], data):
-            return OperandSpec("plain", size), {w: [known[1]] for w in self.shards}, data.shape[1]
         if data.ndim != 2 or data.shape[0] != length:
             raise ShapeMismatchError(
                 f"{what} must have shape ({length}, batch) for layer {self.name} "
@@ -372,8 +404,7 @@ class CodedLayer:
         padded[:length] = data
         # One copy; workers fetch it from each other (a broadcast would retry forever to a lost worker).
         [shared] = self.client.scatter([padded], hash=False)
-        self._scattered[(length, count, size)] = (data.copy(), shared)
-        return OperandSpec("plain", size), {w: [shared] for w in self.shards}, data.shape[1]
+        return Shipped(shared, length, data.shape[1], (count, size))
 
     def _positions(self, step: str) -> dict[str, list[tuple[Label, shards.Position]]]:
         """Per worker, its blocks taking part in a product and their (position, codeword, copy).
@@ -453,10 +484,11 @@ class CodedLayer:
         for w, members in self._positions(step).items():
             wid = self._worker_index(w)
             jobs[w] = shards.ProductJob(step, self.name, self.ops, attempt, wid, not forward, tuple(members),
-                                        outputs, chunk_rows, spec)
+                                        outputs, chunk_rows, spec, checked=self.decode_kind != "uncoded")
             decode_jobs[w] = shards.DecodeJob(self.name, self.ops, attempt, wid, codewords, outputs, self.copies)
+        # Only the coded grid checks with its code; replication votes (code None), uncoded sums.
         return ShardedProduct(f"{step_word(step)}-{self.key_name}-{self.ops}-{attempt}", jobs, decode_jobs, self.shards, refs,
-                              self.decode_kind, code, v, self.hook)
+                              self.decode_kind, code if self.decode_kind == "coded" else None, v, self.hook)
 
     @property
     def copies(self) -> int:

@@ -86,6 +86,8 @@ class ProductJob:
     outputs: int  # k: positions below this are systematic, and name the output chunk
     chunk_rows: int
     operand: OperandSpec
+    #: Whether results are summarised for checking (projections); the uncoded baseline checks nothing.
+    checked: bool = True
 
 
 @dataclass(frozen=True)
@@ -121,10 +123,11 @@ def shard_products(
         weights, row_norms = (block.values.T, block.col_norms) if job.transpose else (block.values, block.row_norms)
         site = Site(f"block-{job.step}", job.layer, job.op, label)
         values = hook.apply(site, weights @ piece, job.attempt)
-        result = checks.BlockResult(values, row_norms, block.err, norms2, norms1, piece.shape[0])
-        summary = checks.project(result, v)
-        projections[(a, j, r)] = replace(
-            summary, z=hook.apply(Site("project", job.layer, job.op, label), summary.z, job.attempt))
+        if job.checked:
+            result = checks.BlockResult(values, row_norms, block.err, norms2, norms1, piece.shape[0])
+            summary = checks.project(result, v)
+            projections[(a, j, r)] = replace(
+                summary, z=hook.apply(Site("project", job.layer, job.op, label), summary.z, job.attempt))
         results[(a, j, r)] = values
         if a < job.outputs:
             total = partials.get(r)
@@ -135,7 +138,10 @@ def shard_products(
 
 
 def _input(job: ProductJob, operand: Sequence[np.ndarray], index: int, label: Label, hook: CorruptionHook):
+    """Input piece ``index`` as this block sees it, with the column norms its check needs."""
     piece = job.operand.piece(operand, index, hook, Site("activation", job.layer, job.op, label), job.attempt)
+    if not job.checked:
+        return piece, None, None
     return piece, np.linalg.norm(piece, axis=0).astype(np.float64), np.abs(piece).sum(axis=0, dtype=np.float64)
 
 
@@ -223,12 +229,39 @@ def _agree(x: checks.Projection, y: checks.Projection) -> bool:
     return bool(np.all(np.abs(x.z - y.z) <= x.noise + y.noise))
 
 
-def _vote(projections: dict[Position, checks.Projection], job: DecodeJob) -> tuple[list[CodewordCheck], dict[int, int]]:
+@dataclass(frozen=True)
+class Vote:
+    """Replication's verdicts: per block ``(t, j)`` the replicas outvoted, and per output chunk the
+    copy whose every block won (None: the winners are spread over copies; the chunk needs a
+    repair round that sums each block's own winner)."""
+
+    verdicts: tuple[CodewordCheck, ...]  # index t * codewords + j
+    outvoted: dict[tuple[int, int], tuple[int, ...]]  # blocks with a majority only
+    copy: dict[int, int | None]
+    copies: int
+
+    @property
+    def failed(self) -> bool:
+        return any(v.status == "uncorrectable" for v in self.verdicts)
+
+    def chosen(self, t: int, j: int) -> int:
+        """The replica of block (t, j) a decoder of chunk t uses."""
+        whole = self.copy.get(t)
+        return whole if whole is not None else first_unanimous(self.copies, self.outvoted[(t, j)])
+
+
+def first_unanimous(copies: int, outvoted: Sequence[int]) -> int:
+    """The replica of a block a repair uses: the first one its majority did not outvote."""
+    return min(set(range(copies)) - set(outvoted))
+
+
+def _vote(projections: dict[Position, checks.Projection], job: DecodeJob) -> Vote:
     """Per block a verdict over its replicas, and per output chunk a copy whose blocks all won.
 
-    r = 2: a disagreement is detected, not resolved; r >= 3: a replica another agrees with wins.
+    r = 2: a disagreement is detected, not resolved; r >= 3: a replica another agrees with wins,
+    and the replicas it disagrees with are outvoted.
     """
-    verdicts, winners = [], {}
+    verdicts, outvoted, copy = [], {}, {}
     for t in range(job.outputs):
         good_copies = set(range(job.copies))
         for j in range(job.codewords):
@@ -239,25 +272,32 @@ def _vote(projections: dict[Position, checks.Projection], job: DecodeJob) -> tup
                 verdicts.append(CodewordCheck((), (), "uncorrectable", float("inf")))
                 good_copies = set()
                 continue
-            outvoted = tuple(r for r in range(job.copies) if r != winner and not agree[winner][r])
-            verdicts.append(CodewordCheck((), outvoted, "corrected" if outvoted else "clean", 0.0))
-            good_copies -= set(outvoted)
-        if good_copies:
-            winners[t] = min(good_copies)
-    return verdicts, winners
+            lost = tuple(r for r in range(job.copies) if r != winner and not agree[winner][r])
+            verdicts.append(CodewordCheck((), lost, "corrected" if lost else "clean", 0.0))
+            outvoted[(t, j)] = lost
+            good_copies -= set(lost)
+        copy[t] = min(good_copies) if good_copies else None
+    return Vote(tuple(verdicts), outvoted, copy, job.copies)
 
 
 def decode_replicated(summaries: Sequence[ShardSummary], job: DecodeJob, hook: CorruptionHook) -> Decoded:
-    """Replication's decode: per output chunk, the partials of a copy whose every block won its vote."""
-    verdicts, winners = _vote(_projections(summaries), job)
-    totals = {r: _total(summaries, r) for r in set(winners.values())}
+    """Replication's decode: per output chunk, the partials of a copy whose every block won its vote.
+
+    A chunk whose winners are spread over copies is listed for repair: each worker then sums the
+    winning replicas it holds (:func:`repair_shares`).
+    """
+    vote = _vote(_projections(summaries), job)
+    whole = {t: r for t, r in vote.copy.items() if r is not None}
+    totals = {r: _total(summaries, r) for r in set(whole.values())}
     first = next(iter(summaries[0].partials.values()))
     rows = first.shape[0] // job.outputs
     values = np.zeros_like(first)
-    for t, r in winners.items():
+    for t, r in whole.items():
         values[t * rows:(t + 1) * rows] = totals[r][t * rows:(t + 1) * rows]
+    repairs = () if vote.failed else tuple(
+        (t, j, vote.outvoted[(t, j)]) for t in range(job.outputs) if t not in whole for j in range(job.codewords))
     site = Site("decode", job.layer, job.op, (job.worker,))
-    return Decoded(hook.apply(site, values, job.attempt), tuple(verdicts), (), len(winners) < job.outputs)
+    return Decoded(hook.apply(site, values, job.attempt), vote.verdicts, repairs, vote.failed)
 
 
 def verdicts_of(decoded: Decoded) -> tuple[CodewordCheck, ...]:
@@ -287,36 +327,39 @@ def verify(
     try:
         dtype = decoded.values.dtype
         if code is None:
-            expected, tolerance = _voted_expectation(_projections(summaries), job, dtype)
+            expected, tolerance, magnitude = _voted_expectation(_projections(summaries), job, dtype)
         else:
             projections = _projections(summaries)
             codewords = [[projections[(a, j, 0)] for a in range(code.n)] for j in range(job.codewords)]
-            expected, tolerance = checks.expected_projections(code, codewords, dtype)
+            expected, tolerance, magnitude = checks.expected_projections(code, codewords, dtype)
         site = Site("verify", job.layer, job.op, (job.worker,))
         observed = hook.apply(site, decoded.values.astype(np.float64, copy=False) @ v, job.attempt)
-        return checks.accept_values(decoded.values, observed, expected, tolerance, v)
+        return checks.accept_values(decoded.values, observed, expected, tolerance, magnitude, v)
     except UncorrectableError as exc:
         return checks.Rejected(type(exc).__name__, str(exc))
 
 
 def _voted_expectation(
     projections: dict[Position, checks.Projection], job: DecodeJob, dtype: np.dtype
-) -> tuple[np.ndarray, np.ndarray]:
-    _, winners = _vote(projections, job)
-    if len(winners) < job.outputs:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Replication's (expected, tolerance, magnitude) of ``decoded @ V``, from the replicas a
+    decoder uses (the same :class:`Vote`, taken again here from the producers' projections)."""
+    vote = _vote(projections, job)
+    if vote.failed:
         raise UncorrectableError("replicas disagree with no majority")
-    expected, tolerance = [], []
+    expected, tolerance, magnitudes = [], [], []
     for t in range(job.outputs):
-        chosen = [projections[(t, j, winners[t])] for j in range(job.codewords)]
+        chosen = [projections[(t, j, vote.chosen(t, j))] for j in range(job.codewords)]
         magnitude = sum(p.magnitude for p in chosen)
         expected.append(sum(p.z for p in chosen))
         tolerance.append(sum(p.noise for p in chosen) + gamma(job.codewords + 1, dtype) * magnitude)
-    return np.concatenate(expected), np.concatenate(tolerance)
+        magnitudes.append(magnitude)
+    return np.concatenate(expected), np.concatenate(tolerance), np.concatenate(magnitudes)
 
 
 # -- repairs (rare: a systematic result was wrong) ---------------------------------------------
 def repair_shares(
-    code: SystematicMDSCode,
+    code: SystematicMDSCode | None,
     products: ShardProducts,
     repairs: Sequence[tuple[int, int, tuple[int, ...]]],
     job: DecodeJob,
@@ -324,20 +367,23 @@ def repair_shares(
 ) -> dict[int, np.ndarray]:
     """This worker's new partial sum of every output chunk under repair.
 
-    Its good systematic results of the chunk, plus its share ``sum_{good a here} c_a R[a, j]`` of
-    each wrong result rebuilt from the good positions of codeword j. The wrong result never
-    enters an arithmetic (a NaN or 1e300 would swamp the sum otherwise). Summed over workers, the
-    new partials are the repaired chunk.
+    Coded (``code``): its good systematic results of the chunk, plus its share
+    ``sum_{good a here} c_a R[a, j]`` of each wrong result rebuilt from the good positions of
+    codeword j. Replication (``code`` None): the replica of each block it holds that was not
+    outvoted. The wrong result never enters an arithmetic (a NaN or 1e300 would swamp the sum
+    otherwise). Summed over workers, the new partials are the repaired chunk.
     """
     wrong = {(t, j): bad for t, j, bad in repairs}
     chunks: dict[int, np.ndarray] = {}
     for t in sorted({t for t, _ in wrong}):
         terms = []
         for j in range(job.codewords):
-            if (t, j) not in wrong:
-                terms += [products.results[(t, j, 0)]] if (t, j, 0) in products.results else []
+            bad = wrong.get((t, j))
+            if code is None or bad is None:
+                copy = 0 if bad is None else first_unanimous(job.copies, bad)
+                terms += [products.results[(t, j, copy)]] if (t, j, copy) in products.results else []
                 continue
-            known = [a for a in range(code.n) if a not in wrong[(t, j)]]
+            known = [a for a in range(code.n) if a not in bad]
             terms += [r.dtype.type(c) * r for c, a in zip(code.rebuild_matrix(known, [t])[0], known)
                       if (r := products.results.get((a, j, 0))) is not None]
         if terms:
@@ -382,6 +428,11 @@ def update_shard(
     Factor pieces are activated and encoded once per worker (a fault there spoils this worker's
     blocks of one block-row or -column, one per codeword of the other direction: products
     correct around them and a scrub rebuilds them).
+
+    The update *consumes* ``shard``: blocks are overwritten in place, which saves a copy pass and
+    half the memory. That is safe because nothing reads a shard after its update: a step's
+    products are accepted before its update is submitted, a rollback restores from the store, and
+    the shard is pinned to this worker, so Dask never re-runs this task on it.
     """
     rows = {label[0] for label in job.labels}
     cols = {label[1] for label in job.labels}
@@ -389,7 +440,7 @@ def update_shard(
     x_factors = _factors(inputs, job.inputs, cols, job.kc, job.col_parity, 1, job, hook)
     updated = dict(shard)
     for label in job.labels:
-        block = apply_update(shard[label], d_factors[label[0]], x_factors[label[1]], job.lr)
+        block = apply_update(shard[label], d_factors[label[0]], x_factors[label[1]], job.lr, in_place=True)
         updated[label] = replace(block, values=hook.apply(Site("update", job.layer, job.op, label), block.values, 0))
     return updated
 

@@ -106,10 +106,10 @@ def verify(
     """
     try:
         if decoded.values is None:
-            return checks.accept_chunk(decoded, np.empty(0), np.empty(0), np.empty(0), v)
-        expected, tolerance = checks.expected_projection(code, codewords, target, decoded.values.dtype)
+            return checks.accept_chunk(decoded, np.empty(0), np.empty(0), np.empty(0), np.empty(0), v)
+        expected, tolerance, magnitude = checks.expected_projection(code, codewords, target, decoded.values.dtype)
         observed = hook.apply(site, decoded.values.astype(np.float64) @ v, attempt)
-        return checks.accept_chunk(decoded, observed, expected, tolerance, v)
+        return checks.accept_chunk(decoded, observed, expected, tolerance, magnitude, v)
     except UncorrectableError as exc:
         if raise_on_reject:
             raise

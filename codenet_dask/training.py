@@ -144,6 +144,7 @@ class Trainer:
     # -- one SGD step ---------------------------------------------------------------------
     def step(self, x: np.ndarray, y: np.ndarray, lr: float) -> float:
         """Forward, loss gradient, backward and update of every layer; returns the batch loss."""
+        x = self.layers[0].ship(x, "x")  # the first layer's forward and update share it
         pre, operand = [], x
         for i, layer in enumerate(self.layers):
             result = layer.forward(operand)

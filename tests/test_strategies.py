@@ -7,7 +7,7 @@ import pytest
 
 from codenet_dask import CodedLayer
 from codenet_dask.errors import CodeParameterError
-from codenet_dask.faults import RandomFaults, collect_injected
+from codenet_dask.faults import Corruption, CorruptionPlan, RandomFaults, collect_injected
 from codenet_dask.ledger import OUTCOMES, FaultLedger
 from codenet_dask.strategies import ReplicatedLayer, build_layer
 
@@ -109,3 +109,26 @@ def test_strategy_errors_name_the_fix(client):
         build_layer("triple", client, w, grid=(2, 2))  # type: ignore[arg-type]
     with pytest.raises(CodeParameterError, match="at least 2 replicas"):
         ReplicatedLayer.encode(client, w, grid=(2, 2), replicas=1)
+
+
+@pytest.mark.parametrize("pattern", range(6))
+def test_replication3_outvotes_one_wrong_replica_per_block_without_recomputing(client, pattern):
+    """Any one replica wrong in any set of blocks, in forward and backprop: a majority of 3 outvotes
+    it in the first attempt (no recomputation), and the result equals numpy's."""
+    rng = np.random.default_rng(pattern)
+    w = rng.standard_normal((64, 48))
+    grid = (4, 2)
+    blocks = [(a, b) for a in range(grid[0]) for b in range(grid[1])]
+    hit = [blocks[i] for i in rng.choice(len(blocks), size=int(rng.integers(1, len(blocks) + 1)), replace=False)]
+    plan = CorruptionPlan(tuple(
+        Corruption(step, block=(a, b, int(rng.integers(3))), op=op, kind=str(rng.choice(["nan", "bitflip", "add"])),
+                   bit=62, relative=1e-3)
+        for step, op in (("block-forward", 1), ("block-backward", 2)) for a, b in hit))
+    layer = build_layer("replication", client, w, grid=grid, replicas=3, hook=plan, name=f"vote{pattern}")
+    x, delta = rng.standard_normal((48, 6)), rng.standard_normal((64, 6))
+    forward, backward = layer.forward(x), layer.backward(delta)
+    for result, want in ((forward, w @ x), (backward, w.T @ delta)):
+        assert result.report.recomputed == 0 and result.report.accepted_attempt == 0, result.report.as_dict()
+        assert sorted(result.report.corrected) == sorted((c.block for c in plan.corruptions
+                                                          if c.step == f"block-{result.report.operation}"))
+        np.testing.assert_allclose(result.to_numpy(), want, rtol=1e-12, atol=1e-12)

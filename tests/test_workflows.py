@@ -18,6 +18,7 @@ ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(WORKFLOWS.pa
 @pytest.mark.parametrize("script,keys", [
     ("bench_matmul.py", {"coded_over_dask", "coded_over_numpy", "flop_ratio"}),
     ("bench_store.py", {"ratios"}),
+    ("bench.py", {"measurements", "targets", "targets_at"}),
 ])
 def test_benchmark_runs_at_tiny_size(script, keys):
     done = subprocess.run([sys.executable, str(WORKFLOWS / script), "--tiny", "--json"],

@@ -6,15 +6,18 @@ import argparse
 import json
 import sys
 
+from .cluster_options import add_cluster_options, cluster_spec_from_args, connect_from_args
 from .common import UsageError
 
 DESCRIPTION = """\
 Time one full training step (forward, backprop, update) of one layer for every strategy on the
 same cluster, interleaved A B C ... A B C ... over several repeats: uncoded, codenet (two code
 shapes, also with one wrong block result per codeword to correct), replication r=2 and r=3, and
-plain numpy in this process. Prints medians, ratios (vs uncoded on the same grid, vs numpy, vs
-replication r=3), the FLOP ratio each strategy implies, where the step's time goes, peak worker
-memory, and which performance targets are met at the largest size."""
+plain numpy in this process. Operands are resident on the workers, as a hidden layer's are.
+Prints medians, ratios (vs uncoded on the same grid, vs numpy, vs replication r=3), the FLOP
+ratio each strategy implies, where the step's time goes, memory per worker (coded blocks held,
+temporaries of a step), how time grows with the width, and which performance targets are met at
+the largest size."""
 
 
 def _ints(text: str, option: str) -> list[int]:
@@ -36,15 +39,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--parity", default="2x2", help="codenet parity block-rows x columns")
     p.add_argument("--repeats", type=int, default=3, help="timed steps per configuration (medians reported)")
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
-    p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
-    p.add_argument("--workers", type=int, default=None, help="local worker processes (default: one per core)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    add_cluster_options(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bench import check_targets, default_configs, run_benchmark, to_markdown, as_json
-    from ..cluster import connect
+    from ..bench import as_json, check_targets, default_configs, growth_markdown, run_benchmark, to_markdown
     from .common import parse_pair
 
     widths, batches, grids = _ints(args.widths, "--widths"), _ints(args.batches, "--batches"), _ints(args.grids, "--grids")
@@ -53,8 +54,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--repeats must be at least 1, got {args.repeats}")
     if any(g > w for g in grids for w in widths):
         raise UsageError(f"every grid in --grids must be at most every width in --widths ({args.grids} vs {args.widths})")
+    spec = cluster_spec_from_args(args)
     configs = default_configs(grids, parity)
-    with connect(args.scheduler, args.workers) as client:
+    with connect_from_args(args, spec=spec) as client:
         print(f"dashboard: {client.dashboard_link}", file=sys.stderr)
         rows = run_benchmark(client, widths, batches, configs, args.repeats, args.dtype,
                              progress=lambda line: print(line, file=sys.stderr, flush=True))
@@ -62,6 +64,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(as_json(rows)))
         return 0
     print(to_markdown(rows))
+    if len(widths) > 1:
+        print(f"\nGrowth with the width (batch {max(batches)}):\n")
+        print(growth_markdown(rows))
     width, batch = max(widths), max(batches)
     print(f"\nTargets at width {width}, batch {batch}, {args.dtype}:")
     for t in check_targets(rows, width, batch):
