@@ -201,7 +201,7 @@ def run_one(client: Client, data: Dataset, config: TrainConfig, positions: Seque
         if not math.isfinite(summary.final_loss):
             record.status = "diverged"
     except CodeNetError as exc:
-        record.status = f"failed: {type(exc).__name__}"
+        record.status = f"failed: {type(exc).__name__}: {exc}"
         record.final_loss = record.loss[max(record.loss)] if record.loss else math.nan
     finally:
         record.wall_seconds = recorder.clock()

@@ -89,19 +89,20 @@ class SoftmaxXentGrad:
 
 @dataclass(frozen=True)
 class Shipped:
-    """A numpy operand already on the cluster (:meth:`CodedLayer.ship`), padded for one layer side.
+    """A numpy operand already on the cluster (:meth:`CodedLayer.ship`), padded for one layer side:
+    one copy on every worker holding blocks, as a previous product's verified result would be.
 
     Ship an operand once when several operations use it (forward and update share ``x``,
     backward and update share ``delta``); a plain numpy operand is shipped at every use.
     """
 
-    future: Future
+    copies: dict[str, Future]
     rows: int
     batch: int
     layout: tuple[int, int]  # (pieces, rows per piece) it is padded for
 
     def copy_for(self, worker: str) -> Future:
-        return self.future
+        return self.copies[worker]
 
 
 Operand = Union[np.ndarray, Shipped, ProductResult, Relu, ReluGrad, SoftmaxXentGrad]
@@ -175,10 +176,17 @@ class CodedLayer:
         owners = round_robin_owners(addresses, code.coded_shape)
         hook = hook or NoFaults()
         key_name = _key_name(name)
+        # Each systematic block goes straight to its owner (data in the task graph would pass
+        # through the scheduler, and large graphs are slow there).
+        pieces: dict[Coord, Future] = {}
+        for w in sorted(set(owners.values())):
+            mine = [(i, j) for i in range(code.kr) for j in range(code.kc) if owners[(i, j)] == w]
+            shipped = client.scatter([padded[i * bh:(i + 1) * bh, j * bw:(j + 1) * bw] for i, j in mine],
+                                     workers=[w], hash=False)
+            pieces.update(zip(mine, shipped))
         systematic = {
             (i, j): client.submit(
-                tasks.systematic_block, padded[i * bh:(i + 1) * bh, j * bw:(j + 1) * bw], hook,
-                Site("encode", name, 0, (i, j)), 0,
+                tasks.systematic_block, pieces[(i, j)], hook, Site("encode", name, 0, (i, j)), 0,
                 key=(f"encode-{key_name}", i, j), workers=[owners[(i, j)]], pure=False,
             )
             for i in range(code.kr) for j in range(code.kc)
@@ -262,17 +270,34 @@ class CodedLayer:
 
         A wrong update persists in a block (every later product then corrects around it); a
         scrub finds such blocks and rebuilds them from the rest of their row or column, without
-        a rollback. Runs as one ``scrub-<layer>`` task; repaired blocks go back into their
-        owners' shards. Returns the grid report (``repaired``, ``unrepairable``, ... coordinates).
+        a rollback. Every worker projects its own blocks (``scrub-project``) and one task checks
+        the projections (``scrub-locate``): no block moves. Only if something is wrong does a
+        ``scrub-repair`` task gather the grid, rebuild and re-verify; repaired blocks go back
+        into their owners' shards. Returns the grid report (``repaired``, ``unrepairable``, ...).
         """
         self.ops += 1
         return self._scrub(self.ops)
 
     def _scrub(self, op: int) -> dict:
+        seed = hash((self.seed, self.name, op)) % 2**32
+        projected = [
+            self.client.submit(tasks.project_shard, shard, self.block_shape, seed,
+                               key=(f"scrub-project-{self.key_name}-{op}", self._worker_index(w)), workers=[w],
+                               allow_other_workers=False, pure=False)
+            for w, shard in self.shards.items()
+        ]
+        report = self.client.submit(tasks.locate_grid, self.code, projected, self.block_shape, seed,
+                                    key=f"scrub-locate-{self.key_name}-{op}", pure=False).result()
+        if report["erased"] or report["located"] or report["unverified"]:
+            return self._repair_grid(op, seed)
+        return report
+
+    def _repair_grid(self, op: int, seed: int) -> dict:
+        """The rare full scrub: the whole grid on one worker, rebuilt and verified there."""
         workers = list(self.shards)
         checked = self.client.submit(
-            tasks.scrub_grid, self.code, [self.shards[w] for w in workers],
-            hash((self.seed, self.name, op)) % 2**32, key=f"scrub-{self.key_name}-{op}", pure=False,
+            tasks.scrub_grid, self.code, [self.shards[w] for w in workers], seed,
+            key=f"scrub-repair-{self.key_name}-{op}", pure=False,
         )
         report = self.client.submit(tasks.scrub_report, checked, key=f"scrub-report-{self.key_name}-{op}").result()
         self._patch({tuple(c): checked for c in report["repaired"]}, op)
@@ -372,7 +397,9 @@ class CodedLayer:
                 f"{what} was shipped padded as {data.layout[0]} pieces of {data.layout[1]} rows; layer "
                 f"{self.name} needs {count} of {size}: ship it for this layer and side"
             )
-        return OperandSpec("plain", size), {w: [data.future] for w in self.shards}, data.batch
+        if not set(self.shards) <= set(data.copies):
+            raise ShapeMismatchError(f"{what} was shipped to other workers than layer {self.name}'s; ship it for this layer")
+        return OperandSpec("plain", size), {w: [data.copy_for(w)] for w in self.shards}, data.batch
 
     def ship(self, data: np.ndarray, what: str = "x") -> Shipped:
         """Put ``data`` on the cluster once, as ``x`` (inputs x batch) or ``delta`` (outputs x batch).
@@ -402,9 +429,10 @@ class CodedLayer:
             raise NonFiniteInputError(f"{what} holds NaN or Inf: that is bad input, not a soft error")
         padded = np.zeros((size * count, data.shape[1]), dtype=self.dtype)
         padded[:length] = data
-        # One copy; workers fetch it from each other (a broadcast would retry forever to a lost worker).
-        [shared] = self.client.scatter([padded], hash=False)
-        return Shipped(shared, length, data.shape[1], (count, size))
+        # One copy per worker, each its own key: Dask would drop extra replicas of one key
+        # (active memory manager) and fetch them again at every use.
+        copies = {w: self.client.scatter([padded], workers=[w], hash=False)[0] for w in self.shards}
+        return Shipped(copies, length, data.shape[1], (count, size))
 
     def _positions(self, step: str) -> dict[str, list[tuple[Label, shards.Position]]]:
         """Per worker, its blocks taking part in a product and their (position, codeword, copy).
@@ -446,7 +474,7 @@ class CodedLayer:
                 report.accepted_attempt = attempt
                 return ProductResult(dict(zip(product.jobs, outputs)), rows, batch, report)
             report.recomputed += 1
-            if self.decode_kind == "coded" and attempt + 1 < self.max_attempts and report.uncorrectable_codewords:
+            if self.decode_kind != "uncoded" and attempt + 1 < self.max_attempts and report.uncorrectable_codewords:
                 report.repaired += [tuple(c) for c in self._scrub(self.ops)["repaired"]]
         raise UncorrectableError(
             f"{step} of layer {self.name} stayed uncorrectable after {self.max_attempts} attempts; "

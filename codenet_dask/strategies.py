@@ -127,9 +127,11 @@ class ReplicatedLayer(CodedLayer):
         majority, _ = self._vote_replicas()
         return majority
 
-    def scrub(self) -> dict:
-        """Overwrite replicas that disagree with their block's majority by a fresh copy of it."""
-        self.ops += 1
+    def _scrub(self, op: int) -> dict:
+        """Overwrite replicas that disagree with their block's majority by a fresh copy of it.
+
+        With r = 2 a disagreement has no majority: UncorrectableError (roll back).
+        """
         majority, outvoted = self._vote_replicas()
         by_worker: dict[str, dict[Label, CodedBlock]] = {}
         for label in outvoted:

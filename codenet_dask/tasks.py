@@ -14,7 +14,7 @@ import numpy as np
 from . import checks
 from .blocks import CodedBlock, encoding_error
 from .codes import ProductCode, SystematicMDSCode
-from .codes.grid import check_grid
+from .codes.grid import check_grid, locate_in_grid, project_blocks
 from .errors import NonFiniteInputError, UncorrectableError
 from .faults import CorruptionHook, Site
 
@@ -127,6 +127,19 @@ class ScrubOutcome:
 
     repaired: dict
     report: dict
+
+
+def project_shard(shard: dict, block_shape: tuple[int, int], seed: int) -> dict:
+    """What a grid check needs of this worker's blocks: a few projections each (the blocks stay)."""
+    return project_blocks(shard, block_shape, seed)
+
+
+def locate_grid(code: ProductCode, projections: Sequence[dict], block_shape: tuple[int, int], seed: int) -> dict:
+    """The grid check of every worker's projections, without repair: the report."""
+    merged: dict = {}
+    for part in projections:
+        merged.update(part)
+    return locate_in_grid(code, merged, block_shape, seed).to_dict()
 
 
 def scrub_grid(code: ProductCode, shards: Sequence[dict], seed: int) -> ScrubOutcome:

@@ -80,12 +80,13 @@ def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 def test_cli_end_to_end(tmp_path):
     out = tmp_path / "out"
-    done = cli("--out", str(out), "--dataset", "digits", "--layers", "16", "--epochs", "1", "--batch-size", "256",
+    done = cli("--out", str(out), "--dataset", "digits", "--layers", "16,16", "--epochs", "1", "--batch-size", "256",
                "--strategies", "uncoded,replication-2", "--fault-rates", "0,0.02", "--seeds", "0", "--workers", "2",
                "--format", "netcdf", "--json")
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)
     assert len(result["runs"]) == 4 and result["table"].startswith("| strategy")
+    assert xr.open_dataset(out / "results.nc").attrs["layers"] == "16-16"  # equal widths may repeat
     assert xr.open_dataset(out / "results.nc").sizes["strategy"] == 2
     assert {p.name for p in out.iterdir()} == {"runs.csv", "results.nc", *PLOTS}
 

@@ -14,7 +14,7 @@ import pytest
 
 from codenet_dask.blocks import CodedBlock
 from codenet_dask.codes import ProductCode
-from codenet_dask.codes.grid import GridCheck, check_grid, encode_blocks
+from codenet_dask.codes.grid import GridCheck, check_grid, encode_blocks, locate_in_grid, project_blocks
 from codenet_dask.errors import ShapeMismatchError
 
 Key = tuple[int, int]
@@ -301,3 +301,25 @@ def test_shape_errors():
         check_grid(code, {**truth, (5, 0): truth[(0, 0)]})
     with pytest.raises(ShapeMismatchError):
         check_grid(code, np.empty((2, 2), dtype=object))
+
+
+@pytest.mark.parametrize("shape", [(2, 2, 2, 2), (3, 2, 1, 2), (4, 4, 2, 2)])
+def test_projections_alone_reach_the_same_verdicts(shape):
+    """locate_in_grid on per-worker projections (the cluster's scrub, no block moved) finds exactly
+    what check_grid(repair=False) finds on the blocks: every pattern of up to three damaged blocks
+    (missing, NaN or wrong), split over two 'workers'."""
+    code = ProductCode(*shape)
+    truth = coded(code, 4, 5)
+    keys = sorted(truth)
+    rng = np.random.default_rng(sum(shape))
+    patterns = [()] + [c for r in (1, 2, 3) for c in itertools.combinations(keys, r)]
+    for pattern in [patterns[i] for i in rng.choice(len(patterns), size=min(len(patterns), 60), replace=False)]:
+        grid: dict[Key, CodedBlock | None] = dict(truth)
+        for key in pattern:
+            kind = rng.integers(3)
+            grid[key] = None if kind == 0 else corrupt(truth[key], rng) if kind == 1 else \
+                replace(truth[key], values=np.full_like(truth[key].values, np.nan))
+        seed = int(rng.integers(1000))
+        halves = [{k: b for k, b in grid.items() if (k[0] + k[1]) % 2 == w} for w in (0, 1)]
+        projections = {k: p for half in halves for k, p in project_blocks(half, (4, 5), seed).items()}
+        assert locate_in_grid(code, projections, (4, 5), seed) == check_grid(code, grid, repair=False, seed=seed).report

@@ -192,9 +192,15 @@ def test_a_wrong_update_persists_is_corrected_around_and_scrub_repairs_it(client
     forward = layer.forward(x)  # every product corrects around it...
     assert relative(forward.to_numpy(), reference @ x) < 1e-10
     assert (1, 2) in forward.report.corrected
-    report = layer.scrub()  # ...until a scrub rebuilds it from its row and column
+    with get_task_stream(client) as dirty:
+        report = layer.scrub()  # ...until a scrub rebuilds it from its row and column
     assert report["repaired"] == [[1, 2]] and report["ok"]
     assert relative(layer.gather_weights(), reference) < 1e-10
     assert (1, 2) in layer.shards[layer.owners[(1, 2)]].result()
     assert layer.forward(x).report.detected == []
-    assert layer.scrub()["repaired"] == []
+    with get_task_stream(client) as clean:
+        assert layer.scrub()["repaired"] == []
+    # A clean grid is checked from projections where its blocks are; only damage gathers blocks.
+    steps = [{key_split(t["key"]).split("-upd")[0] for t in stream.data} for stream in (dirty, clean)]
+    assert {"scrub-project", "scrub-locate", "scrub-repair"} <= steps[0]
+    assert steps[1] == {"scrub-project", "scrub-locate"}

@@ -132,3 +132,25 @@ def test_replication3_outvotes_one_wrong_replica_per_block_without_recomputing(c
         assert sorted(result.report.corrected) == sorted((c.block for c in plan.corruptions
                                                           if c.step == f"block-{result.report.operation}"))
         np.testing.assert_allclose(result.to_numpy(), want, rtol=1e-12, atol=1e-12)
+
+
+def test_replication3_scrubs_a_wrong_stored_replica_between_attempts(client):
+    """A faulty update leaves replica 1 of block (0, 0) wrong for good; a product fault then hits
+    replica 2 of the same block: no majority. The recomputation first scrubs the stored replicas
+    (majority of the three), so the second attempt is accepted; no rollback is needed."""
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((32, 24))
+    plan = CorruptionPlan((
+        Corruption("update", block=(0, 0, 1), op=3, kind="add", relative=1e-2),
+        Corruption("block-forward", block=(0, 0, 2), op=4, kind="add", relative=1e-2),
+    ))
+    layer = build_layer("replication", client, w, grid=(2, 2), replicas=3, hook=plan, name="scrubvote")
+    x, delta = rng.standard_normal((24, 4)), rng.standard_normal((32, 4))
+    layer.forward(x), layer.backward(delta)
+    layer.update(delta, x, 0.1)
+    w_now = w - 0.1 * delta @ x.T
+    result = layer.forward(x)
+    assert result.report.accepted_attempt == 1 and result.report.recomputed == 1, result.report.as_dict()
+    assert result.report.repaired == [(0, 0, 1)]
+    np.testing.assert_allclose(result.to_numpy(), w_now @ x, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(layer.gather_weights(), w_now, rtol=1e-12, atol=1e-12)

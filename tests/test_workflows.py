@@ -38,3 +38,4 @@ def test_hpc_large_layer_runs_at_tiny_size_on_a_local_cluster():
     assert result["workers"] == 2 and len(result["steps"]) == 2 and result["encode_count"] == 1
     assert result["max_relative_error_first_forward"] < 1e-5  # float32 layer, checked against numpy
     assert all(step["step_s"] > 0 for step in result["steps"])
+    assert 0 < result["blocks_mib_per_worker"] < min(result["peak_worker_mib"], result["encode_peak_worker_mib"])

@@ -23,12 +23,12 @@ import argparse
 import json
 import sys
 import time
-import warnings
 
 import numpy as np
 from distributed import Client
 
 from codenet_dask import CodedLayer
+from codenet_dask.bench import peak_rss, reset_peak_rss, resident_mib
 from codenet_dask.cli.cluster_options import add_cluster_options, cluster_spec_from_args, connect_from_args
 from codenet_dask.cli.common import UsageError, parse_pair
 from codenet_dask.cluster import workers_for_grid
@@ -64,19 +64,20 @@ def run(args: argparse.Namespace, client: Client) -> dict:
     rng = np.random.default_rng(args.seed)
     w = (rng.standard_normal((args.size, args.size), dtype=np.float32) / np.sqrt(args.size)).astype(dtype, copy=False)
     hook = RandomFaults.from_string(args.faults, seed=args.seed)
-    # encode ships each systematic block to its worker once; distributed warns about that large graph
-    warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
     start = time.perf_counter()
     layer = CodedLayer.encode(client, w, grid=grid, parity=parity, name="large", hook=hook, seed=args.seed)
     encode_s = time.perf_counter() - start
+    encode_peak = _largest_mib(client.run(peak_rss))
+    client.run(reset_peak_rss)  # from here on: the training steps' peak
     steps, detected, corrected, max_err = [], 0, 0, None
     for step in range(args.steps):
-        x = rng.standard_normal((args.size, args.batch), dtype=np.float32).astype(dtype, copy=False)
+        inputs = rng.standard_normal((args.size, args.batch), dtype=np.float32).astype(dtype, copy=False)
         t0 = time.perf_counter()
+        x = layer.ship(inputs, "x")  # forward and update share it: it crosses the network once
         s = layer.forward(x)
         t1 = time.perf_counter()
         if args.check and step == 0:
-            want = w.astype(np.float64) @ x.astype(np.float64)
+            want = w.astype(np.float64) @ inputs.astype(np.float64)
             max_err = float(np.max(np.abs(s.to_numpy() - want)) / max(np.max(np.abs(want)), 1e-300))
             t1 = time.perf_counter()  # the check is not part of the step
         back = layer.backward(s)
@@ -96,7 +97,17 @@ def run(args: argparse.Namespace, client: Client) -> dict:
         "median_step_s": float(np.median([s["step_s"] for s in steps])) if steps else None,
         "encode_count": layer.encode_count, "errors_detected": detected, "errors_corrected": corrected,
         "max_relative_error_first_forward": max_err, "faults": args.faults,
+        # Memory per worker: its share of the coded blocks; peak RSS while encoding and while training.
+        "blocks_mib_per_worker": resident_mib(layer, w),
+        "encode_peak_worker_mib": encode_peak,
+        "peak_worker_mib": _largest_mib(client.run(peak_rss)),
     }
+
+
+def _largest_mib(values: dict[str, int | None]) -> float | None:
+    """The largest of the workers' byte counts in MiB (None where the OS does not say)."""
+    known = [v for v in values.values() if v is not None]
+    return max(known) / 2**20 if known else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"step {i}  forward {s['forward_s']:.3f} s  backward {s['backward_s']:.3f} s  "
               f"update {s['update_s']:.3f} s  total {s['step_s']:.3f} s")
     print(f"median step        {report['median_step_s']:.3f} s")
+    peaks = [report["encode_peak_worker_mib"], report["peak_worker_mib"]]
+    encode_peak, step_peak = (f"{p:.0f} MiB" if p is not None else "unknown" for p in peaks)
+    print(f"memory per worker  {report['blocks_mib_per_worker']:.0f} MiB of coded blocks; peak RSS {encode_peak} "
+          f"while encoding, {step_peak} while training")
     if report["max_relative_error_first_forward"] is not None:
         print(f"first forward vs numpy: max relative error {report['max_relative_error_first_forward']:.2e}")
     return 0

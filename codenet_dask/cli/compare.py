@@ -49,12 +49,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def _list(text: str, option: str, kind: type) -> list:
+def _list(text: str, option: str, kind: type, unique: bool = True) -> list:
+    """Comma-separated values; ``unique`` refuses repeats (a sweep axis), layer widths may repeat."""
     try:
         values = [kind(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise UsageError(f"{option} expects a comma-separated list of {kind.__name__}s, got {text!r}") from None
-    if not values or len(set(values)) != len(values):
+    if not values or (unique and len(set(values)) != len(values)):
         raise UsageError(f"{option} must list at least one value and no repeats, got {text!r}")
     return values
 
@@ -77,7 +78,7 @@ def plan_from(args: argparse.Namespace):
     seeds = _list(args.seeds, "--seeds", int)
     if min(seeds) < 0:
         raise UsageError(f"--seeds must be >= 0, got {args.seeds!r}")
-    hidden = tuple(_list(args.layers, "--layers", int)) if args.layers.strip() else ()
+    hidden = tuple(_list(args.layers, "--layers", int, unique=False)) if args.layers.strip() else ()
     try:
         variants = [Variant.parse(s) for s in _list(args.strategies, "--strategies", str)]
         for rate in rates:

@@ -98,8 +98,12 @@ class GridCheck:
 
 
 @dataclass
-class _Projection:
-    """One block's projections and their noise bounds, flattened for :func:`check_codeword`."""
+class BlockProjection:
+    """One block's projections and their noise bounds, flattened for :func:`check_codeword`.
+
+    All a check needs of a block (:func:`project_blocks`): a few floats per row and column, so a
+    distributed grid can be checked without moving its blocks.
+    """
 
     right: np.ndarray
     right_noise: np.ndarray
@@ -116,7 +120,26 @@ def _usable(block: CodedBlock | None) -> bool:
     return bool(np.isfinite(block.values).all())
 
 
-def _project(block: CodedBlock, v: np.ndarray, u: np.ndarray) -> _Projection:
+def projecting_vectors(block_shape: tuple[int, int], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The seeded ``v`` (bw x k) and ``u`` (bh x k) every checker of one scrub projects with."""
+    bh, bw = block_shape
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((bw, PROJECTIONS)), rng.standard_normal((bh, PROJECTIONS))
+
+
+def project_blocks(
+    blocks: Mapping[BlockKey, CodedBlock | None], block_shape: tuple[int, int], seed: int
+) -> dict[BlockKey, BlockProjection | None]:
+    """What a grid check needs of each block (None: missing or unusable, an erasure).
+
+    Runs where the blocks are (one task per worker); :func:`locate_in_grid` takes the union.
+    """
+    v, u = projecting_vectors(block_shape, seed)
+    return {key: _project(blk, v, u) if _usable(blk) and blk.shape == tuple(block_shape) else None  # type: ignore[union-attr]
+            for key, blk in blocks.items()}
+
+
+def _project(block: CodedBlock, v: np.ndarray, u: np.ndarray) -> BlockProjection:
     """``W v`` and ``uᵀ W`` in float64 with elementwise bounds on their distance from the exact codeword's.
 
     Distance = stored error (``err`` per entry, times the 1-norm of the projecting vector) plus the
@@ -129,7 +152,7 @@ def _project(block: CodedBlock, v: np.ndarray, u: np.ndarray) -> _Projection:
     right_noise = block.err * np.abs(v).sum(axis=0)[None, :] + gamma(bw + 1, np.float64) * (abs_w @ np.abs(v))
     left = u.T @ w
     left_noise = block.err * np.abs(u).sum(axis=0)[:, None] + gamma(bh + 1, np.float64) * (np.abs(u).T @ abs_w)
-    return _Projection(right.ravel(), right_noise.ravel(), left.ravel(), left_noise.ravel())
+    return BlockProjection(right.ravel(), right_noise.ravel(), left.ravel(), left_noise.ravel())
 
 
 def _normalise(code: ProductCode, blocks: Mapping[BlockKey, CodedBlock | None] | np.ndarray) -> dict[BlockKey, CodedBlock | None]:
@@ -158,27 +181,36 @@ def _block_geometry(grid: Mapping[BlockKey, CodedBlock | None]) -> tuple[tuple[i
 
 
 class _GridDecoder:
-    """State of one iterative decode: current blocks, the bad set, cached projections."""
+    """State of one iterative decode: current blocks, the bad set, cached projections.
 
-    def __init__(self, code: ProductCode, grid: dict[BlockKey, CodedBlock | None], seed: int) -> None:
+    Built from the blocks themselves, or from their projections alone (``projections``; then
+    nothing can be rebuilt, only located).
+    """
+
+    def __init__(self, code: ProductCode, grid: dict[BlockKey, CodedBlock | None], seed: int,
+                 block_shape: tuple[int, int] | None = None,
+                 projections: Mapping[BlockKey, BlockProjection | None] | None = None) -> None:
         self.code = code
         self.nr, self.nc = code.coded_shape
         self.blocks = grid
-        geometry = _block_geometry(grid)
-        bh, bw = geometry[0] if geometry else (1, 1)
-        rng = np.random.default_rng(seed)
-        self.v = rng.standard_normal((bw, PROJECTIONS))
-        self.u = rng.standard_normal((bh, PROJECTIONS))
-        self.erased = {k for k, blk in grid.items() if not _usable(blk)}
+        if block_shape is None:
+            geometry = _block_geometry(grid)
+            block_shape = geometry[0] if geometry else (1, 1)
+        self.v, self.u = projecting_vectors(block_shape, seed)
+        if projections is None:
+            self.erased = {k for k, blk in grid.items() if not _usable(blk)}
+            self._proj: dict[BlockKey, BlockProjection] = {}
+        else:
+            self.erased = {k for k in grid if projections.get(k) is None}
+            self._proj = {k: p for k, p in projections.items() if p is not None}
         self.bad = set(self.erased)
         self.located: set[BlockKey] = set()
         self.rebuilds: dict[BlockKey, int] = {}
         #: The codeword each rebuilt block was last rebuilt from.
         self.source: dict[BlockKey, tuple[Direction, int]] = {}
-        self._proj: dict[BlockKey, _Projection] = {}
 
     # -- checks -------------------------------------------------------------------------------
-    def projection(self, key: BlockKey) -> _Projection:
+    def projection(self, key: BlockKey) -> BlockProjection:
         if key not in self._proj:
             blk = self.blocks[key]
             assert blk is not None
@@ -462,9 +494,30 @@ def check_grid(
     if repair:
         while decoder.rebuild_round(results):
             results = decoder.locate_until_stable()
+    return GridCheck(report=_conclude(code, decoder, list(grid), results), blocks=decoder.blocks)
+
+
+def locate_in_grid(
+    code: ProductCode,
+    projections: Mapping[BlockKey, BlockProjection | None],
+    block_shape: tuple[int, int],
+    seed: int,
+) -> GridReport:
+    """:func:`check_grid` without repair, from the blocks' projections alone (:func:`project_blocks`
+    with the same ``seed``): the same verdicts, and no block has to move. Blocks absent from
+    ``projections`` count as missing."""
+    nr, nc = code.coded_shape
+    keys = [(a, b) for a in range(nr) for b in range(nc)]
+    decoder = _GridDecoder(code, dict.fromkeys(keys), seed, block_shape, projections)
+    return _conclude(code, decoder, keys, decoder.locate_until_stable())
+
+
+def _conclude(code: ProductCode, decoder: _GridDecoder, keys: list[BlockKey],
+              results: Mapping[tuple[Direction, int], CodewordCheck]) -> GridReport:
+    """The report of a finished decode; rebuilt blocks it cannot vouch for are dropped (None)."""
     found_bad = decoder.erased | decoder.located
     rebuilt = {k for k in decoder.rebuilds if k not in decoder.bad}
-    original = [k for k in grid if k not in found_bad]
+    original = [k for k in keys if k not in found_bad]
     # Blocks no consistent codeword with redundancy even sees may hold undetected errors.
     seen = [k for k in original if decoder.checked_locally(k, results)]
     verdict = _GlobalVerifier(code, decoder).verify(seen, sorted(rebuilt))
@@ -475,13 +528,12 @@ def check_grid(
     for key in unrepairable:
         decoder.blocks[key] = None
     unverified = set(original) - set(verdict.verified)
-    report = GridReport(
+    return GridReport(
         shape=(decoder.nr, decoder.nc),
-        checked=tuple(sorted(grid)),
+        checked=tuple(sorted(keys)),
         erased=tuple(sorted(decoder.erased)),
         located=tuple(sorted(decoder.located)),
         repaired=tuple(sorted(repaired)),
         unrepairable=tuple(sorted(unrepairable)),
         unverified=tuple(sorted(unverified)),
     )
-    return GridCheck(report=report, blocks=decoder.blocks)
