@@ -73,7 +73,7 @@ def run_demo(
     coded = strategy == "codenet"
     summary = DemoSummary(strategy, size, batch, list(grid), list(parity) if coded else [0, 0],
                           replicas if strategy == "replication" else 1, np_dtype.name, steps,
-                          len(client.scheduler_info()["workers"]), faults, dashboard=client.dashboard_link)
+                          len(client.nthreads()), faults, dashboard=client.dashboard_link)
     collect_injected(client)  # forget faults of earlier runs on this cluster
     ledger = FaultLedger(dtype=np_dtype)
     start = time.perf_counter()

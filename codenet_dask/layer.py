@@ -168,29 +168,15 @@ class CodedLayer:
                 f"use at most {rows}x{cols} blocks"
             )
         bh, bw = math.ceil(rows / code.kr), math.ceil(cols / code.kc)
-        padded = np.zeros((bh * code.kr, bw * code.kc), dtype=dtype)
-        padded[:rows, :cols] = weights
-        addresses = list(workers) if workers else list(client.scheduler_info()["workers"])
+        addresses = list(workers) if workers else list(client.nthreads())
         if not addresses:
             raise CodeParameterError("the cluster has no workers; start some before encoding")
         owners = round_robin_owners(addresses, code.coded_shape)
         hook = hook or NoFaults()
         key_name = _key_name(name)
-        # Each systematic block goes straight to its owner (data in the task graph would pass
-        # through the scheduler, and large graphs are slow there).
-        pieces: dict[Coord, Future] = {}
-        for w in sorted(set(owners.values())):
-            mine = [(i, j) for i in range(code.kr) for j in range(code.kc) if owners[(i, j)] == w]
-            shipped = client.scatter([padded[i * bh:(i + 1) * bh, j * bw:(j + 1) * bw] for i, j in mine],
-                                     workers=[w], hash=False)
-            pieces.update(zip(mine, shipped))
-        systematic = {
-            (i, j): client.submit(
-                tasks.systematic_block, pieces[(i, j)], hook, Site("encode", name, 0, (i, j)), 0,
-                key=(f"encode-{key_name}", i, j), workers=[owners[(i, j)]], pure=False,
-            )
-            for i in range(code.kr) for j in range(code.kc)
-        }
+        cells = [(i, j) for i in range(code.kr) for j in range(code.kc)]
+        systematic = systematic_blocks(client, weights, (bh, bw), {c: owners[c] for c in cells}, hook, name,
+                                       f"encode-{key_name}")
         plan = encode_plan(name, code, lambda i, j: systematic[(i, j)], lambda a, b: owners[(a, b)], hook, key_name)
         futures = client.get(plan.to_hlg(), plan.outputs, sync=False) if plan.outputs else []
         coded = dict(systematic)
@@ -221,7 +207,7 @@ class CodedLayer:
         from .store import restore_to_cluster
 
         spec = store.layer(name)
-        owners = round_robin_owners(list(client.scheduler_info()["workers"]), spec.code.coded_shape)
+        owners = round_robin_owners(list(client.nthreads()), spec.code.coded_shape)
         blocks = restore_to_cluster(client, store, {name: owners}, checkpoint, layers=[name])[name]
         key_name = _key_name(name)
         layer = cls(client, name, spec.code, spec.layer_shape, spec.dtype, spec.block_shape,
@@ -346,7 +332,9 @@ class CodedLayer:
                 wait(futures, timeout=poll)
                 return
             except TimeoutError:
-                lost = sorted(set(self.shards) - set(self.client.scheduler_info()["workers"]))
+                # nthreads() asks the scheduler; scheduler_info() may answer from a cache without
+                # workers when the scheduler is slow to reply, which would look like every worker lost.
+                lost = sorted(set(self.shards) - set(self.client.nthreads()))
                 if lost:
                     raise WorkerLostError(
                         f"worker(s) {', '.join(lost)} holding blocks of layer {self.name} left the cluster; "
@@ -429,9 +417,13 @@ class CodedLayer:
             raise NonFiniteInputError(f"{what} holds NaN or Inf: that is bad input, not a soft error")
         padded = np.zeros((size * count, data.shape[1]), dtype=self.dtype)
         padded[:length] = data
-        # One copy per worker, each its own key: Dask would drop extra replicas of one key
-        # (active memory manager) and fetch them again at every use.
-        copies = {w: self.client.scatter([padded], workers=[w], hash=False)[0] for w in self.shards}
+        # One upload; every worker then copies it from a peer under a key of its own (Dask's
+        # memory manager would drop extra replicas of one key, to be fetched again at each use).
+        [source] = self.client.scatter([padded], hash=False)
+        token = uuid.uuid4().hex[:8]
+        copies = {w: self.client.submit(tasks.local_copy, source, key=(f"ship-{self.key_name}-{token}", self._worker_index(w)),
+                                        workers=[w], allow_other_workers=False, pure=False)
+                  for w in self.shards}
         return Shipped(copies, length, data.shape[1], (count, size))
 
     def _positions(self, step: str) -> dict[str, list[tuple[Label, shards.Position]]]:
@@ -531,6 +523,35 @@ class CodedLayer:
     def _blocks_checked(self, step: str) -> int:
         code = self.code.row_code if step == "forward" else self.code.col_code
         return code.n * (self.code.kc if step == "forward" else self.code.kr)
+
+
+def systematic_blocks(client: Client, weights: np.ndarray, block_shape: tuple[int, int], owners: dict[Label, str],
+                      hook: CorruptionHook, name: str, key: str) -> dict[Label, Future]:
+    """Block ``(i, j, ...)`` of ``weights`` (zero-padded to whole blocks) made on its owner, each
+    through its own encode fault site.
+
+    Each piece goes straight from here to its owner (data in a task graph would pass through the
+    scheduler, and large graphs are slow there).
+    """
+    bh, bw = block_shape
+    pieces: dict[Label, Future] = {}
+    for w in sorted(set(owners.values())):
+        mine = [label for label in owners if owners[label] == w]
+        shipped = client.scatter([_padded_piece(weights, label[0], label[1], bh, bw) for label in mine],
+                                 workers=[w], hash=False)
+        pieces.update(zip(mine, shipped))
+    return {
+        label: client.submit(tasks.systematic_block, pieces[label], hook, Site("encode", name, 0, label), 0,
+                             key=(key, *label), workers=[owners[label]], pure=False)
+        for label in owners
+    }
+
+
+def _padded_piece(weights: np.ndarray, i: int, j: int, bh: int, bw: int) -> np.ndarray:
+    piece = np.zeros((bh, bw), dtype=weights.dtype)
+    part = weights[i * bh:(i + 1) * bh, j * bw:(j + 1) * bw]
+    piece[:part.shape[0], :part.shape[1]] = part
+    return piece
 
 
 def _assemble(client: Client, blocks: dict[Label, Future], placement: dict[Label, str], key_name: str

@@ -25,7 +25,7 @@ from .blocks import CodedBlock
 from .errors import CodeParameterError, UncorrectableError
 from .faults import CorruptionHook
 from .graph import Coord
-from .layer import CodedLayer, _assemble
+from .layer import CodedLayer, _assemble, systematic_blocks
 from .shards import Label
 
 Strategy = Literal["codenet", "uncoded", "replication"]
@@ -71,7 +71,7 @@ class ReplicatedLayer(CodedLayer):
         if tuple(parity) != (0, 0):
             raise CodeParameterError("replication has no parity blocks; give --replicas instead of --parity")
         layer: ReplicatedLayer = super().encode(client, weights, grid, (0, 0), hook=hook, **kwargs)  # type: ignore[assignment]
-        layer._replicate(replicas)
+        layer._replicate(replicas, np.asarray(weights))
         return layer
 
     @classmethod
@@ -82,21 +82,37 @@ class ReplicatedLayer(CodedLayer):
         layer._replicate(replicas)
         return layer
 
-    def _replicate(self, replicas: int) -> None:
-        """Copy every block to ``replicas - 1`` further workers, round robin (fresh keys)."""
-        addresses = sorted(self.client.scheduler_info()["workers"])
+    def _replicate(self, replicas: int, weights: np.ndarray | None = None) -> None:
+        """Put every block on ``replicas - 1`` further workers, round robin (fresh keys).
+
+        With ``weights`` (encoding) each replica is made from the user's weights like replica 0,
+        through its own fault site: a faulty encode spoils one replica, which the vote outvotes.
+        Without (restoring a verified checkpoint) the replicas are copies of replica 0.
+        """
+        addresses = sorted(self.client.nthreads())
         kc, token = self.code.kc, uuid.uuid4().hex[:8]
         placement = {
             (a, b, r): addresses[(a * kc + b + r) % len(addresses)]
             for (a, b) in self.placement for r in range(replicas)
         }
-        copies = {
-            label: self.client.submit(
-                tasks.replicate_block, self.shards[self.placement[label[:2]]], label, self.name, self.hook,
-                key=(f"encode-{self.key_name}-{token}", *label), workers=[w], allow_other_workers=False,
-            )
-            for label, w in placement.items()
-        }
+        key = f"encode-{self.key_name}-{token}"
+        if weights is None:
+            copies = {
+                label: self.client.submit(
+                    tasks.replicate_block, self.shards[self.placement[label[:2]]], label, self.name, self.hook,
+                    key=(key, *label), workers=[w], allow_other_workers=False,
+                )
+                for label, w in placement.items()
+            }
+        else:
+            copies = systematic_blocks(self.client, weights, self.block_shape,
+                                       {label: w for label, w in placement.items() if label[2] > 0}, self.hook,
+                                       self.name, key)
+            first = {label: w for label, w in placement.items() if label[2] == 0}
+            copies.update({label: self.client.submit(tasks.replicate_block, self.shards[self.placement[label[:2]]],
+                                                     label, self.name, self.hook, key=(key, *label), workers=[w],
+                                                     allow_other_workers=False)
+                           for label, w in first.items()})
         self.replicas, self.placement = replicas, placement
         self.shards = _assemble(self.client, copies, placement, f"{self.key_name}-{token}")
         wait(list(self.shards.values()))

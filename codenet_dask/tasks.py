@@ -32,6 +32,11 @@ def encode_parity(
     return CodedBlock.from_values(hook.apply(site, np.asarray(values), attempt), err)
 
 
+def local_copy(values: np.ndarray) -> np.ndarray:
+    """An operand kept on this worker under a key of its own (see ``CodedLayer.ship``)."""
+    return values
+
+
 def checked_input(values: np.ndarray) -> np.ndarray:
     """User data entering a coded product: NaN/Inf here is bad input, not a soft error."""
     if not np.all(np.isfinite(values)):

@@ -186,6 +186,10 @@ class Trainer:
     def _rollback(self) -> int:
         """Restore every layer from the last checkpoint (onto the workers); returns its position."""
         self.rollbacks += 1
+        for layer in self.layers:
+            # Every operation since the checkpoint is undone, faults in it included (also when the
+            # run gives up below: those faults were caught, not accepted).
+            self.ledger.add_rollback(layer.name, range(self.checkpoint_ops[layer.name] + 1, layer.ops + 1))
         if self.rollbacks > MAX_ROLLBACKS:
             raise UncorrectableError(
                 f"gave up after {MAX_ROLLBACKS} rollbacks: the fault rate is beyond what the code and "
@@ -195,8 +199,6 @@ class Trainer:
         self.client.wait_for_workers(1, timeout=60)  # a lost worker's replacement may still be starting
         with CodedStore.open(self.store_path) as store:
             for layer in self.layers:
-                # Every operation since the checkpoint is undone, faults in it included.
-                self.ledger.add_rollback(layer.name, range(self.checkpoint_ops[layer.name] + 1, layer.ops + 1))
                 kwargs = {"replicas": layer.copies} if isinstance(layer, ReplicatedLayer) else {}
                 new = type(layer).from_store(self.client, store, layer.name, hook=self.hook,
                                              seed=self.config.seed, **kwargs)
@@ -247,7 +249,7 @@ class Trainer:
         led = self.ledger.summary()
         detected = sum(len(r.detected) for r in self.ledger.products.values())
         return TrainSummary(
-            strategy=self.config.strategy, workers=len(self.client.scheduler_info()["workers"]),
+            strategy=self.config.strategy, workers=len(self.client.nthreads()),
             layers=self.sizes, epochs=self.config.epochs, iterations=total,
             test_accuracy=by_epoch[-1] if by_epoch else self.test_accuracy(), final_loss=loss,
             wall_seconds=time.perf_counter() - start,

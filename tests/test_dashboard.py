@@ -97,7 +97,7 @@ def test_dashboard_counters_equal_the_trainers_ledger(client, tmp_path):
     # Workers: every count placed on a real worker, the sums agree with the layers', and the
     # detections land on the workers that own those blocks.
     workers = {w["worker"]: w for w in run["workers"]}
-    assert set(workers) == set(client.scheduler_info()["workers"])
+    assert set(workers) == set(client.nthreads())
     for name in COUNTS:
         assert sum(w[name] for w in workers.values()) == run["totals"][name]
     owners = {layer.name: layer.owners for layer in trainer.layers}

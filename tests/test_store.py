@@ -220,7 +220,7 @@ def test_restore_onto_a_running_cluster(store):
     from codenet_dask.store import restore_to_cluster
     with distributed.LocalCluster(n_workers=2, processes=False, threads_per_worker=1, dashboard_address=None) as cluster:
         with distributed.Client(cluster) as client:
-            workers = sorted(client.scheduler_info()["workers"])
+            workers = sorted(client.nthreads())
             owners = {"fc1": {k: workers[(k[0] + k[1]) % 2] for k in grid}}
             futures = restore_to_cluster(client, store, owners)
             who = client.who_has(list(futures["fc1"].values()))

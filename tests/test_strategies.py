@@ -154,3 +154,20 @@ def test_replication3_scrubs_a_wrong_stored_replica_between_attempts(client):
     assert result.report.repaired == [(0, 0, 1)]
     np.testing.assert_allclose(result.to_numpy(), w_now @ x, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(layer.gather_weights(), w_now, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("replica", [0, 1, 2])
+def test_replication3_encodes_each_replica_from_the_weights(client, replica):
+    """A faulty encode spoils one replica only (replicas are not copies of replica 0): products
+    outvote it, and the weights a checkpoint would store are the user's, bit for bit."""
+    rng = np.random.default_rng(replica)
+    w = rng.standard_normal((32, 24))
+    block = (1, 0) if replica == 0 else (1, 0, replica)  # replica 0 is the systematic block itself
+    plan = CorruptionPlan((Corruption("encode", block=block, op=0, kind="add", relative=1e-2),))
+    layer = build_layer("replication", client, w, grid=(2, 2), replicas=3, hook=plan, name=f"enc{replica}")
+    x = rng.standard_normal((24, 5))
+    forward = layer.forward(x)
+    assert forward.report.corrected == [(1, 0, replica)] and forward.report.recomputed == 0
+    np.testing.assert_allclose(forward.to_numpy(), w @ x, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(layer.gather_weights(), w)
+    assert layer.scrub()["repaired"] == [[1, 0, replica]]

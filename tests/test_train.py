@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from codenet_dask.data import load_dataset
+from codenet_dask.errors import UncorrectableError
+from codenet_dask.faults import collect_injected
 from codenet_dask.training import TrainConfig, Trainer
 
 SMALL = ["--dataset", "digits", "--layers", "16", "--epochs", "2", "--batch-size", "128", "--lr", "0.5",
@@ -132,3 +134,18 @@ def test_update_faults_never_reach_checkpoints_or_results(client, tmp_path, stra
     assert summary.faults["injected"] > 0
     assert summary.faults["undetected"] == 0
     assert summary.test_accuracy > 0.5
+
+
+def test_a_run_that_gives_up_accounts_for_every_fault(client, tmp_path):
+    """Faults beyond what checkpoints absorb (replication r=2 can only detect a replica a faulty
+    update spoilt): the run stops with a clear error after MAX_ROLLBACKS, and the faults of its
+    last segment count as caught (rolled back), never as undetected."""
+    data = load_dataset("digits", seed=0)
+    config = TrainConfig(strategy="replication", replicas=2, hidden=(16,), epochs=1, batch_size=128, lr=0.5,
+                         grid=2, faults="bitflip:0.3:field=exponent:steps=update", checkpoint_every=2, seed=1)
+    trainer = Trainer(client, data, config, tmp_path / "store")
+    with pytest.raises(UncorrectableError, match="gave up after 20 rollbacks"):
+        trainer.run()
+    trainer.ledger.add_injected(collect_injected(client))
+    outcome = trainer.ledger.summary()
+    assert outcome["injected"] > 0 and outcome["undetected"] == 0, outcome

@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batches", default="64,256", help="batch sizes")
     p.add_argument("--grids", default="4,8", help="systematic block grids KxK to run every strategy on")
     p.add_argument("--parity", default="2x2", help="codenet parity block-rows x columns")
-    p.add_argument("--repeats", type=int, default=3, help="timed steps per configuration (medians reported)")
+    p.add_argument("--repeats", type=int, default=5, help="timed steps per configuration (medians reported)")
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     add_cluster_options(p)

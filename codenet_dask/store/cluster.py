@@ -19,7 +19,7 @@ Owners = Mapping[str, Mapping[BlockKey, str]]
 
 def default_owners(client: Client, grids: Mapping[str, Mapping[BlockKey, object]]) -> dict[str, dict[BlockKey, str]]:
     """The placement a freshly encoded layer gets (see ``graph.round_robin_owners``)."""
-    addresses = list(client.scheduler_info()["workers"])
+    addresses = list(client.nthreads())
     return {
         name: round_robin_owners(addresses, (1 + max(a for a, _ in grid), 1 + max(b for _, b in grid)))
         for name, grid in grids.items()
