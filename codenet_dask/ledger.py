@@ -106,12 +106,13 @@ def _weight_matcher(site: Site) -> Callable[[tuple[int, ...]], bool]:
     """Which stored blocks a weight fault can have spoilt, as a predicate on block labels.
 
     Encode and update sites name one block, ``(a, b)`` or replica ``(a, b, r)``. An update's factor
-    pieces are activated and encoded once per worker (sites ``(side, index, worker)``, side 0 for
-    the row factor D~, 1 for the column factor X~): a fault there spoils that worker's blocks of
-    block-row (or -column) ``index``.
+    pieces are activated and encoded once per worker and copy (sites ``(side, index, worker)``, or
+    ``(side, index, worker, r)`` for replica r; side 0 for the row factor D~, 1 for the column
+    factor X~): a fault there spoils that worker's blocks (of copy r) of block-row (or -column)
+    ``index``.
     """
     if site.op > 0 and site.step in ("activation", "encode"):
-        side, index = site.block[0], site.block[1]
-        return lambda label: label[side] == index
+        side, index, copy = site.block[0], site.block[1], tuple(site.block[3:])
+        return lambda label: label[side] == index and tuple(label[2:]) == copy
     own = tuple(site.block)
     return lambda label: label == own or (len(own) == 2 and label == (*own, 0))

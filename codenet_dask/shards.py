@@ -425,33 +425,42 @@ def update_shard(
 ) -> Shard:
     """Every block of this worker updated with its encoded factors; the layer is never re-encoded.
 
-    Factor pieces are activated and encoded once per worker (a fault there spoils this worker's
-    blocks of one block-row or -column, one per codeword of the other direction: products
-    correct around them and a scrub rebuilds them).
+    Factor pieces are activated and encoded once per worker and copy (a fault there spoils this
+    worker's blocks of one block-row or -column, one per codeword of the other direction:
+    products correct around them and a scrub rebuilds them). Replicas of one block get factors
+    of their own: two replicas on one worker must not share a fault, or a majority could be wrong.
 
     The update *consumes* ``shard``: blocks are overwritten in place, which saves a copy pass and
     half the memory. That is safe because nothing reads a shard after its update: a step's
     products are accepted before its update is submitted, a rollback restores from the store, and
     the shard is pinned to this worker, so Dask never re-runs this task on it.
     """
-    rows = {label[0] for label in job.labels}
-    cols = {label[1] for label in job.labels}
-    d_factors = _factors(delta, job.delta, rows, job.kr, job.row_parity, 0, job, hook)
-    x_factors = _factors(inputs, job.inputs, cols, job.kc, job.col_parity, 1, job, hook)
-    updated = dict(shard)
+    by_copy: dict[tuple[int, ...], list[Label]] = {}
     for label in job.labels:
-        block = apply_update(shard[label], d_factors[label[0]], x_factors[label[1]], job.lr, in_place=True)
-        updated[label] = replace(block, values=hook.apply(Site("update", job.layer, job.op, label), block.values, 0))
+        by_copy.setdefault(tuple(label[2:]), []).append(label)  # (): a coded block; (r,): replica r
+    updated = dict(shard)
+    for copy, labels in by_copy.items():
+        d_factors = _factors(delta, job.delta, {lab[0] for lab in labels}, job.kr, job.row_parity, (0, copy), job, hook)
+        x_factors = _factors(inputs, job.inputs, {lab[1] for lab in labels}, job.kc, job.col_parity, (1, copy), job,
+                             hook)
+        for label in labels:
+            block = apply_update(shard[label], d_factors[label[0]], x_factors[label[1]], job.lr, in_place=True)
+            updated[label] = replace(block, values=hook.apply(Site("update", job.layer, job.op, label), block.values, 0))
     return updated
 
 
 def _factors(
-    data: Sequence[np.ndarray], spec: OperandSpec, wanted: set[int], k: int, parity: np.ndarray, side: int,
-    job: UpdateJob, hook: CorruptionHook,
+    data: Sequence[np.ndarray], spec: OperandSpec, wanted: set[int], k: int, parity: np.ndarray,
+    where: tuple[int, tuple[int, ...]], job: UpdateJob, hook: CorruptionHook,
 ) -> dict[int, Factor]:
-    """The factor pieces this worker needs: systematic ones as they are, parity ones encoded."""
+    """The factor pieces this worker needs: systematic ones as they are, parity ones encoded.
+
+    ``where`` is (side, copy): side 0 is the row factor D~, 1 the column factor X~; fault sites
+    read ``(side, index, worker, *copy)``.
+    """
+    side, copy = where
     needed = set(range(k)) if any(i >= k for i in wanted) else wanted
-    pieces = {i: spec.piece(data, i, hook, Site("activation", job.layer, job.op, (side, i, job.worker)), 0)
+    pieces = {i: spec.piece(data, i, hook, Site("activation", job.layer, job.op, (side, i, job.worker, *copy)), 0)
               for i in sorted(needed)}
     factors = {i: Factor.of(pieces[i]) for i in wanted if i < k}
     parity_rows = sorted(i for i in wanted if i >= k)
@@ -462,7 +471,7 @@ def _factors(
             coeffs = parity[q - k]
             values = np.tensordot(coeffs.astype(stacked.dtype), stacked, axes=1)
             err = encoding_error(k, float(np.abs(coeffs) @ maxima), stacked.dtype)
-            site = Site("encode", job.layer, job.op, (side, q, job.worker))
+            site = Site("encode", job.layer, job.op, (side, q, job.worker, *copy))
             factors[q] = Factor.of(hook.apply(site, values, 0), err)
     return factors
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from codenet_dask import CodedLayer
+from codenet_dask import CodedLayer, UncorrectableError
+from codenet_dask.layer import Relu
 from codenet_dask.errors import CodeParameterError
 from codenet_dask.faults import Corruption, CorruptionPlan, RandomFaults, collect_injected
 from codenet_dask.ledger import OUTCOMES, FaultLedger
@@ -171,3 +172,25 @@ def test_replication3_encodes_each_replica_from_the_weights(client, replica):
     np.testing.assert_allclose(forward.to_numpy(), w @ x, rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(layer.gather_weights(), w)
     assert layer.scrub()["repaired"] == [[1, 0, replica]]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_replication3_majority_is_never_silently_wrong_after_faulty_update_factors(client, seed):
+    """With 3 replicas on 2 workers, two replicas of a block share a worker. Their update factors
+    (here ReLU of a product, computed where the blocks are) must not share a fault site, or one
+    fault would make an identical wrong pair that outvotes the right replica. After updates with
+    faulty activations, the stored majority is the true weights, or there is no majority (a
+    detected failure: roll back); never a wrong majority."""
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((24, 24))
+    hook = RandomFaults.from_string("bitflip:0.3:field=exponent:steps=activation", seed=seed)
+    layer = build_layer("replication", client, w, grid=(2, 2), replicas=3, hook=hook, name=f"pair{seed}")
+    x, delta = rng.standard_normal((24, 5)), rng.standard_normal((24, 5))
+    pre = layer.forward(x)  # numpy input: no activation here, so the product is clean
+    layer.update(delta, Relu(pre), 0.1)
+    truth = w - 0.1 * delta @ np.maximum(w @ x, 0).T
+    try:
+        weights = layer.gather_weights()
+    except UncorrectableError:
+        return  # no majority: detected
+    np.testing.assert_allclose(weights, truth, rtol=1e-12, atol=1e-12)
