@@ -33,7 +33,7 @@ from distributed import Client
 from .checkpointing import RunModel, StepModel, expected_time, plot_expected_time
 from .codes import ProductCode
 from .data import Dataset
-from .errors import CodeNetError, CodeParameterError
+from .errors import CodeNetError, CodeParameterError, UncorrectableError
 from .faults import collect_injected, parse_fault_spec
 from .training import TrainConfig, Trainer
 
@@ -158,7 +158,10 @@ class _Recorder:
     def mark(self, position: int, accuracy: float | None, loss: float) -> None:
         if accuracy is None:
             began = time.perf_counter()
-            accuracy = self.trainer.test_accuracy()
+            try:
+                accuracy = self.trainer.test_accuracy()
+            except UncorrectableError:  # weights beyond repair right now: the next step rolls back
+                accuracy = math.nan
             self.paused += time.perf_counter() - began
         self.record.accuracy[position], self.record.loss[position] = accuracy, loss
         self.record.elapsed[position] = self.last = self.clock()  # the next step's interval starts here

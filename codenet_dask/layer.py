@@ -10,6 +10,7 @@ so ``W`` is never re-encoded (``encode_count`` stays 1).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import uuid
 from dataclasses import dataclass, field
@@ -265,7 +266,7 @@ class CodedLayer:
         return self._scrub(self.ops)
 
     def _scrub(self, op: int) -> dict:
-        seed = hash((self.seed, self.name, op)) % 2**32
+        seed = self._check_seed(op)
         projected = [
             self.client.submit(tasks.project_shard, shard, self.block_shape, seed,
                                key=(f"scrub-project-{self.key_name}-{op}", self._worker_index(w)), workers=[w],
@@ -340,6 +341,12 @@ class CodedLayer:
                         f"worker(s) {', '.join(lost)} holding blocks of layer {self.name} left the cluster; "
                         f"restore the layer from the last checkpoint"
                     ) from None
+
+    def _check_seed(self, op: int) -> int:
+        """The seed of operation ``op``'s random check vectors: the same in every process and run
+        (Python's ``hash`` of a string is not), so a seeded run reproduces its verdicts."""
+        digest = hashlib.blake2b(f"{self.seed}/{self.name}/{op}".encode(), digest_size=4).digest()
+        return int.from_bytes(digest, "little")
 
     def _worker_index(self, worker: str) -> int:
         return sorted(self.shards).index(worker)
@@ -454,7 +461,7 @@ class CodedLayer:
         spec, refs, batch = self._operand(data, length, count, size, "x" if forward else "delta")
         self.ops += 1
         rows = self.shape[0] if forward else self.shape[1]
-        v = projection_matrix(batch, hash((self.seed, self.name, self.ops)) % 2**32)
+        v = projection_matrix(batch, self._check_seed(self.ops))
         report = ProductReport(step, self.name, op=self.ops, blocks_checked=self._blocks_checked(step))
         for attempt in range(self.max_attempts):
             product = self._sharded_product(step, attempt, spec, refs, v)

@@ -247,10 +247,10 @@ class Vote:
     def chosen(self, t: int, j: int) -> int:
         """The replica of block (t, j) a decoder of chunk t uses."""
         whole = self.copy.get(t)
-        return whole if whole is not None else first_unanimous(self.copies, self.outvoted[(t, j)])
+        return whole if whole is not None else first_not_outvoted(self.copies, self.outvoted[(t, j)])
 
 
-def first_unanimous(copies: int, outvoted: Sequence[int]) -> int:
+def first_not_outvoted(copies: int, outvoted: Sequence[int]) -> int:
     """The replica of a block a repair uses: the first one its majority did not outvote."""
     return min(set(range(copies)) - set(outvoted))
 
@@ -380,7 +380,7 @@ def repair_shares(
         for j in range(job.codewords):
             bad = wrong.get((t, j))
             if code is None or bad is None:
-                copy = 0 if bad is None else first_unanimous(job.copies, bad)
+                copy = 0 if bad is None else first_not_outvoted(job.copies, bad)
                 terms += [products.results[(t, j, copy)]] if (t, j, copy) in products.results else []
                 continue
             known = [a for a in range(code.n) if a not in bad]

@@ -232,14 +232,14 @@ class Trainer:
                     end_of_epoch = (position + 1) % per_epoch == 0
                     if (position + 1) % self.config.checkpoint_every == 0:
                         self._checkpoint(store, position + 1)
-                    elif (position + 1) % self.config.scrub_every == 0 or end_of_epoch:
+                    elif (position + 1) % self.config.scrub_every == 0 and not end_of_epoch:
                         self._scrub()
+                    if end_of_epoch:
+                        by_epoch.append(self.test_accuracy())  # scrubs first
                 except RECOVERABLE:
                     position = self._rollback()
                     continue
                 position += 1
-                if end_of_epoch:
-                    by_epoch.append(self.test_accuracy())
                 if progress:
                     progress({"epoch": epoch + 1, "position": position, "of": total, "loss": loss,
                               "rollbacks": self.rollbacks, "test_accuracy": by_epoch[-1] if end_of_epoch else None})
@@ -261,4 +261,7 @@ class Trainer:
         )
 
     def test_accuracy(self) -> float:
+        """Test accuracy of the current weights, scrubbed first so that no block a faulty update
+        left wrong is evaluated (UncorrectableError if one cannot be rebuilt: roll back)."""
+        self._scrub()
         return accuracy([layer.gather_weights() for layer in self.layers], self.data.x_test, self.data.y_test)
