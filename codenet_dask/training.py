@@ -230,14 +230,15 @@ class Trainer:
                 try:
                     loss = self.step(xb.astype(self.dtype, copy=False), yb, lr)
                     end_of_epoch = (position + 1) % per_epoch == 0
+                    if end_of_epoch:  # before the checkpoint: an evaluation that fails rolls back past it
+                        by_epoch.append(self.test_accuracy())  # scrubs first
                     if (position + 1) % self.config.checkpoint_every == 0:
                         self._checkpoint(store, position + 1)
                     elif (position + 1) % self.config.scrub_every == 0 and not end_of_epoch:
                         self._scrub()
-                    if end_of_epoch:
-                        by_epoch.append(self.test_accuracy())  # scrubs first
                 except RECOVERABLE:
                     position = self._rollback()
+                    del by_epoch[position // per_epoch:]  # a rollback past an epoch's end takes its evaluation back
                     continue
                 position += 1
                 if progress:

@@ -44,15 +44,19 @@ def test_uncorrectable_steps_roll_back_and_training_still_converges(client, tmp_
     # NaN results are erasures: three in one 4-block codeword exceed its 2 parities (detected, never
     # miscorrected). With a single attempt per product, such a product forces a rollback.
     config = TrainConfig(hidden=(16,), epochs=2, batch_size=128, lr=0.5, grid=2, parity=(2, 2),
-                         faults="nan:0.3:steps=block-forward", checkpoint_every=4, seed=3, max_attempts=1)
+                         faults="nan:0.2:steps=block-forward", checkpoint_every=5, seed=5, max_attempts=1)
     trainer = Trainer(client, data, config, tmp_path / "store")
     summary = trainer.run()
     assert summary.faults["rollbacks"] > 0
     assert summary.faults["rolled_back"] > 0
     assert summary.faults["undetected"] == 0
     assert summary.test_accuracy > 0.6
+    # Checkpoints every 5 steps, epochs of 12: rollbacks cross epoch ends, and each epoch is still
+    # evaluated exactly once, on the weights that finished it.
+    assert len(summary.accuracy_by_epoch) == config.epochs
+    assert summary.accuracy_by_epoch[-1] == summary.test_accuracy
     clean = Trainer(client, data, TrainConfig(hidden=(16,), epochs=2, batch_size=128, lr=0.5, grid=2,
-                                              parity=(2, 2), faults="none", seed=3), tmp_path / "clean").run()
+                                              parity=(2, 2), faults="none", seed=5), tmp_path / "clean").run()
     assert abs(summary.test_accuracy - clean.test_accuracy) < 0.05
 
 
