@@ -12,6 +12,7 @@ stream each step's time splits into block products, verify + decode, update, and
 from __future__ import annotations
 
 import statistics
+from collections import Counter
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
@@ -210,11 +211,9 @@ def resident_mib(layer: CodedLayer | None, weights: np.ndarray) -> float:
     """The largest share of a layer's coded blocks on one worker (numpy: all of ``weights``)."""
     if layer is None:
         return weights.nbytes / 2**20
-    per_worker: dict[str, int] = {}
-    for w in layer.placement.values():
-        per_worker[w] = per_worker.get(w, 0) + 1
+    most = max(Counter(layer.placement.values()).values())
     bh, bw = layer.block_shape
-    return max(per_worker.values()) * bh * bw * layer.dtype.itemsize / 2**20
+    return most * bh * bw * layer.dtype.itemsize / 2**20
 
 
 def run_benchmark(

@@ -23,6 +23,7 @@ from . import shards, tasks
 from .blocks import CodedBlock
 from .checks import ProductReport, Rejected, projection_matrix
 from .codes import ProductCode, require_real_float
+from .codes.grid import project_blocks
 from .errors import CodeParameterError, NonFiniteInputError, ShapeMismatchError, UncorrectableError, WorkerLostError
 from .faults import CorruptionHook, NoFaults, Site
 from .graph import (Coord, Plan, ShardedProduct, alphabetic, encode_plan, repair_plan, round_robin_owners,
@@ -268,7 +269,7 @@ class CodedLayer:
     def _scrub(self, op: int) -> dict:
         seed = self._check_seed(op)
         projected = [
-            self.client.submit(tasks.project_shard, shard, self.block_shape, seed,
+            self.client.submit(project_blocks, shard, self.block_shape, seed,
                                key=(f"scrub-project-{self.key_name}-{op}", self._worker_index(w)), workers=[w],
                                allow_other_workers=False, pure=False)
             for w, shard in self.shards.items()
@@ -384,16 +385,16 @@ class CodedLayer:
                     f"{what} is a {data.rows}-row result; this layer needs {count} pieces of {size} rows "
                     f"({length} in all)"
                 )
-            return OperandSpec("plain", size), {w: [data.copy_for(w)] for w in self.shards}, data.batch
-        if not isinstance(data, Shipped):
-            data = self._ship(data, length, count, size, what)
-        if data.layout != (count, size):
-            raise ShapeMismatchError(
-                f"{what} was shipped padded as {data.layout[0]} pieces of {data.layout[1]} rows; layer "
-                f"{self.name} needs {count} of {size}: ship it for this layer and side"
-            )
-        if not set(self.shards) <= set(data.copies):
-            raise ShapeMismatchError(f"{what} was shipped to other workers than layer {self.name}'s; ship it for this layer")
+        else:
+            if not isinstance(data, Shipped):
+                data = self._ship(data, length, count, size, what)
+            if data.layout != (count, size):
+                raise ShapeMismatchError(
+                    f"{what} was shipped padded as {data.layout[0]} pieces of {data.layout[1]} rows; layer "
+                    f"{self.name} needs {count} of {size}: ship it for this layer and side"
+                )
+            if not set(self.shards) <= set(data.copies):
+                raise ShapeMismatchError(f"{what} was shipped to other workers than layer {self.name}'s; ship it for this layer")
         return OperandSpec("plain", size), {w: [data.copy_for(w)] for w in self.shards}, data.batch
 
     def ship(self, data: np.ndarray, what: str = "x") -> Shipped:

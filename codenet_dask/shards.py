@@ -326,10 +326,10 @@ def verify(
         return NeedsRepair(decoded.repairs)
     try:
         dtype = decoded.values.dtype
+        projections = _projections(summaries)
         if code is None:
-            expected, tolerance, magnitude = _voted_expectation(_projections(summaries), job, dtype)
+            expected, tolerance, magnitude = _voted_expectation(projections, job, dtype)
         else:
-            projections = _projections(summaries)
             codewords = [[projections[(a, j, 0)] for a in range(code.n)] for j in range(job.codewords)]
             expected, tolerance, magnitude = checks.expected_projections(code, codewords, dtype)
         site = Site("verify", job.layer, job.op, (job.worker,))

@@ -96,23 +96,17 @@ class ReplicatedLayer(CodedLayer):
             for (a, b) in self.placement for r in range(replicas)
         }
         key = f"encode-{self.key_name}-{token}"
-        if weights is None:
-            copies = {
-                label: self.client.submit(
-                    tasks.replicate_block, self.shards[self.placement[label[:2]]], label, self.name, self.hook,
-                    key=(key, *label), workers=[w], allow_other_workers=False,
-                )
-                for label, w in placement.items()
-            }
-        else:
-            copies = systematic_blocks(self.client, weights, self.block_shape,
-                                       {label: w for label, w in placement.items() if label[2] > 0}, self.hook,
-                                       self.name, key)
-            first = {label: w for label, w in placement.items() if label[2] == 0}
-            copies.update({label: self.client.submit(tasks.replicate_block, self.shards[self.placement[label[:2]]],
-                                                     label, self.name, self.hook, key=(key, *label), workers=[w],
-                                                     allow_other_workers=False)
-                           for label, w in first.items()})
+        # Encoding: replicas 1.. are made from the weights; replica 0 (restoring: every replica) is copied.
+        fresh = {} if weights is None else {label: w for label, w in placement.items() if label[2] > 0}
+        copies = {
+            label: self.client.submit(
+                tasks.replicate_block, self.shards[self.placement[label[:2]]], label, self.name, self.hook,
+                key=(key, *label), workers=[w], allow_other_workers=False,
+            )
+            for label, w in placement.items() if label not in fresh
+        }
+        if weights is not None:
+            copies.update(systematic_blocks(self.client, weights, self.block_shape, fresh, self.hook, self.name, key))
         self.replicas, self.placement = replicas, placement
         self.shards = _assemble(self.client, copies, placement, f"{self.key_name}-{token}")
         wait(list(self.shards.values()))

@@ -14,7 +14,7 @@ import numpy as np
 from . import checks
 from .blocks import CodedBlock, encoding_error
 from .codes import ProductCode, SystematicMDSCode
-from .codes.grid import check_grid, locate_in_grid, project_blocks
+from .codes.grid import check_grid, locate_in_grid
 from .errors import NonFiniteInputError, UncorrectableError
 from .faults import CorruptionHook, Site
 
@@ -132,11 +132,6 @@ class ScrubOutcome:
 
     repaired: dict
     report: dict
-
-
-def project_shard(shard: dict, block_shape: tuple[int, int], seed: int) -> dict:
-    """What a grid check needs of this worker's blocks: a few projections each (the blocks stay)."""
-    return project_blocks(shard, block_shape, seed)
 
 
 def locate_grid(code: ProductCode, projections: Sequence[dict], block_shape: tuple[int, int], seed: int) -> dict:

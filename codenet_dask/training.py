@@ -164,9 +164,11 @@ class Trainer:
         return cross_entropy(logits.astype(np.float64), y)
 
     # -- checkpoints ----------------------------------------------------------------------
-    def _checkpoint(self, store: CodedStore, position: int) -> None:
-        """Scrub (so no wrong block is stored), then write the changed blocks and commit."""
-        self._scrub()
+    def _checkpoint(self, store: CodedStore, position: int, scrubbed: bool = False) -> None:
+        """Scrub (so no wrong block is stored; ``scrubbed``: the caller just did), then write the
+        changed blocks and commit."""
+        if not scrubbed:
+            self._scrub()
         for layer in self.layers:
             layer.save(store)
         store.checkpoint(step=position)
@@ -233,7 +235,7 @@ class Trainer:
                     if end_of_epoch:  # before the checkpoint: an evaluation that fails rolls back past it
                         by_epoch.append(self.test_accuracy())  # scrubs first
                     if (position + 1) % self.config.checkpoint_every == 0:
-                        self._checkpoint(store, position + 1)
+                        self._checkpoint(store, position + 1, scrubbed=end_of_epoch)
                     elif (position + 1) % self.config.scrub_every == 0 and not end_of_epoch:
                         self._scrub()
                 except RECOVERABLE:
@@ -244,7 +246,8 @@ class Trainer:
                 if progress:
                     progress({"epoch": epoch + 1, "position": position, "of": total, "loss": loss,
                               "rollbacks": self.rollbacks, "test_accuracy": by_epoch[-1] if end_of_epoch else None})
-            self._checkpoint(store, position)
+            if self.checkpoint_position != position:  # the run ends at an epoch's end: evaluated, so scrubbed
+                self._checkpoint(store, position, scrubbed=True)
         self.ledger.add_injected(collect_injected(self.client))
         self.observer.finish()  # observe
         led = self.ledger.summary()
