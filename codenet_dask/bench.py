@@ -12,10 +12,10 @@ stream each step's time splits into block products, verify + decode, update, and
 from __future__ import annotations
 
 import statistics
-from collections import Counter
 import time
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 from distributed import Client, get_task_stream
@@ -134,9 +134,16 @@ class Runner:
         self.corrected = 0
         start = time.perf_counter()
         if config.strategy != "numpy":
-            self.layer = build_layer(config.strategy, client, self.weights, grid=(config.grid, config.grid),
-                                     parity=config.parity, replicas=max(config.replicas, 2),
-                                     name=f"bench{config.strategy}", hook=error_plan(config, steps))
+            self.layer = build_layer(
+                config.strategy,
+                client,
+                self.weights,
+                grid=(config.grid, config.grid),
+                parity=config.parity,
+                replicas=max(config.replicas, 2),
+                name=f"bench{config.strategy}",
+                hook=error_plan(config, steps),
+            )
             # Resident operands, as a hidden layer's are (the previous layer's output, the next one's
             # backprop); the numpy process has them in memory too.
             self.shipped = (self.layer.ship(self.x, "x"), self.layer.ship(self.delta, "delta"))
@@ -231,8 +238,9 @@ def run_benchmark(
     out: list[Measurement] = []
     for width in widths:
         for batch in batches:
-            runners = [Runner(client, c, width, batch, np.dtype(dtype), repeats + 1, seed=width + batch)
-                       for c in configs]
+            runners = [
+                Runner(client, c, width, batch, np.dtype(dtype), repeats + 1, seed=width + batch) for c in configs
+            ]
             for r in runners:
                 r.step()  # warm-up: imports, first transfers
             times: dict[str, list[float]] = {c.name: [] for c in configs}
@@ -256,12 +264,25 @@ def run_benchmark(
                 c = r.config
                 median_shares = {k: statistics.median(s[k] for s in shares[c.name]) for k in shares[c.name][0]}
                 blocks = len(r.layer.placement) if r.layer is not None else 1
-                out.append(Measurement(c.name, c.strategy, c.grid, width, batch, dtype, blocks,
-                                       c.flop_ratio() if c.strategy != "numpy" else 1.0,
-                                       statistics.median(times[c.name]), times[c.name],
-                                       median_shares if c.strategy != "numpy" else {},
-                                       r.encode_seconds, resident_mib(r.layer, r.weights),
-                                       max(rises[c.name]) if rises[c.name] else None, r.corrected))
+                out.append(
+                    Measurement(
+                        c.name,
+                        c.strategy,
+                        c.grid,
+                        width,
+                        batch,
+                        dtype,
+                        blocks,
+                        c.flop_ratio() if c.strategy != "numpy" else 1.0,
+                        statistics.median(times[c.name]),
+                        times[c.name],
+                        median_shares if c.strategy != "numpy" else {},
+                        r.encode_seconds,
+                        resident_mib(r.layer, r.weights),
+                        max(rises[c.name]) if rises[c.name] else None,
+                        r.corrected,
+                    )
+                )
                 if progress:
                     progress(f"{width:>5} x {batch:<4} {c.name:<32} {statistics.median(times[c.name]):8.4f} s")
             del runners
@@ -304,24 +325,33 @@ def check_targets(rows: list[Measurement], width: int = 4096, batch: int = 256) 
                 continue
             value = m.shares.get(metric) if metric == "verify+decode" else m.ratios.get(metric)
             if value is not None:
-                out.append({"target": name, "config": m.config, "value": round(value, 4), "limit": round(limit, 4),
-                            "met": bool(value <= limit)})
+                out.append(
+                    {
+                        "target": name,
+                        "config": m.config,
+                        "value": round(value, 4),
+                        "limit": round(limit, 4),
+                        "met": bool(value <= limit),
+                    }
+                )
     return out
 
 
 def to_markdown(rows: list[Measurement]) -> str:
     """The table the README carries: one row per configuration and size."""
-    head = ("| width | batch | config | blocks | FLOP ratio | step s | vs uncoded | vs numpy | vs r=3 "
-            "| products | verify+decode | update | overhead | busy s/worker | encode s | blocks MiB/worker "
-            "| step temporaries MiB |")
+    head = (
+        "| width | batch | config | blocks | FLOP ratio | step s | vs uncoded | vs numpy | vs r=3 "
+        "| products | verify+decode | update | overhead | busy s/worker | encode s | blocks MiB/worker "
+        "| step temporaries MiB |"
+    )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for m in rows:
         s, r = m.shares, m.ratios
 
-        def pct(k: str) -> str:
+        def pct(k: str, s: dict = s) -> str:
             return f"{100 * s[k]:.0f}%" if k in s else ""
 
-        def ratio(k: str) -> str:
+        def ratio(k: str, r: dict = r) -> str:
             return f"{r[k]:.2f}" if k in r else ""
 
         lines.append(
@@ -343,8 +373,13 @@ def growth_markdown(rows: list[Measurement]) -> str:
     widths = sorted({m.width for m in rows})
     by = {(m.config, m.width): m for m in rows if m.batch == batch}
     configs = list(dict.fromkeys(m.config for m in rows))
-    head = ("| config | blocks | " + " | ".join(f"step s @{w}" for w in widths) + " | x per doubling | "
-            + " | ".join(f"temporaries MiB @{w}" for w in widths) + " |")
+    head = (
+        "| config | blocks | "
+        + " | ".join(f"step s @{w}" for w in widths)
+        + " | x per doubling | "
+        + " | ".join(f"temporaries MiB @{w}" for w in widths)
+        + " |"
+    )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for name in configs:
         cells = [by.get((name, w)) for w in widths]
@@ -354,8 +389,13 @@ def growth_markdown(rows: list[Measurement]) -> str:
             (w0, m0), (w1, m1) = known[0], known[-1]
             growth = f"{(m1.seconds / m0.seconds) ** (1 / np.log2(w1 / w0)):.2f}"
         blocks = known[-1][1].blocks if known else ""
-        lines.append(f"| {name} | {blocks} | " + " | ".join(f"{m.seconds:.3f}" if m else "" for m in cells)
-                     + f" | {growth} | " + " | ".join(_mib(m.step_peak_mib) if m else "" for m in cells) + " |")
+        lines.append(
+            f"| {name} | {blocks} | "
+            + " | ".join(f"{m.seconds:.3f}" if m else "" for m in cells)
+            + f" | {growth} | "
+            + " | ".join(_mib(m.step_peak_mib) if m else "" for m in cells)
+            + " |"
+        )
     return "\n".join(lines)
 
 
@@ -372,5 +412,8 @@ def _mib(value: float | None) -> str:
 def as_json(rows: list[Measurement]) -> dict:
     """Every measurement, and the targets judged at the largest width and batch measured."""
     width, batch = max(m.width for m in rows), max(m.batch for m in rows)
-    return {"measurements": [asdict(m) for m in rows], "targets_at": {"width": width, "batch": batch},
-            "targets": check_targets(rows, width, batch)}
+    return {
+        "measurements": [asdict(m) for m in rows],
+        "targets_at": {"width": width, "batch": batch},
+        "targets": check_targets(rows, width, batch),
+    }

@@ -34,7 +34,7 @@ class CodedBlock:
     updates: int = 0
 
     @classmethod
-    def from_values(cls, values: np.ndarray, err: float = 0.0, updates: int = 0) -> "CodedBlock":
+    def from_values(cls, values: np.ndarray, err: float = 0.0, updates: int = 0) -> CodedBlock:
         """Measure the norms of ``values`` exactly; ``err`` is inherited from how they were made."""
         values = np.ascontiguousarray(values)
         grow = 1 + gamma(max(values.shape) + 1, values.dtype)
@@ -55,7 +55,7 @@ class CodedBlock:
     def dtype(self) -> np.dtype:
         return self.values.dtype
 
-    def refreshed(self) -> "CodedBlock":
+    def refreshed(self) -> CodedBlock:
         """Same values and ``err``, exact norms."""
         return CodedBlock.from_values(self.values, self.err, self.updates)
 
@@ -79,10 +79,15 @@ class Factor:
     col_norms: np.ndarray  # per batch column: 2-norm
 
     @classmethod
-    def of(cls, values: np.ndarray, err: float = 0.0) -> "Factor":
+    def of(cls, values: np.ndarray, err: float = 0.0) -> Factor:
         abs_values = np.abs(values).astype(np.float64, copy=False)
-        return cls(values, float(err), abs_values, abs_values.max(axis=0, initial=0.0),
-                   np.linalg.norm(values, axis=0).astype(np.float64))
+        return cls(
+            values,
+            float(err),
+            abs_values,
+            abs_values.max(axis=0, initial=0.0),
+            np.linalg.norm(values, axis=0).astype(np.float64),
+        )
 
 
 def apply_update(block: CodedBlock, delta: Factor, inputs: Factor, lr: float, *, in_place: bool = False) -> CodedBlock:
@@ -108,8 +113,13 @@ def apply_update(block: CodedBlock, delta: Factor, inputs: Factor, lr: float, *,
     new_max = block.max_abs + step
     err = (
         block.err
-        + abs(lr) * (gamma(batch + 2, dtype) * product_max + delta.err * float(inputs.col_max.sum())
-                     + inputs.err * float(delta.col_max.sum()) + delta.err * inputs.err * batch)
+        + abs(lr)
+        * (
+            gamma(batch + 2, dtype) * product_max
+            + delta.err * float(inputs.col_max.sum())
+            + inputs.err * float(delta.col_max.sum())
+            + delta.err * inputs.err * batch
+        )
         + 2 * unit_roundoff(dtype) * new_max
     )
     updates = block.updates + 1

@@ -120,15 +120,17 @@ class Codeword:
         _count("correct", self.correct, least=0)
         _count("detect", self.detect, least=0)
         if not self.correct <= self.detect <= self.n:
-            raise ModelParameterError(f"a codeword needs correct <= detect <= n, got correct={self.correct}, "
-                                      f"detect={self.detect}, n={self.n}")
+            raise ModelParameterError(
+                f"a codeword needs correct <= detect <= n, got correct={self.correct}, detect={self.detect}, n={self.n}"
+            )
 
     def outcomes(self, q: float) -> Outcomes:
         """Binomial tails of the number of wrong results (survival functions: no 1 - (1 - tiny) loss)."""
         q = _probability("q", q)
         beyond_correct, beyond_detect = stats.binom.sf([self.correct, self.detect], self.n, q)
-        return Outcomes(float(stats.binom.cdf(self.correct, self.n, q)),
-                        float(beyond_correct - beyond_detect), float(beyond_detect))
+        return Outcomes(
+            float(stats.binom.cdf(self.correct, self.n, q)), float(beyond_correct - beyond_detect), float(beyond_detect)
+        )
 
 
 @dataclass(frozen=True)
@@ -165,7 +167,7 @@ class Product:
         """Expected attempts per run of this product, ``sum_{i<A} rho**i`` (the last may be a rejection)."""
         if self.reject >= 1.0:
             return float(max_attempts)
-        return (1.0 - self.reject ** max_attempts) / (1.0 - self.reject)
+        return (1.0 - self.reject**max_attempts) / (1.0 - self.reject)
 
 
 @dataclass(frozen=True)
@@ -187,7 +189,7 @@ class StepModel:
         return cls(name, (Product(step_time, _probability("p_fail", p_fail)),), max_attempts=1)
 
     def _fails(self) -> list[float]:
-        return [p.reject ** self.max_attempts for p in self.products]
+        return [p.reject**self.max_attempts for p in self.products]
 
     def _reached(self) -> list[tuple[float, float]]:
         """Per product: attempt time x chance a step run gets to it, and its mean attempts there."""
@@ -237,8 +239,7 @@ def _errors(errors: str) -> str:
     return errors
 
 
-def _step(name: str, forward: Product, backward: Product, update: Product, layers: int,
-          max_attempts: int) -> StepModel:
+def _step(name: str, forward: Product, backward: Product, update: Product, layers: int, max_attempts: int) -> StepModel:
     return StepModel(name, (forward,) * layers + (backward,) * layers + (update,) * layers, max_attempts)
 
 
@@ -250,8 +251,16 @@ def uncoded(q: float, *, base_time: float, grid: tuple[int, int] = (4, 4), layer
     return _step("uncoded", Product.checked(q, single, t), Product.checked(q, single, t), Product(t), layers, 1)
 
 
-def replication(q: float, r: int, *, base_time: float, grid: tuple[int, int] = (4, 4), layers: int = 1,
-                errors: Errors = "random", max_attempts: int = 3) -> StepModel:
+def replication(
+    q: float,
+    r: int,
+    *,
+    base_time: float,
+    grid: tuple[int, int] = (4, 4),
+    layers: int = 1,
+    errors: Errors = "random",
+    max_attempts: int = 3,
+) -> StepModel:
     """``r`` copies of every block product; two agreeing copies win (r >= 3), a disagreement recomputes.
 
     Random errors: a wrong copy agrees with nothing, so up to ``r - 2`` wrong copies are outvoted and
@@ -265,8 +274,16 @@ def replication(q: float, r: int, *, base_time: float, grid: tuple[int, int] = (
     return _step(f"replication r={r}", product, product, Product(t), layers, max_attempts)
 
 
-def codenet(q: float, *, base_time: float, grid: tuple[int, int] = (4, 4), parity: tuple[int, int] = (2, 2),
-            layers: int = 1, errors: Errors = "random", max_attempts: int = 3) -> StepModel:
+def codenet(
+    q: float,
+    *,
+    base_time: float,
+    grid: tuple[int, int] = (4, 4),
+    parity: tuple[int, int] = (2, 2),
+    layers: int = 1,
+    errors: Errors = "random",
+    max_attempts: int = 3,
+) -> StepModel:
     """The coded grid: forward checks ``kc`` block-columns of ``kr + pr``, backward ``kr`` block-rows.
 
     Each codeword corrects ``p // 2`` wrong blocks (what the decoder locates); random errors are all
@@ -421,8 +438,7 @@ def _simulate_runs(run: RunModel, replicates: int, rng: np.random.Generator) -> 
     return time, run_silent
 
 
-def plot_expected_time(runs: Sequence[RunModel], path: str | Path,
-                       intervals: Sequence[int] | None = None) -> Path:
+def plot_expected_time(runs: Sequence[RunModel], path: str | Path, intervals: Sequence[int] | None = None) -> Path:
     """Write a PNG of expected time vs checkpoint interval, one curve per run, Young/Daly and optimum marked.
 
     Log-log, clipped a little above the slowest run's optimum: times grow exponentially in ``k``.
@@ -433,8 +449,9 @@ def plot_expected_time(runs: Sequence[RunModel], path: str | Path,
     if not runs:
         raise ModelParameterError("plot_expected_time needs at least one run")
     longest = max(r.steps for r in runs)
-    ks = np.unique(np.asarray(intervals if intervals is not None
-                              else np.geomspace(1, longest, 200).round(), dtype=np.int64))
+    ks = np.unique(
+        np.asarray(intervals if intervals is not None else np.geomspace(1, longest, 200).round(), dtype=np.int64)
+    )
     figure = Figure(figsize=(7, 4.5))
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
@@ -442,14 +459,21 @@ def plot_expected_time(runs: Sequence[RunModel], path: str | Path,
     for run in runs:
         best, daly = optimal_interval(run), young_daly_interval(run)
         best_times.append(expected_time(run.with_interval(best)))
-        line, = axes.plot(ks, expected_times(run, ks), label=f"{run.step.name} (optimum k={best}, Young/Daly k={daly})")
+        (line,) = axes.plot(
+            ks, expected_times(run, ks), label=f"{run.step.name} (optimum k={best}, Young/Daly k={daly})"
+        )
         colour = line.get_color()
         axes.plot([daly], [expected_time(run.with_interval(daly))], "o", color=colour, markerfacecolor="none", ms=10)
         axes.plot([best], [best_times[-1]], "*", color=colour, ms=10)
     axes.plot([], [], "o", color="grey", markerfacecolor="none", label="Young/Daly interval")
     axes.plot([], [], "*", color="grey", label="exact optimum")
-    axes.set(xscale="log", yscale="log", xlabel="checkpoint interval k (steps)",
-             ylabel="expected completion time (s)", title="Expected completion time vs checkpoint interval")
+    axes.set(
+        xscale="log",
+        yscale="log",
+        xlabel="checkpoint interval k (steps)",
+        ylabel="expected completion time (s)",
+        title="Expected completion time vs checkpoint interval",
+    )
     finite = [t for t in best_times if math.isfinite(t)]
     if finite:  # a run that never completes has no optimum to frame
         axes.set_ylim(0.8 * min(finite), 4 * max(finite))

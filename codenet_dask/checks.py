@@ -11,8 +11,8 @@ position. Pure numpy: runs inside worker tasks.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -186,15 +186,19 @@ def expected_projections(
                 coeffs = rebuild[t]
                 z = sum(c * projections[a].z for c, a in zip(coeffs, known))
                 mag = sum(abs(c) * projections[a].magnitude for c, a in zip(coeffs, known))
-                noise = sum(abs(c) * projections[a].noise for c, a in zip(coeffs, known)) + gamma(code.n + 1, dtype) * mag
+                noise = (
+                    sum(abs(c) * projections[a].noise for c, a in zip(coeffs, known)) + gamma(code.n + 1, dtype) * mag
+                )
             else:
                 z, noise, mag = projections[t].z, projections[t].noise, projections[t].magnitude
             expected[t], tolerance[t], magnitude[t] = expected[t] + z, tolerance[t] + noise, magnitude[t] + mag
     # The decoder's own sum over codewords rounds too.
     slack = gamma(len(codewords) + 1, dtype)
-    return (np.concatenate([np.asarray(e) for e in expected]),
-            np.concatenate([np.asarray(t) + slack * np.asarray(m) for t, m in zip(tolerance, magnitude)]),
-            np.concatenate([np.asarray(m) for m in magnitude]))
+    return (
+        np.concatenate([np.asarray(e) for e in expected]),
+        np.concatenate([np.asarray(t) + slack * np.asarray(m) for t, m in zip(tolerance, magnitude)]),
+        np.concatenate([np.asarray(m) for m in magnitude]),
+    )
 
 
 def expected_projection(
@@ -210,7 +214,11 @@ def expected_projection(
 
 
 def accept_chunk(
-    decoded: DecodedChunk, observed: np.ndarray, expected: np.ndarray, tolerance: np.ndarray, magnitude: np.ndarray,
+    decoded: DecodedChunk,
+    observed: np.ndarray,
+    expected: np.ndarray,
+    tolerance: np.ndarray,
+    magnitude: np.ndarray,
     v: np.ndarray,
 ) -> np.ndarray:
     """The decoded chunk, if its observed projection ``decoded @ V`` matches the expectation.
@@ -223,7 +231,11 @@ def accept_chunk(
 
 
 def accept_values(
-    values: np.ndarray, observed: np.ndarray, expected: np.ndarray, tolerance: np.ndarray, magnitude: np.ndarray,
+    values: np.ndarray,
+    observed: np.ndarray,
+    expected: np.ndarray,
+    tolerance: np.ndarray,
+    magnitude: np.ndarray,
     v: np.ndarray,
 ) -> np.ndarray:
     """``values`` if their observed projection matches the expected one; else DecodeMismatchError.
@@ -237,7 +249,8 @@ def accept_values(
     with np.errstate(all="ignore"):
         slack = gamma(v.shape[0] + 1, np.float64) * (magnitude + tolerance)
         ok = observed.shape == expected.shape and bool(
-            np.all(np.abs(observed - expected) <= 2 * (tolerance + slack) + np.finfo(np.float64).tiny))
+            np.all(np.abs(observed - expected) <= 2 * (tolerance + slack) + np.finfo(np.float64).tiny)
+        )
     if not ok:
         raise DecodeMismatchError("decoded values disagree with the independent check")
     return values
@@ -264,7 +277,11 @@ def vote_chunk(codewords: Sequence[Sequence[BlockResult]]) -> DecodedChunk:
     verdicts, total = [], None
     for replicas in codewords:
         winner = next(
-            (a for a in range(len(replicas)) if any(_agree(replicas[a], replicas[b]) for b in range(len(replicas)) if b != a)),
+            (
+                a
+                for a in range(len(replicas))
+                if any(_agree(replicas[a], replicas[b]) for b in range(len(replicas)) if b != a)
+            ),
             None,
         )
         if winner is None or (len(replicas) == 2 and not _agree(replicas[0], replicas[1])):

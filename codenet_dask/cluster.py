@@ -13,8 +13,8 @@ import math
 import os
 import re
 import shutil
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 from dask.utils import parse_bytes
 from distributed import Client, LocalCluster
@@ -67,9 +67,7 @@ def memory_bytes(text: str) -> int:
     try:
         value = parse_bytes(text)
     except (ValueError, TypeError):
-        raise ClusterConfigError(
-            f"memory {text!r} is not a size; give e.g. --memory 4GiB or --memory 500MB"
-        ) from None
+        raise ClusterConfigError(f"memory {text!r} is not a size; give e.g. --memory 4GiB or --memory 500MB") from None
     if value <= 0:
         raise ClusterConfigError(f"memory {text!r} must be more than 0 bytes, e.g. --memory 4GiB")
     return value
@@ -96,7 +94,7 @@ class ClusterSpec:
     prologue: tuple[str, ...] = field(default=())
 
     @classmethod
-    def from_config(cls, **overrides) -> "ClusterSpec":
+    def from_config(cls, **overrides) -> ClusterSpec:
         """The ``codenet.cluster`` config, with every override that is not None applied on top."""
         conf = config.get("cluster", {}) or {}
         values = {f.name: conf.get(f.name.replace("_", "-"), conf.get(f.name)) for f in dataclasses.fields(cls)}
@@ -112,7 +110,7 @@ class ClusterSpec:
     def is_hpc(self) -> bool:
         return self.kind in HPC_KINDS
 
-    def validated(self, *, check_path: bool = True) -> "ClusterSpec":
+    def validated(self, *, check_path: bool = True) -> ClusterSpec:
         """This spec checked and normalised (walltime as HH:MM:SS), or a one-line ClusterConfigError.
 
         Everything here is checked before any job is submitted; ``check_path`` also requires the
@@ -202,9 +200,16 @@ def connect(
         with jobqueue_client(spec, n, notify=notify) as client:
             yield client
         return
-    with LocalCluster(
-        n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0", env=dict(SINGLE_THREADED_ENV),
-    ) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            env=dict(SINGLE_THREADED_ENV),
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         yield client
 
 

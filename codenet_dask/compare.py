@@ -40,10 +40,8 @@ from .training import TrainConfig, Trainer
 DEFAULT_FAULT_MODEL = "bitflip:field=exponent"
 DEFAULT_STEPS = "block-forward+block-backward+update"
 DEFAULT_STRATEGIES = ("uncoded", "replication-2", "replication-3", "codenet-2x2+2x2", "codenet-4x4+2x2")
-LEDGER_COUNTS = ("injected", "detected", "corrected", "recomputed", "rollbacks", "rolled_back", "benign",
-                 "undetected")
-PLOTS = ("accuracy_vs_time.png", "accuracy_vs_fault_rate.png", "redundancy_vs_tolerance.png",
-         "expected_time.png")
+LEDGER_COUNTS = ("injected", "detected", "corrected", "recomputed", "rollbacks", "rolled_back", "benign", "undetected")
+PLOTS = ("accuracy_vs_time.png", "accuracy_vs_fault_rate.png", "redundancy_vs_tolerance.png", "expected_time.png")
 _CODENET = re.compile(r"codenet-(\d+)x(\d+)\+(\d+)x(\d+)")
 _REPLICATION = re.compile(r"replication-(\d+)")
 
@@ -74,13 +72,14 @@ class Variant:
                 raise CodeParameterError(f"codenet grid must be square (KxK, K >= 1) so layers chain, got {label!r}")
             ProductCode(kr, kc, pr, pc)  # certifies the code; raises on bad parameters
             return cls(text, "codenet", grid=kr, parity=(pr, pc))
-        raise CodeParameterError(f"unknown strategy {label!r}; use uncoded, replication-R (R >= 2) "
-                                 f"or codenet-KxK+PRxPC, e.g. {','.join(DEFAULT_STRATEGIES)}")
+        raise CodeParameterError(
+            f"unknown strategy {label!r}; use uncoded, replication-R (R >= 2) "
+            f"or codenet-KxK+PRxPC, e.g. {','.join(DEFAULT_STRATEGIES)}"
+        )
 
     def config(self, base: TrainConfig) -> TrainConfig:
         replicas = self.replicas if self.strategy == "replication" else base.replicas
-        return replace(base, strategy=self.strategy, grid=self.grid or base.grid, parity=self.parity,
-                       replicas=replicas)
+        return replace(base, strategy=self.strategy, grid=self.grid or base.grid, parity=self.parity, replicas=replicas)
 
     @property
     def flop_ratio(self) -> float:
@@ -120,8 +119,14 @@ def fault_spec(fault_model: str, rate: float) -> str:
 
 def eval_positions(steps_per_epoch: int, epochs: int, per_epoch: int) -> list[int]:
     """Step positions where test accuracy is read: the start, ``per_epoch`` points per epoch, every epoch end."""
-    return sorted({0} | {round(e * steps_per_epoch + i * steps_per_epoch / per_epoch)
-                         for e in range(epochs) for i in range(1, per_epoch + 1)})
+    return sorted(
+        {0}
+        | {
+            round(e * steps_per_epoch + i * steps_per_epoch / per_epoch)
+            for e in range(epochs)
+            for i in range(1, per_epoch + 1)
+        }
+    )
 
 
 @dataclass
@@ -185,8 +190,11 @@ class _Recorder:
         saving = [dt for p, dt, rb in self.intervals if not rb and not p % checkpoint_every]
         checkpoint = max(float(np.mean(saving)) - step, 0.0) if saving else 0.0
         failed = [(dt, rb) for _, dt, rb in self.intervals if rb]
-        restart = (max(sum(dt - step * (1 + rb) for dt, rb in failed) / sum(rb for _, rb in failed), 0.0)
-                   if failed else checkpoint)
+        restart = (
+            max(sum(dt - step * (1 + rb) for dt, rb in failed) / sum(rb for _, rb in failed), 0.0)
+            if failed
+            else checkpoint
+        )
         return step, checkpoint, restart
 
 
@@ -211,9 +219,16 @@ def run_one(client: Client, data: Dataset, config: TrainConfig, positions: Seque
         trainer.close()
     trainer.ledger.add_injected(collect_injected(client))  # a failed run's faults are still on the workers
     led = trainer.ledger.summary()
-    record.counts = {"injected": led["injected"], "detected": sum(len(r.detected) for r in trainer.ledger.products.values()),
-                     "corrected": led["corrected"], "recomputed": led["recomputed"], "rollbacks": trainer.rollbacks,
-                     "rolled_back": led["rolled-back"], "benign": led["benign"], "undetected": led["undetected"]}
+    record.counts = {
+        "injected": led["injected"],
+        "detected": sum(len(r.detected) for r in trainer.ledger.products.values()),
+        "corrected": led["corrected"],
+        "recomputed": led["recomputed"],
+        "rollbacks": trainer.rollbacks,
+        "rolled_back": led["rolled-back"],
+        "benign": led["benign"],
+        "undetected": led["undetected"],
+    }
     record.step_runs = len(recorder.intervals) + trainer.rollbacks
     record.step_seconds, record.checkpoint_seconds, record.restart_seconds = recorder.costs(config.checkpoint_every)
     return record
@@ -239,8 +254,11 @@ def run_comparison(
     """
     variants = [Variant.parse(s) for s in strategies]
     specs = [fault_spec(fault_model, r) for r in fault_rates]
-    for name, values in (("strategies", [v.label for v in variants]), ("fault rates", list(fault_rates)),
-                         ("seeds", list(seeds))):
+    for name, values in (
+        ("strategies", [v.label for v in variants]),
+        ("fault rates", list(fault_rates)),
+        ("seeds", list(seeds)),
+    ):
         if not values or len(set(values)) != len(values):
             raise CodeParameterError(f"{name} must be a non-empty list without repeats, got {values}")
     if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
@@ -262,26 +280,53 @@ def run_comparison(
     return ds
 
 
-def _row(variant: Variant, rate: float, spec: str, seed: int, record: RunRecord, config: TrainConfig,
-         steps: int) -> dict:
+def _row(
+    variant: Variant, rate: float, spec: str, seed: int, record: RunRecord, config: TrainConfig, steps: int
+) -> dict:
     """One CSV row; ``model_seconds`` is the checkpointing model's expected time from this run's own costs."""
     model_seconds = math.nan
     if record.status == "ok" and math.isfinite(record.step_seconds):
         p_fail = record.counts["rollbacks"] / record.step_runs
-        run = RunModel(StepModel.measured(variant.label, record.step_seconds, p_fail), steps=steps,
-                       checkpoint_cost=record.checkpoint_seconds, restart_cost=record.restart_seconds,
-                       interval=config.checkpoint_every)
+        run = RunModel(
+            StepModel.measured(variant.label, record.step_seconds, p_fail),
+            steps=steps,
+            checkpoint_cost=record.checkpoint_seconds,
+            restart_cost=record.restart_seconds,
+            interval=config.checkpoint_every,
+        )
         model_seconds = expected_time(run)
-    return {"strategy": variant.label, "fault_rate": rate, "seed": seed, "faults": spec, "status": record.status,
-            "final_accuracy": record.final_accuracy, "final_loss": record.final_loss,
-            "wall_seconds": record.wall_seconds, "step_runs": record.step_runs, **record.counts,
-            "flop_ratio": variant.flop_ratio, "corrects": variant.corrects, "detects": variant.detects,
-            "step_seconds": record.step_seconds, "checkpoint_seconds": record.checkpoint_seconds,
-            "restart_seconds": record.restart_seconds, "model_seconds": model_seconds}
+    return {
+        "strategy": variant.label,
+        "fault_rate": rate,
+        "seed": seed,
+        "faults": spec,
+        "status": record.status,
+        "final_accuracy": record.final_accuracy,
+        "final_loss": record.final_loss,
+        "wall_seconds": record.wall_seconds,
+        "step_runs": record.step_runs,
+        **record.counts,
+        "flop_ratio": variant.flop_ratio,
+        "corrects": variant.corrects,
+        "detects": variant.detects,
+        "step_seconds": record.step_seconds,
+        "checkpoint_seconds": record.checkpoint_seconds,
+        "restart_seconds": record.restart_seconds,
+        "model_seconds": model_seconds,
+    }
 
 
-def _dataset(variants: list[Variant], rates: list[float], specs: list[str], seeds: list[int], positions: list[int],
-             records: dict, base: TrainConfig, dataset: str, fault_model: str) -> xr.Dataset:
+def _dataset(
+    variants: list[Variant],
+    rates: list[float],
+    specs: list[str],
+    seeds: list[int],
+    positions: list[int],
+    records: dict,
+    base: TrainConfig,
+    dataset: str,
+    fault_model: str,
+) -> xr.Dataset:
     """The runs as arrays: curves over (strategy, fault_rate, seed, step), totals over the first three."""
     shape = (len(variants), len(rates), len(seeds))
     curves = {name: np.full((*shape, len(positions)), np.nan) for name in ("accuracy", "elapsed", "loss")}
@@ -300,16 +345,32 @@ def _dataset(variants: list[Variant], rates: list[float], specs: list[str], seed
         status[index] = rec.status
     run_dims, curve_dims = ("strategy", "fault_rate", "seed"), ("strategy", "fault_rate", "seed", "step")
     ds = xr.Dataset(
-        {**{n: (curve_dims, a) for n, a in curves.items()}, **{n: (run_dims, a) for n, a in totals.items()},
-         **{n: (run_dims, a) for n, a in counts.items()}, "status": (run_dims, status.astype(str)),
-         "flop_ratio": ("strategy", [v.flop_ratio for v in variants]),
-         "corrects": ("strategy", [v.corrects for v in variants]),
-         "detects": ("strategy", [v.detects for v in variants])},
-        coords={"strategy": [v.label for v in variants], "fault_rate": rates, "seed": seeds, "step": positions,
-                "faults": ("fault_rate", specs)},
-        attrs={"dataset": dataset, "fault_model": fault_model, "layers": "-".join(map(str, base.hidden)),
-               "epochs": base.epochs, "batch_size": base.batch_size, "lr": base.lr, "dtype": base.dtype,
-               "checkpoint_every": base.checkpoint_every},
+        {
+            **{n: (curve_dims, a) for n, a in curves.items()},
+            **{n: (run_dims, a) for n, a in totals.items()},
+            **{n: (run_dims, a) for n, a in counts.items()},
+            "status": (run_dims, status.astype(str)),
+            "flop_ratio": ("strategy", [v.flop_ratio for v in variants]),
+            "corrects": ("strategy", [v.corrects for v in variants]),
+            "detects": ("strategy", [v.detects for v in variants]),
+        },
+        coords={
+            "strategy": [v.label for v in variants],
+            "fault_rate": rates,
+            "seed": seeds,
+            "step": positions,
+            "faults": ("fault_rate", specs),
+        },
+        attrs={
+            "dataset": dataset,
+            "fault_model": fault_model,
+            "layers": "-".join(map(str, base.hidden)),
+            "epochs": base.epochs,
+            "batch_size": base.batch_size,
+            "lr": base.lr,
+            "dtype": base.dtype,
+            "checkpoint_every": base.checkpoint_every,
+        },
     )
     ds["accuracy"].attrs["description"] = "test accuracy when the run reached this step"
     ds["elapsed"].attrs.update(units="s", description="wall time at that point, test evaluation excluded")
@@ -355,12 +416,19 @@ def measured_runs(ds: xr.Dataset, rows: list[dict]) -> list[RunModel]:
             continue
         rate = max(r["fault_rate"] for r in done)
         runs = [r for r in done if r["fault_rate"] == rate]
-        mean = {k: float(np.mean([r[k] for r in runs])) for k in ("step_seconds", "checkpoint_seconds",
-                                                                   "restart_seconds")}
+        mean = {
+            k: float(np.mean([r[k] for r in runs])) for k in ("step_seconds", "checkpoint_seconds", "restart_seconds")
+        }
         p_fail = sum(r["rollbacks"] for r in runs) / sum(r["step_runs"] for r in runs)
-        models.append(RunModel(StepModel.measured(f"{label} @ {rate:g}", mean["step_seconds"], p_fail), steps=steps,
-                               checkpoint_cost=mean["checkpoint_seconds"], restart_cost=mean["restart_seconds"],
-                               interval=int(ds.attrs["checkpoint_every"])))
+        models.append(
+            RunModel(
+                StepModel.measured(f"{label} @ {rate:g}", mean["step_seconds"], p_fail),
+                steps=steps,
+                checkpoint_cost=mean["checkpoint_seconds"],
+                restart_cost=mean["restart_seconds"],
+                interval=int(ds.attrs["checkpoint_every"]),
+            )
+        )
     if not models:
         raise CodeParameterError("no run completed, so there is no measured step time to model")
     return models
@@ -388,8 +456,11 @@ def _save(figure, path: Path) -> Path:
 def plot_accuracy_vs_time(ds: xr.Dataset, path: Path) -> Path:
     """Accuracy over wall time at the highest fault rate, one colour per strategy (dotted: fault-free)."""
     top, clean = max(ds.fault_rate.values), min(ds.fault_rate.values)
-    figure, axes = _figure(f"Test accuracy over time at fault rate {top:g}\n{ds.attrs['fault_model']}",
-                           "wall time (s, test evaluation excluded)", "test accuracy")
+    figure, axes = _figure(
+        f"Test accuracy over time at fault rate {top:g}\n{ds.attrs['fault_model']}",
+        "wall time (s, test evaluation excluded)",
+        "test accuracy",
+    )
     for n, label in enumerate(ds.strategy.values):
         colour = f"C{n}"
         for k, seed in enumerate(ds.seed.values):
@@ -429,8 +500,9 @@ def plot_accuracy_vs_rate(ds: xr.Dataset, path: Path) -> Path:
 
 def plot_redundancy(ds: xr.Dataset, path: Path) -> Path:
     """Compute redundancy against wrong blocks per codeword that are corrected (filled) or detected (hollow)."""
-    figure, axes = _figure("Redundancy vs errors tolerated per codeword", "FLOPs per step relative to uncoded",
-                           "wrong blocks per codeword")
+    figure, axes = _figure(
+        "Redundancy vs errors tolerated per codeword", "FLOPs per step relative to uncoded", "wrong blocks per codeword"
+    )
     for n, label in enumerate(ds.strategy.values):
         v = ds.sel(strategy=label)
         x, c, d = float(v.flop_ratio), int(v.corrects), int(v.detects)
@@ -447,8 +519,13 @@ def markdown_table(ds: xr.Dataset) -> str:
     """Final accuracy per strategy × fault rate (mean over completed seeds, failures counted), FLOPs and
     undetected faults and wall time at the highest rate."""
     top = max(ds.fault_rate.values)
-    header = ["strategy", "FLOPs", *(f"acc @ {r:g}" for r in ds.fault_rate.values),
-              f"undetected @ {top:g}", f"wall s @ {top:g}"]
+    header = [
+        "strategy",
+        "FLOPs",
+        *(f"acc @ {r:g}" for r in ds.fault_rate.values),
+        f"undetected @ {top:g}",
+        f"wall s @ {top:g}",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for label in ds.strategy.values:
         v = ds.sel(strategy=label)

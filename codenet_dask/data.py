@@ -97,9 +97,7 @@ def load_dataset(
         raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
     if data_dir is not None:
         if key != "mnist":
-            raise DataError(
-                f"data_dir holds MNIST IDX files, so it goes with dataset 'mnist', not {name!r}"
-            )
+            raise DataError(f"data_dir holds MNIST IDX files, so it goes with dataset 'mnist', not {name!r}")
         return _load_idx(Path(data_dir).expanduser(), dtype)
     if key == "mnist":
         pixels, labels = _read_mnist_subset()
@@ -124,7 +122,7 @@ def batches(
         )
     order = np.random.default_rng(stream).permutation(y.shape[0])
     # np.take keeps each batch C-contiguous (fancy indexing on columns would return Fortran order).
-    return ((np.take(x, idx, axis=1), y[idx]) for idx in (order[i:i + size] for i in range(0, order.size, size)))
+    return ((np.take(x, idx, axis=1), y[idx]) for idx in (order[i : i + size] for i in range(0, order.size, size)))
 
 
 def _check_part(part: str, x: np.ndarray, y: np.ndarray, classes: int) -> None:
@@ -136,9 +134,7 @@ def _check_part(part: str, x: np.ndarray, y: np.ndarray, classes: int) -> None:
         )
     _float_dtype(x.dtype)
     if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= classes:
-        raise DataError(
-            f"{part} labels must be integers in [0, {classes}), got {y.dtype} from {y.min()} to {y.max()}"
-        )
+        raise DataError(f"{part} labels must be integers in [0, {classes}), got {y.dtype} from {y.min()} to {y.max()}")
 
 
 def _float_dtype(dtype: str | type | np.dtype) -> np.dtype:
@@ -293,9 +289,7 @@ def _find_idx_files(directory: Path) -> dict[str, Path]:
             "or leave it out to use the bundled 5,000-sample subset"
         )
     if not directory.is_dir():
-        raise DataError(
-            f"data directory {directory} is a file; point it at the folder holding the MNIST IDX files"
-        )
+        raise DataError(f"data directory {directory} is a file; point it at the folder holding the MNIST IDX files")
     found = {}
     for stem in IDX_FILES:
         candidates = [path for path in (directory / stem, directory / f"{stem}.gz") if path.is_file()]
@@ -334,9 +328,7 @@ def _read_idx(path: Path, magic: int) -> np.ndarray:
     found = int.from_bytes(raw[:4], "big")
     if found != magic:
         kind = "images" if magic == IMAGES_MAGIC else "labels"
-        raise DataError(
-            f"{path} is not an IDX {kind} file (magic number {found}, expected {magic}); re-download it"
-        )
+        raise DataError(f"{path} is not an IDX {kind} file (magic number {found}, expected {magic}); re-download it")
     dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
     expected = math.prod(dims)
     if len(raw) - header != expected:

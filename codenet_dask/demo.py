@@ -10,8 +10,8 @@ the largest deviation from numpy, which is the honest test of "the right answer"
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 import numpy as np
 from distributed import Client
@@ -71,14 +71,25 @@ def run_demo(
     hook = RandomFaults.from_string(faults, seed=seed)
     w = (rng.standard_normal((size, size)) / np.sqrt(size)).astype(np_dtype)
     coded = strategy == "codenet"
-    summary = DemoSummary(strategy, size, batch, list(grid), list(parity) if coded else [0, 0],
-                          replicas if strategy == "replication" else 1, np_dtype.name, steps,
-                          len(client.nthreads()), faults, dashboard=client.dashboard_link)
+    summary = DemoSummary(
+        strategy,
+        size,
+        batch,
+        list(grid),
+        list(parity) if coded else [0, 0],
+        replicas if strategy == "replication" else 1,
+        np_dtype.name,
+        steps,
+        len(client.nthreads()),
+        faults,
+        dashboard=client.dashboard_link,
+    )
     collect_injected(client)  # forget faults of earlier runs on this cluster
     ledger = FaultLedger(dtype=np_dtype)
     start = time.perf_counter()
-    layer = build_layer(strategy, client, w, grid=grid, parity=parity, replicas=replicas,
-                        name="demo0", hook=hook, seed=seed)
+    layer = build_layer(
+        strategy, client, w, grid=grid, parity=parity, replicas=replicas, name="demo0", hook=hook, seed=seed
+    )
     if layer.encode_report is not None:
         ledger.add_scrub(layer.name, 0, layer.encode_report)
     reference = w.astype(np.float64)

@@ -13,8 +13,9 @@ and the layer (``block-forward-dense-zero``, ``decode-backwards-dense-one``, ``u
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable, Sequence
+from typing import Any
 
 import numpy as np
 from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
@@ -55,7 +56,7 @@ class Plan:
         self.placement[key] = worker
         return key
 
-    def merge(self, other: "Plan") -> "Plan":
+    def merge(self, other: Plan) -> Plan:
         """This plan with another's tasks added (outputs and reports stay this plan's)."""
         self.tasks.update(other.tasks)
         self.placement.update(other.placement)
@@ -128,15 +129,25 @@ def product_plan(spec: ProductSpec, inputs: Sequence[Ref], v: np.ndarray, hook: 
             where, coord = spec.owner(a, j), spec.coord(a, j)
             key = plan.add(
                 (f"block-{spec.step}-{tag}", *coord),
-                (tasks.block_product, spec.block(a, j), inputs[j], spec.transpose, hook, site(f"block-{spec.step}", coord), spec.attempt),
+                (
+                    tasks.block_product,
+                    spec.block(a, j),
+                    inputs[j],
+                    spec.transpose,
+                    hook,
+                    site(f"block-{spec.step}", coord),
+                    spec.attempt,
+                ),
                 where,
             )
             column.append(key)
-            projected.append(plan.add(
-                (f"project-{spec.step}-{tag}", *coord),
-                (tasks.project, key, v, hook, site("project", coord), spec.attempt),
-                where,
-            ))
+            projected.append(
+                plan.add(
+                    (f"project-{spec.step}-{tag}", *coord),
+                    (tasks.project, key, v, hook, site("project", coord), spec.attempt),
+                    where,
+                )
+            )
         results.append(column)
         summaries.append(projected)
 
@@ -151,12 +162,24 @@ def product_plan(spec: ProductSpec, inputs: Sequence[Ref], v: np.ndarray, hook: 
             decoder,
         )
         plan.reports.append(plan.add((f"verdicts-{spec.step}-{tag}", t), (tasks.checks_of, decoded), decoder))
-        plan.outputs.append(plan.add(
-            (f"verify-{spec.step}-{tag}", t),
-            (tasks.verify, code, decoded, summaries, t, v, hook, site("verify", (t,)), spec.attempt,
-             spec.raise_on_reject),
-            verifier,
-        ))
+        plan.outputs.append(
+            plan.add(
+                (f"verify-{spec.step}-{tag}", t),
+                (
+                    tasks.verify,
+                    code,
+                    decoded,
+                    summaries,
+                    t,
+                    v,
+                    hook,
+                    site("verify", (t,)),
+                    spec.attempt,
+                    spec.raise_on_reject,
+                ),
+                verifier,
+            )
+        )
     return plan
 
 
@@ -174,7 +197,7 @@ def encode_plan(
     blocks the row-parity blocks of their block-row. ``plan.outputs`` lists the parity keys.
     """
     plan = Plan()
-    nr, nc = code.coded_shape
+    nr, _nc = code.coded_shape
     row_a, col_a = code.row_code.parity_matrix, code.col_code.parity_matrix
     refs: dict[Coord, Ref] = {(i, j): systematic(i, j) for i in range(code.kr) for j in range(code.kc)}
     name = f"encode-{key_layer or layer}"
@@ -196,8 +219,6 @@ def encode_plan(
     return plan
 
 
-
-
 # -- the sharded pipeline of layers: one task per worker per step (see ``shards``) ----------------
 def alphabetic(name: str) -> str:
     """``name`` as dash-separated letter words (``dense0`` -> ``dense-zero``).
@@ -205,7 +226,7 @@ def alphabetic(name: str) -> str:
     The dashboard's task prefix keeps only the leading alphabetic words of a key, so a layer name
     spelled this way stays in the prefix: ``block-forward-dense-zero``.
     """
-    digits = "zero one two three four five six seven eight nine".split()
+    digits = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
     words, word = [], ""
     for ch in name:
         if ch.isalpha():
@@ -256,8 +277,9 @@ def sharded_product_plan(p: ShardedProduct) -> Plan:
     products, summaries = {}, {}
     for w in workers:
         wid = p.jobs[w].worker
-        products[w] = plan.add((f"block-{p.name}", wid),
-                               (shards.shard_products, p.shards[w], p.operand[w], p.jobs[w], p.v, p.hook), w)
+        products[w] = plan.add(
+            (f"block-{p.name}", wid), (shards.shard_products, p.shards[w], p.operand[w], p.jobs[w], p.v, p.hook), w
+        )
         summaries[w] = plan.add((f"summary-{p.name}", wid), (shards.summary_of, products[w]), w)
     every = [summaries[w] for w in workers]
     for w in workers:
@@ -265,12 +287,16 @@ def sharded_product_plan(p: ShardedProduct) -> Plan:
         if p.decode == "uncoded":
             plan.outputs.append(plan.add((f"decode-{p.name}", wid), (shards.decode_uncoded, every, job, p.hook), w))
             continue
-        decode = (shards.decode_coded, p.code, every, job, p.hook) if p.decode == "coded" else (
-            shards.decode_replicated, every, job, p.hook)
+        decode = (
+            (shards.decode_coded, p.code, every, job, p.hook)
+            if p.decode == "coded"
+            else (shards.decode_replicated, every, job, p.hook)
+        )
         decoded = plan.add((f"decode-{p.name}", wid), decode, w)
         plan.reports.append(plan.add((f"verdicts-{p.name}", wid), (shards.verdicts_of, decoded), w))
-        plan.outputs.append(plan.add((f"verify-{p.name}", wid),
-                                     (shards.verify, p.code, decoded, every, job, p.v, p.hook), w))
+        plan.outputs.append(
+            plan.add((f"verify-{p.name}", wid), (shards.verify, p.code, decoded, every, job, p.v, p.hook), w)
+        )
         plan.keep += [products[w], decoded]
     plan.keep += every
     return plan
@@ -280,15 +306,23 @@ def repair_plan(p: ShardedProduct, products: dict[str, Ref], decoded: dict[str, 
     """The rare second round: every worker's share of the rebuilt results, added by each decoder."""
     plan = Plan()
     shares = [
-        plan.add((f"repair-share-{p.name}", p.jobs[w].worker),
-                 (shards.repair_shares, p.code, products[w], (_repairs_of, decoded[w]), p.decode_jobs[w], p.hook), w)
+        plan.add(
+            (f"repair-share-{p.name}", p.jobs[w].worker),
+            (shards.repair_shares, p.code, products[w], (_repairs_of, decoded[w]), p.decode_jobs[w], p.hook),
+            w,
+        )
         for w in p.jobs
     ]
     for w in p.jobs:
         wid = p.jobs[w].worker
         fixed = plan.add((f"repair-{p.name}", wid), (shards.apply_repairs, decoded[w], shares), w)
-        plan.outputs.append(plan.add((f"verify-repaired-{p.name}", wid),
-                                     (shards.verify, p.code, fixed, summaries, p.decode_jobs[w], p.v, p.hook), w))
+        plan.outputs.append(
+            plan.add(
+                (f"verify-repaired-{p.name}", wid),
+                (shards.verify, p.code, fixed, summaries, p.decode_jobs[w], p.v, p.hook),
+                w,
+            )
+        )
     return plan
 
 
@@ -297,12 +331,19 @@ def _repairs_of(decoded: shards.Decoded) -> tuple:
 
 
 def sharded_update_plan(
-    name: str, jobs: dict[str, shards.UpdateJob], shard_refs: dict[str, Ref],
-    delta: dict[str, list[Ref]], inputs: dict[str, list[Ref]], hook: CorruptionHook,
+    name: str,
+    jobs: dict[str, shards.UpdateJob],
+    shard_refs: dict[str, Ref],
+    delta: dict[str, list[Ref]],
+    inputs: dict[str, list[Ref]],
+    hook: CorruptionHook,
 ) -> Plan:
     """``W~ -= lr D~ X~^T``: one task per worker returns its updated shard (``plan.outputs``)."""
     plan = Plan()
     for w, job in jobs.items():
-        plan.outputs.append(plan.add((f"update-{name}", job.worker),
-                                     (shards.update_shard, shard_refs[w], delta[w], inputs[w], job, hook), w))
+        plan.outputs.append(
+            plan.add(
+                (f"update-{name}", job.worker), (shards.update_shard, shard_refs[w], delta[w], inputs[w], job, hook), w
+            )
+        )
     return plan

@@ -20,8 +20,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from distributed import Client
 
@@ -51,22 +51,22 @@ def job_prologue(spec: ClusterSpec) -> list[str]:
 def job_kwargs(spec: ClusterSpec, job_name: str) -> dict:
     """Keyword arguments of ``SLURMCluster``/``PBSCluster`` for ``spec`` (already validated)."""
     log_dir = os.path.expanduser(spec.log_directory) if spec.log_directory else None
-    return dict(
-        cores=spec.cores,
-        processes=spec.cores,  # one single-threaded worker process per booked core
-        memory=spec.memory,
-        walltime=spec.walltime,
-        queue=spec.queue,
-        account=spec.account,
-        job_extra_directives=list(spec.job_extra),
-        job_script_prologue=job_prologue(spec),
-        python=spec.python or sys.executable,
-        job_name=job_name,
-        log_directory=log_dir,
-        death_timeout=spec.death_timeout,  # a worker whose client died ends its job by itself
-        interface=spec.interface,
-        scheduler_options={"dashboard_address": ":0"},
-    )
+    return {
+        "cores": spec.cores,
+        "processes": spec.cores,  # one single-threaded worker process per booked core
+        "memory": spec.memory,
+        "walltime": spec.walltime,
+        "queue": spec.queue,
+        "account": spec.account,
+        "job_extra_directives": list(spec.job_extra),
+        "job_script_prologue": job_prologue(spec),
+        "python": spec.python or sys.executable,
+        "job_name": job_name,
+        "log_directory": log_dir,
+        "death_timeout": spec.death_timeout,  # a worker whose client died ends its job by itself
+        "interface": spec.interface,
+        "scheduler_options": {"dashboard_address": ":0"},
+    }
 
 
 def _cluster_class(kind: str):
@@ -120,11 +120,11 @@ class BatchJobs:
     def states(self) -> dict[str, str]:
         """Job id -> state (with the reason if pending) of our jobs still in the queue (SLURM only)."""
         if self.kind != "slurm":
-            return {i: "submitted" for i in self.seen}
+            return dict.fromkeys(self.seen, "submitted")
         done = _run(["squeue", "-h", "-n", self.name, "-o", "%i %T %r"])
         states = {}
         for line in done.stdout.splitlines():
-            job, state, reason = (line.split(None, 2) + ["", ""])[:3]
+            job, state, reason = ([*line.split(None, 2), "", ""])[:3]
             states[job] = f"{state} ({reason})" if state == "PENDING" and reason else state
         return states
 
@@ -145,8 +145,9 @@ class BatchJobs:
             while self.states() and time.monotonic() < deadline:
                 time.sleep(0.3)
             if self.states():
-                logger.warning("SLURM jobs %s (name %s) still listed by squeue after scancel",
-                               ", ".join(self.states()), self.name)
+                logger.warning(
+                    "SLURM jobs %s (name %s) still listed by squeue after scancel", ", ".join(self.states()), self.name
+                )
             return left
         if self.seen:  # PBS: qdel by id (already-finished jobs make qdel complain; that is fine)
             _run(["qdel", *sorted(self.seen)])
@@ -197,8 +198,9 @@ def sigterm_exits() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def wait_for_workers(client: Client, cluster, n: int, spec: ClusterSpec, jobs: BatchJobs,
-                     notify: Callable[[str], None]) -> float:
+def wait_for_workers(
+    client: Client, cluster, n: int, spec: ClusterSpec, jobs: BatchJobs, notify: Callable[[str], None]
+) -> float:
     """Block until ``n`` workers registered; a ClusterError naming the cause otherwise. Returns seconds."""
     start = time.monotonic()
     deadline = start + spec.wait_timeout

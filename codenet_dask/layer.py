@@ -13,8 +13,9 @@ from __future__ import annotations
 import hashlib
 import math
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Sequence, Union
+from typing import TYPE_CHECKING
 
 import numpy as np
 from distributed import Client, Future, wait
@@ -26,8 +27,17 @@ from .codes import ProductCode, require_real_float
 from .codes.grid import project_blocks
 from .errors import CodeParameterError, NonFiniteInputError, ShapeMismatchError, UncorrectableError, WorkerLostError
 from .faults import CorruptionHook, NoFaults, Site
-from .graph import (Coord, Plan, ShardedProduct, alphabetic, encode_plan, repair_plan, round_robin_owners,
-                    sharded_product_plan, sharded_update_plan, step_word)
+from .graph import (
+    Coord,
+    ShardedProduct,
+    alphabetic,
+    encode_plan,
+    repair_plan,
+    round_robin_owners,
+    sharded_product_plan,
+    sharded_update_plan,
+    step_word,
+)
 from .shards import Label, OperandSpec
 
 if TYPE_CHECKING:
@@ -107,7 +117,7 @@ class Shipped:
         return self.copies[worker]
 
 
-Operand = Union[np.ndarray, Shipped, ProductResult, Relu, ReluGrad, SoftmaxXentGrad]
+Operand = np.ndarray | Shipped | ProductResult | Relu | ReluGrad | SoftmaxXentGrad
 """A product operand: a numpy matrix (or one shipped already), a previous product's verified result
 on the cluster, or one of those passed through an activation that every consumer applies on its own."""
 
@@ -150,7 +160,7 @@ class CodedLayer:
         seed: int = 0,
         workers: Sequence[str] | None = None,
         verify_encoding: bool = True,
-    ) -> "CodedLayer":
+    ) -> CodedLayer:
         """Encode ``weights`` once into the coded grid, resident on the cluster's workers.
 
         Encoding may be faulty too: with ``verify_encoding`` the fresh grid is scrubbed once
@@ -177,14 +187,26 @@ class CodedLayer:
         hook = hook or NoFaults()
         key_name = _key_name(name)
         cells = [(i, j) for i in range(code.kr) for j in range(code.kc)]
-        systematic = systematic_blocks(client, weights, (bh, bw), {c: owners[c] for c in cells}, hook, name,
-                                       f"encode-{key_name}")
+        systematic = systematic_blocks(
+            client, weights, (bh, bw), {c: owners[c] for c in cells}, hook, name, f"encode-{key_name}"
+        )
         plan = encode_plan(name, code, lambda i, j: systematic[(i, j)], lambda a, b: owners[(a, b)], hook, key_name)
         futures = client.get(plan.to_hlg(), plan.outputs, sync=False) if plan.outputs else []
         coded = dict(systematic)
         coded.update({(key[1], key[2]): future for key, future in zip(plan.outputs, futures)})
-        layer = cls(client, name, code, (rows, cols), dtype, (bh, bw), _assemble(client, coded, owners, key_name),
-                    dict(owners), hook, seed, key_name=key_name)
+        layer = cls(
+            client,
+            name,
+            code,
+            (rows, cols),
+            dtype,
+            (bh, bw),
+            _assemble(client, coded, owners, key_name),
+            dict(owners),
+            hook,
+            seed,
+            key_name=key_name,
+        )
         layer.encode_count = 1
         wait(list(layer.shards.values()))
         if verify_encoding and (code.pr or code.pc):
@@ -195,13 +217,13 @@ class CodedLayer:
     def from_store(
         cls,
         client: Client,
-        store: "CodedStore",
+        store: CodedStore,
         name: str,
         checkpoint: str | int | None = None,
         *,
         hook: CorruptionHook | None = None,
         seed: int = 0,
-    ) -> "CodedLayer":
+    ) -> CodedLayer:
         """A layer restored from a checkpoint: verified blocks go back to their owner workers.
 
         Nothing is re-encoded: the stored coded blocks (and their bookkeeping) are used as they are.
@@ -212,9 +234,19 @@ class CodedLayer:
         owners = round_robin_owners(list(client.nthreads()), spec.code.coded_shape)
         blocks = restore_to_cluster(client, store, {name: owners}, checkpoint, layers=[name])[name]
         key_name = _key_name(name)
-        layer = cls(client, name, spec.code, spec.layer_shape, spec.dtype, spec.block_shape,
-                    _assemble(client, blocks, owners, key_name), dict(owners), hook or NoFaults(), seed,
-                    key_name=key_name)
+        layer = cls(
+            client,
+            name,
+            spec.code,
+            spec.layer_shape,
+            spec.dtype,
+            spec.block_shape,
+            _assemble(client, blocks, owners, key_name),
+            dict(owners),
+            hook or NoFaults(),
+            seed,
+            key_name=key_name,
+        )
         wait(list(layer.shards.values()))
         return layer
 
@@ -237,9 +269,19 @@ class CodedLayer:
         self.ops += 1
         by_worker = self._labels_by_worker()
         jobs = {
-            w: shards.UpdateJob(self.name, self.ops, self._worker_index(w), tuple(labels), float(lr), self.code.kr,
-                                self.code.kc, self.code.row_code.parity_matrix, self.code.col_code.parity_matrix,
-                                d_spec, x_spec)
+            w: shards.UpdateJob(
+                self.name,
+                self.ops,
+                self._worker_index(w),
+                tuple(labels),
+                float(lr),
+                self.code.kr,
+                self.code.kc,
+                self.code.row_code.parity_matrix,
+                self.code.col_code.parity_matrix,
+                d_spec,
+                x_spec,
+            )
             for w, labels in by_worker.items()
         }
         plan = sharded_update_plan(f"{self.key_name}-{self.ops}", jobs, self.shards, d_refs, x_refs, self.hook)
@@ -247,7 +289,7 @@ class CodedLayer:
         self._wait(futures)
         self.shards = dict(zip(jobs, futures))
 
-    def save(self, store: "CodedStore") -> "WriteStats":
+    def save(self, store: CodedStore) -> WriteStats:
         """Write this layer's coded blocks (only the changed ones) into ``store``; commit separately."""
         if self.name not in store.layers():
             store.add_layer(self.name, self.code, self.block_shape, self.dtype, self.shape)
@@ -269,13 +311,27 @@ class CodedLayer:
     def _scrub(self, op: int) -> dict:
         seed = self._check_seed(op)
         projected = [
-            self.client.submit(project_blocks, shard, self.block_shape, seed,
-                               key=(f"scrub-project-{self.key_name}-{op}", self._worker_index(w)), workers=[w],
-                               allow_other_workers=False, pure=False)
+            self.client.submit(
+                project_blocks,
+                shard,
+                self.block_shape,
+                seed,
+                key=(f"scrub-project-{self.key_name}-{op}", self._worker_index(w)),
+                workers=[w],
+                allow_other_workers=False,
+                pure=False,
+            )
             for w, shard in self.shards.items()
         ]
-        report = self.client.submit(tasks.locate_grid, self.code, projected, self.block_shape, seed,
-                                    key=f"scrub-locate-{self.key_name}-{op}", pure=False).result()
+        report = self.client.submit(
+            tasks.locate_grid,
+            self.code,
+            projected,
+            self.block_shape,
+            seed,
+            key=f"scrub-locate-{self.key_name}-{op}",
+            pure=False,
+        ).result()
         if report["erased"] or report["located"] or report["unverified"]:
             return self._repair_grid(op, seed)
         return report
@@ -284,8 +340,12 @@ class CodedLayer:
         """The rare full scrub: the whole grid on one worker, rebuilt and verified there."""
         workers = list(self.shards)
         checked = self.client.submit(
-            tasks.scrub_grid, self.code, [self.shards[w] for w in workers], seed,
-            key=f"scrub-repair-{self.key_name}-{op}", pure=False,
+            tasks.scrub_grid,
+            self.code,
+            [self.shards[w] for w in workers],
+            seed,
+            key=f"scrub-repair-{self.key_name}-{op}",
+            pure=False,
         )
         report = self.client.submit(tasks.scrub_report, checked, key=f"scrub-report-{self.key_name}-{op}").result()
         self._patch({tuple(c): checked for c in report["repaired"]}, op)
@@ -298,8 +358,13 @@ class CodedLayer:
             by_worker.setdefault(self.placement[label], []).append(label)
         for w, labels in by_worker.items():
             self.shards[w] = self.client.submit(
-                tasks.patch_shard, self.shards[w], [sources[lab] for lab in labels], labels,
-                key=(f"repair-{self.key_name}-{op}", self._worker_index(w)), workers=[w], allow_other_workers=False,
+                tasks.patch_shard,
+                self.shards[w],
+                [sources[lab] for lab in labels],
+                labels,
+                key=(f"repair-{self.key_name}-{op}", self._worker_index(w)),
+                workers=[w],
+                allow_other_workers=False,
             )
         wait(list(self.shards.values()))
 
@@ -363,8 +428,9 @@ class CodedLayer:
         if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
             raise CodeParameterError(f"learning rate must be a finite number > 0, got {lr!r}")
 
-    def _operand(self, data: Operand, length: int, count: int, size: int, what: str
-                 ) -> tuple[OperandSpec, dict[str, list], int]:
+    def _operand(
+        self, data: Operand, length: int, count: int, size: int, what: str
+    ) -> tuple[OperandSpec, dict[str, list], int]:
         """How every worker gets the pieces of an operand: a spec and per-worker references."""
         if isinstance(data, Relu):
             _, refs, batch = self._operand(data.result, length, count, size, what)
@@ -377,7 +443,9 @@ class CodedLayer:
             _, grads, batch = self._operand(data.grad, length, count, size, what)
             _, pres, pre_batch = self._operand(data.pre, length, count, size, what)
             if pre_batch != batch:
-                raise ShapeMismatchError(f"{what}: gradient batch {batch} differs from pre-activation batch {pre_batch}")
+                raise ShapeMismatchError(
+                    f"{what}: gradient batch {batch} differs from pre-activation batch {pre_batch}"
+                )
             return OperandSpec("relu-grad", size), {w: grads[w] + pres[w] for w in grads}, batch
         if isinstance(data, ProductResult):
             if data.rows > length or data.rows <= length - size:
@@ -394,7 +462,9 @@ class CodedLayer:
                     f"{self.name} needs {count} of {size}: ship it for this layer and side"
                 )
             if not set(self.shards) <= set(data.copies):
-                raise ShapeMismatchError(f"{what} was shipped to other workers than layer {self.name}'s; ship it for this layer")
+                raise ShapeMismatchError(
+                    f"{what} was shipped to other workers than layer {self.name}'s; ship it for this layer"
+                )
         return OperandSpec("plain", size), {w: [data.copy_for(w)] for w in self.shards}, data.batch
 
     def ship(self, data: np.ndarray, what: str = "x") -> Shipped:
@@ -429,9 +499,17 @@ class CodedLayer:
         # memory manager would drop extra replicas of one key, to be fetched again at each use).
         [source] = self.client.scatter([padded], hash=False)
         token = uuid.uuid4().hex[:8]
-        copies = {w: self.client.submit(tasks.local_copy, source, key=(f"ship-{self.key_name}-{token}", self._worker_index(w)),
-                                        workers=[w], allow_other_workers=False, pure=False)
-                  for w in self.shards}
+        copies = {
+            w: self.client.submit(
+                tasks.local_copy,
+                source,
+                key=(f"ship-{self.key_name}-{token}", self._worker_index(w)),
+                workers=[w],
+                allow_other_workers=False,
+                pure=False,
+            )
+            for w in self.shards
+        }
         return Shipped(copies, length, data.shape[1], (count, size))
 
     def _positions(self, step: str) -> dict[str, list[tuple[Label, shards.Position]]]:
@@ -457,8 +535,11 @@ class CodedLayer:
         block (a faulty update); a scrub between attempts repairs those.
         """
         forward = step == "forward"
-        length, count, size = ((self.shape[1], self.code.kc, self.block_shape[1]) if forward
-                               else (self.shape[0], self.code.kr, self.block_shape[0]))
+        length, count, size = (
+            (self.shape[1], self.code.kc, self.block_shape[1])
+            if forward
+            else (self.shape[0], self.code.kr, self.block_shape[0])
+        )
         spec, refs, batch = self._operand(data, length, count, size, "x" if forward else "delta")
         self.ops += 1
         rows = self.shape[0] if forward else self.shape[1]
@@ -478,7 +559,8 @@ class CodedLayer:
                 report.repaired += [tuple(c) for c in self._scrub(self.ops)["repaired"]]
         raise UncorrectableError(
             f"{step} of layer {self.name} stayed uncorrectable after {self.max_attempts} attempts; "
-            f"roll back to the last checkpoint", report,
+            f"roll back to the last checkpoint",
+            report,
         )
 
     def _run(self, product: ShardedProduct, report: ProductReport, attempt: int) -> list[Future]:
@@ -486,11 +568,13 @@ class CodedLayer:
         plan = sharded_product_plan(product)
         futures = self.client.get(plan.to_hlg(), plan.outputs + plan.reports + plan.keep, sync=False)
         n_out, n_rep = len(plan.outputs), len(plan.reports)
-        outputs, verdicts = futures[:n_out], futures[n_out:n_out + n_rep]
+        outputs, verdicts = futures[:n_out], futures[n_out : n_out + n_rep]
         self._wait(outputs + verdicts)
-        report.merge_verdicts(attempt, self.client.gather(verdicts), self._label(product.jobs[next(iter(product.jobs))]))
+        report.merge_verdicts(
+            attempt, self.client.gather(verdicts), self._label(product.jobs[next(iter(product.jobs))])
+        )
         if any(f.status == "finished" and f.type is shards.NeedsRepair for f in outputs):
-            kept = dict(zip(plan.keep, futures[n_out + n_rep:]))
+            kept = dict(zip(plan.keep, futures[n_out + n_rep :]))
             workers = list(product.jobs)
             second = repair_plan(
                 product,
@@ -502,8 +586,9 @@ class CodedLayer:
             self._wait(outputs)
         return outputs
 
-    def _sharded_product(self, step: str, attempt: int, spec: OperandSpec, refs: dict[str, list],
-                         v: np.ndarray) -> ShardedProduct:
+    def _sharded_product(
+        self, step: str, attempt: int, spec: OperandSpec, refs: dict[str, list], v: np.ndarray
+    ) -> ShardedProduct:
         forward = step == "forward"
         code = self.code.row_code if forward else self.code.col_code
         outputs, chunk_rows = (self.code.kr, self.block_shape[0]) if forward else (self.code.kc, self.block_shape[1])
@@ -511,12 +596,32 @@ class CodedLayer:
         jobs, decode_jobs = {}, {}
         for w, members in self._positions(step).items():
             wid = self._worker_index(w)
-            jobs[w] = shards.ProductJob(step, self.name, self.ops, attempt, wid, not forward, tuple(members),
-                                        outputs, chunk_rows, spec, checked=self.decode_kind != "uncoded")
+            jobs[w] = shards.ProductJob(
+                step,
+                self.name,
+                self.ops,
+                attempt,
+                wid,
+                not forward,
+                tuple(members),
+                outputs,
+                chunk_rows,
+                spec,
+                checked=self.decode_kind != "uncoded",
+            )
             decode_jobs[w] = shards.DecodeJob(self.name, self.ops, attempt, wid, codewords, outputs, self.copies)
         # Only the coded grid checks with its code; replication votes (code None), uncoded sums.
-        return ShardedProduct(f"{step_word(step)}-{self.key_name}-{self.ops}-{attempt}", jobs, decode_jobs, self.shards, refs,
-                              self.decode_kind, code if self.decode_kind == "coded" else None, v, self.hook)
+        return ShardedProduct(
+            f"{step_word(step)}-{self.key_name}-{self.ops}-{attempt}",
+            jobs,
+            decode_jobs,
+            self.shards,
+            refs,
+            self.decode_kind,
+            code if self.decode_kind == "coded" else None,
+            v,
+            self.hook,
+        )
 
     @property
     def copies(self) -> int:
@@ -533,8 +638,15 @@ class CodedLayer:
         return code.n * (self.code.kc if step == "forward" else self.code.kr)
 
 
-def systematic_blocks(client: Client, weights: np.ndarray, block_shape: tuple[int, int], owners: dict[Label, str],
-                      hook: CorruptionHook, name: str, key: str) -> dict[Label, Future]:
+def systematic_blocks(
+    client: Client,
+    weights: np.ndarray,
+    block_shape: tuple[int, int],
+    owners: dict[Label, str],
+    hook: CorruptionHook,
+    name: str,
+    key: str,
+) -> dict[Label, Future]:
     """Block ``(i, j, ...)`` of ``weights`` (zero-padded to whole blocks) made on its owner, each
     through its own encode fault site.
 
@@ -545,32 +657,49 @@ def systematic_blocks(client: Client, weights: np.ndarray, block_shape: tuple[in
     pieces: dict[Label, Future] = {}
     for w in sorted(set(owners.values())):
         mine = [label for label in owners if owners[label] == w]
-        shipped = client.scatter([_padded_piece(weights, label[0], label[1], bh, bw) for label in mine],
-                                 workers=[w], hash=False)
+        shipped = client.scatter(
+            [_padded_piece(weights, label[0], label[1], bh, bw) for label in mine], workers=[w], hash=False
+        )
         pieces.update(zip(mine, shipped))
     return {
-        label: client.submit(tasks.systematic_block, pieces[label], hook, Site("encode", name, 0, label), 0,
-                             key=(key, *label), workers=[owners[label]], pure=False)
+        label: client.submit(
+            tasks.systematic_block,
+            pieces[label],
+            hook,
+            Site("encode", name, 0, label),
+            0,
+            key=(key, *label),
+            workers=[owners[label]],
+            pure=False,
+        )
         for label in owners
     }
 
 
 def _padded_piece(weights: np.ndarray, i: int, j: int, bh: int, bw: int) -> np.ndarray:
     piece = np.zeros((bh, bw), dtype=weights.dtype)
-    part = weights[i * bh:(i + 1) * bh, j * bw:(j + 1) * bw]
-    piece[:part.shape[0], :part.shape[1]] = part
+    part = weights[i * bh : (i + 1) * bh, j * bw : (j + 1) * bw]
+    piece[: part.shape[0], : part.shape[1]] = part
     return piece
 
 
-def _assemble(client: Client, blocks: dict[Label, Future], placement: dict[Label, str], key_name: str
-              ) -> dict[str, Future]:
+def _assemble(
+    client: Client, blocks: dict[Label, Future], placement: dict[Label, str], key_name: str
+) -> dict[str, Future]:
     """One shard future per worker from per-block futures already on that worker."""
     by_worker: dict[str, list[Label]] = {}
     for label in sorted(blocks):
         by_worker.setdefault(placement[label], []).append(label)
     index = {w: i for i, w in enumerate(sorted(by_worker))}
     return {
-        w: client.submit(shards.assemble, labels, [blocks[lab] for lab in labels], key=(f"shard-{key_name}", index[w]),
-                         workers=[w], allow_other_workers=False, pure=False)
+        w: client.submit(
+            shards.assemble,
+            labels,
+            [blocks[lab] for lab in labels],
+            key=(f"shard-{key_name}", index[w]),
+            workers=[w],
+            allow_other_workers=False,
+            pure=False,
+        )
         for w, labels in sorted(by_worker.items())
     }

@@ -16,8 +16,9 @@ injected fault lands in exactly one class:
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -38,7 +39,7 @@ _PRODUCT_STEPS = ("block-forward", "block-backward", "project", "decode", "verif
 class FaultLedger:
     """Matches injected faults with reports; see the module docstring."""
 
-    dtype: np.dtype = np.dtype(np.float64)
+    dtype: np.dtype = field(default_factory=lambda: np.dtype(np.float64))
     injected: list[InjectedFault] = field(default_factory=list)
     products: dict[tuple[str, int], ProductReport] = field(default_factory=dict)
     repairs: dict[str, list[tuple[int, tuple[int, ...]]]] = field(default_factory=dict)
@@ -73,10 +74,11 @@ class FaultLedger:
                 return "rolled-back"
             if fault.attempt != report.accepted_attempt:
                 return "recomputed"
-            if site.step.startswith("block-") or site.step == "activation":
-                # An activation fault lives inside one consumer block task: it shows as that block.
-                if site.block in report.detected_by_attempt.get(fault.attempt, []):
-                    return "corrected"
+            # An activation fault lives inside one consumer block task: it shows as that block.
+            if (site.step.startswith("block-") or site.step == "activation") and site.block in (
+                report.detected_by_attempt.get(fault.attempt, [])
+            ):
+                return "corrected"
             if site.step == "project" and fault.relative_magnitude > self.tolerance:
                 return "corrected"  # the verifier excluded it; data never flows through projections
         elif self._weight_fault_handled(site):

@@ -94,8 +94,15 @@ def matmul(
     out_name = f"codenet-matmul-{token}"
     for c, width in enumerate(b_p.chunks[1]):
         spec = ProductSpec(
-            step="forward", layer=layer, op=c, attempt=0, code=code.row_code, codewords=kc,
-            transpose=False, coord=lambda a_, j: (a_, j), block=lambda a_, j: grid_refs[(a_, j)],
+            step="forward",
+            layer=layer,
+            op=c,
+            attempt=0,
+            code=code.row_code,
+            codewords=kc,
+            transpose=False,
+            coord=lambda a_, j: (a_, j),
+            block=lambda a_, j: grid_refs[(a_, j)],
             owner=lambda *_: None,
         )
         v = projection_matrix(width, (seed * 1_000_003 + c) % 2**32)

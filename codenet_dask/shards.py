@@ -12,8 +12,8 @@ Pure numpy: these functions run inside worker tasks.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Sequence
 
 import numpy as np
 
@@ -44,7 +44,9 @@ class OperandSpec:
     labels: np.ndarray | None = None
     classes: int = 0
 
-    def piece(self, data: Sequence[np.ndarray], index: int, hook: CorruptionHook, site: Site, attempt: int) -> np.ndarray:
+    def piece(
+        self, data: Sequence[np.ndarray], index: int, hook: CorruptionHook, site: Site, attempt: int
+    ) -> np.ndarray:
         window = slice(index * self.rows, (index + 1) * self.rows)
         if self.kind == "plain":
             return data[0][window]
@@ -127,13 +129,14 @@ def shard_products(
             result = checks.BlockResult(values, row_norms, block.err, norms2, norms1, piece.shape[0])
             summary = checks.project(result, v)
             projections[(a, j, r)] = replace(
-                summary, z=hook.apply(Site("project", job.layer, job.op, label), summary.z, job.attempt))
+                summary, z=hook.apply(Site("project", job.layer, job.op, label), summary.z, job.attempt)
+            )
         results[(a, j, r)] = values
         if a < job.outputs:
             total = partials.get(r)
             if total is None:
                 total = partials[r] = np.zeros((job.outputs * job.chunk_rows, values.shape[1]), values.dtype)
-            total[a * job.chunk_rows:(a + 1) * job.chunk_rows] += values
+            total[a * job.chunk_rows : (a + 1) * job.chunk_rows] += values
     return ShardProducts(results, ShardSummary(projections, partials))
 
 
@@ -213,8 +216,12 @@ def decode_coded(
         if verdict.status != "uncorrectable":
             repairs += [(t, j, verdict.bad) for t in verdict.bad if t < job.outputs]
     site = Site("decode", job.layer, job.op, (job.worker,))
-    return Decoded(hook.apply(site, _total(summaries, 0), job.attempt), tuple(verdicts), tuple(repairs),
-                   any(v.status == "uncorrectable" for v in verdicts))
+    return Decoded(
+        hook.apply(site, _total(summaries, 0), job.attempt),
+        tuple(verdicts),
+        tuple(repairs),
+        any(v.status == "uncorrectable" for v in verdicts),
+    )
 
 
 def decode_uncoded(summaries: Sequence[ShardSummary], job: DecodeJob, hook: CorruptionHook) -> np.ndarray:
@@ -293,9 +300,14 @@ def decode_replicated(summaries: Sequence[ShardSummary], job: DecodeJob, hook: C
     rows = first.shape[0] // job.outputs
     values = np.zeros_like(first)
     for t, r in whole.items():
-        values[t * rows:(t + 1) * rows] = totals[r][t * rows:(t + 1) * rows]
-    repairs = () if vote.failed else tuple(
-        (t, j, vote.outvoted[(t, j)]) for t in range(job.outputs) if t not in whole for j in range(job.codewords))
+        values[t * rows : (t + 1) * rows] = totals[r][t * rows : (t + 1) * rows]
+    repairs = (
+        ()
+        if vote.failed
+        else tuple(
+            (t, j, vote.outvoted[(t, j)]) for t in range(job.outputs) if t not in whole for j in range(job.codewords)
+        )
+    )
     site = Site("decode", job.layer, job.op, (job.worker,))
     return Decoded(hook.apply(site, values, job.attempt), vote.verdicts, repairs, vote.failed)
 
@@ -384,8 +396,11 @@ def repair_shares(
                 terms += [products.results[(t, j, copy)]] if (t, j, copy) in products.results else []
                 continue
             known = [a for a in range(code.n) if a not in bad]
-            terms += [r.dtype.type(c) * r for c, a in zip(code.rebuild_matrix(known, [t])[0], known)
-                      if (r := products.results.get((a, j, 0))) is not None]
+            terms += [
+                r.dtype.type(c) * r
+                for c, a in zip(code.rebuild_matrix(known, [t])[0], known)
+                if (r := products.results.get((a, j, 0))) is not None
+            ]
         if terms:
             chunk = sum(terms[1:], terms[0].copy())
             chunks[t] = hook.apply(Site("decode", job.layer, job.op, (job.worker, t)), chunk, job.attempt)
@@ -398,7 +413,7 @@ def apply_repairs(decoded: Decoded, shares: Sequence[dict[int, np.ndarray]]) -> 
     for t in sorted({t for t, _, _ in decoded.repairs}):
         parts = [worker_shares[t] for worker_shares in shares if t in worker_shares]
         rows = parts[0].shape[0]
-        values[t * rows:(t + 1) * rows] = sum(parts[1:], parts[0].copy())
+        values[t * rows : (t + 1) * rows] = sum(parts[1:], parts[0].copy())
     return replace(decoded, values=values, repairs=())
 
 
@@ -441,17 +456,26 @@ def update_shard(
     updated = dict(shard)
     for copy, labels in by_copy.items():
         d_factors = _factors(delta, job.delta, {lab[0] for lab in labels}, job.kr, job.row_parity, (0, copy), job, hook)
-        x_factors = _factors(inputs, job.inputs, {lab[1] for lab in labels}, job.kc, job.col_parity, (1, copy), job,
-                             hook)
+        x_factors = _factors(
+            inputs, job.inputs, {lab[1] for lab in labels}, job.kc, job.col_parity, (1, copy), job, hook
+        )
         for label in labels:
             block = apply_update(shard[label], d_factors[label[0]], x_factors[label[1]], job.lr, in_place=True)
-            updated[label] = replace(block, values=hook.apply(Site("update", job.layer, job.op, label), block.values, 0))
+            updated[label] = replace(
+                block, values=hook.apply(Site("update", job.layer, job.op, label), block.values, 0)
+            )
     return updated
 
 
 def _factors(
-    data: Sequence[np.ndarray], spec: OperandSpec, wanted: set[int], k: int, parity: np.ndarray,
-    where: tuple[int, tuple[int, ...]], job: UpdateJob, hook: CorruptionHook,
+    data: Sequence[np.ndarray],
+    spec: OperandSpec,
+    wanted: set[int],
+    k: int,
+    parity: np.ndarray,
+    where: tuple[int, tuple[int, ...]],
+    job: UpdateJob,
+    hook: CorruptionHook,
 ) -> dict[int, Factor]:
     """The factor pieces this worker needs: systematic ones as they are, parity ones encoded.
 
@@ -460,8 +484,10 @@ def _factors(
     """
     side, copy = where
     needed = set(range(k)) if any(i >= k for i in wanted) else wanted
-    pieces = {i: spec.piece(data, i, hook, Site("activation", job.layer, job.op, (side, i, job.worker, *copy)), 0)
-              for i in sorted(needed)}
+    pieces = {
+        i: spec.piece(data, i, hook, Site("activation", job.layer, job.op, (side, i, job.worker, *copy)), 0)
+        for i in sorted(needed)
+    }
     factors = {i: Factor.of(pieces[i]) for i in wanted if i < k}
     parity_rows = sorted(i for i in wanted if i >= k)
     if parity_rows:
@@ -479,4 +505,3 @@ def _factors(
 def assemble(labels: Sequence[Label], blocks: Sequence[CodedBlock]) -> Shard:
     """A shard from individual blocks (after encoding or restoring)."""
     return dict(zip(labels, blocks))
-

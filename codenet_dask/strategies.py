@@ -14,8 +14,9 @@ comparison differs only in the redundancy scheme.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 from distributed import Client, wait
@@ -38,8 +39,14 @@ class UncodedLayer(CodedLayer):
     decode_kind = "uncoded"
 
     @classmethod
-    def encode(cls, client: Client, weights: np.ndarray, grid: tuple[int, int] = (4, 4),
-               parity: tuple[int, int] = (0, 0), **kwargs) -> "UncodedLayer":
+    def encode(
+        cls,
+        client: Client,
+        weights: np.ndarray,
+        grid: tuple[int, int] = (4, 4),
+        parity: tuple[int, int] = (0, 0),
+        **kwargs,
+    ) -> UncodedLayer:
         if tuple(parity) != (0, 0):
             raise CodeParameterError("an uncoded layer has no parity; use parity=(0, 0) or strategy='codenet'")
         return super().encode(client, weights, grid, (0, 0), **kwargs)  # type: ignore[return-value]
@@ -63,9 +70,17 @@ class ReplicatedLayer(CodedLayer):
     replicas: int = 3
 
     @classmethod
-    def encode(cls, client: Client, weights: np.ndarray, grid: tuple[int, int] = (4, 4),
-               parity: tuple[int, int] = (0, 0), *, replicas: int = 3, hook: CorruptionHook | None = None,
-               **kwargs) -> "ReplicatedLayer":
+    def encode(
+        cls,
+        client: Client,
+        weights: np.ndarray,
+        grid: tuple[int, int] = (4, 4),
+        parity: tuple[int, int] = (0, 0),
+        *,
+        replicas: int = 3,
+        hook: CorruptionHook | None = None,
+        **kwargs,
+    ) -> ReplicatedLayer:
         if not (isinstance(replicas, int) and replicas >= 2):
             raise CodeParameterError(f"replication needs at least 2 replicas, got {replicas!r}")
         if tuple(parity) != (0, 0):
@@ -75,8 +90,9 @@ class ReplicatedLayer(CodedLayer):
         return layer
 
     @classmethod
-    def from_store(cls, client: Client, store, name: str, checkpoint=None, *, replicas: int = 3,
-                   **kwargs) -> "ReplicatedLayer":
+    def from_store(
+        cls, client: Client, store, name: str, checkpoint=None, *, replicas: int = 3, **kwargs
+    ) -> ReplicatedLayer:
         """Restore replica 0 from a checkpoint and copy it to the other replicas' workers."""
         layer: ReplicatedLayer = super().from_store(client, store, name, checkpoint, **kwargs)  # type: ignore[assignment]
         layer._replicate(replicas)
@@ -93,17 +109,25 @@ class ReplicatedLayer(CodedLayer):
         kc, token = self.code.kc, uuid.uuid4().hex[:8]
         placement = {
             (a, b, r): addresses[(a * kc + b + r) % len(addresses)]
-            for (a, b) in self.placement for r in range(replicas)
+            for (a, b) in self.placement
+            for r in range(replicas)
         }
         key = f"encode-{self.key_name}-{token}"
         # Encoding: replicas 1.. are made from the weights; replica 0 (restoring: every replica) is copied.
         fresh = {} if weights is None else {label: w for label, w in placement.items() if label[2] > 0}
         copies = {
             label: self.client.submit(
-                tasks.replicate_block, self.shards[self.placement[label[:2]]], label, self.name, self.hook,
-                key=(key, *label), workers=[w], allow_other_workers=False,
+                tasks.replicate_block,
+                self.shards[self.placement[label[:2]]],
+                label,
+                self.name,
+                self.hook,
+                key=(key, *label),
+                workers=[w],
+                allow_other_workers=False,
             )
-            for label, w in placement.items() if label not in fresh
+            for label, w in placement.items()
+            if label not in fresh
         }
         if weights is not None:
             copies.update(systematic_blocks(self.client, weights, self.block_shape, fresh, self.hook, self.name, key))
@@ -147,8 +171,9 @@ class ReplicatedLayer(CodedLayer):
         for label in outvoted:
             by_worker.setdefault(self.placement[label], {})[label] = majority[label[:2]]
         for w, blocks in by_worker.items():
-            self.shards[w] = self.client.submit(tasks.patch_blocks, self.shards[w], blocks, workers=[w],
-                                                allow_other_workers=False, pure=False)
+            self.shards[w] = self.client.submit(
+                tasks.patch_blocks, self.shards[w], blocks, workers=[w], allow_other_workers=False, pure=False
+            )
         wait(list(self.shards.values()))
         return {"repaired": [list(k) for k in outvoted], "unrepairable": [], "ok": True}
 
@@ -156,13 +181,14 @@ class ReplicatedLayer(CodedLayer):
         """Per block, the value a majority of replicas hold, and the replicas that differ."""
         everything = super().gather_blocks()
         majority, outvoted = {}, []
-        for (a, b) in sorted({label[:2] for label in everything}):
+        for a, b in sorted({label[:2] for label in everything}):
             copies = [everything[(a, b, r)] for r in range(self.copies)]
             votes = [sum(np.array_equal(c.values, d.values) for d in copies) for c in copies]
             best = int(np.argmax(votes))
             if votes[best] * 2 <= len(copies):
                 raise UncorrectableError(
-                    f"layer {self.name}: the {len(copies)} replicas of block {(a, b)} have no majority; roll back")
+                    f"layer {self.name}: the {len(copies)} replicas of block {(a, b)} have no majority; roll back"
+                )
             majority[(a, b)] = copies[best]
             outvoted += [(a, b, r) for r, c in enumerate(copies) if not np.array_equal(c.values, copies[best].values)]
         return majority, outvoted

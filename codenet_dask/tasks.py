@@ -6,8 +6,8 @@ the fresh output of the step, before anything is derived from it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Sequence
 
 import numpy as np
 
@@ -26,9 +26,7 @@ def encode_parity(
     dtype = sources[0].dtype
     values = sum(dtype.type(c) * s.values for c, s in zip(coeffs, sources))
     abs_max = float(sum(abs(c) * s.max_abs for c, s in zip(coeffs, sources)))
-    err = encoding_error(len(sources), abs_max, dtype) + float(
-        sum(abs(c) * s.err for c, s in zip(coeffs, sources))
-    )
+    err = encoding_error(len(sources), abs_max, dtype) + float(sum(abs(c) * s.err for c, s in zip(coeffs, sources)))
     return CodedBlock.from_values(hook.apply(site, np.asarray(values), attempt), err)
 
 

@@ -13,12 +13,13 @@ resident grids are scrubbed (rebuilding blocks a faulty update left wrong); ever
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import CancelledError
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from distributed import Client
@@ -87,7 +88,7 @@ class TrainSummary:
 def init_weights(sizes: list[int], dtype: np.dtype, seed: int) -> list[np.ndarray]:
     """He-initialised weights (outputs x inputs) for layer widths ``sizes``."""
     rng = np.random.default_rng(seed)
-    return [(rng.standard_normal((m, n)) * np.sqrt(2.0 / n)).astype(dtype) for n, m in zip(sizes, sizes[1:])]
+    return [(rng.standard_normal((m, n)) * np.sqrt(2.0 / n)).astype(dtype) for n, m in itertools.pairwise(sizes)]
 
 
 def predict(weights: list[np.ndarray], x: np.ndarray) -> np.ndarray:
@@ -128,8 +129,17 @@ class Trainer:
         collect_injected(self.client)  # forget faults of earlier runs on this cluster
         grid = (self.config.grid, self.config.grid)
         for i, w in enumerate(init_weights(self.sizes, self.dtype, self.config.seed)):
-            layer = build_layer(self.config.strategy, self.client, w, grid=grid, parity=self.config.parity,
-                                replicas=self.config.replicas, name=f"dense{i}", hook=self.hook, seed=self.config.seed)
+            layer = build_layer(
+                self.config.strategy,
+                self.client,
+                w,
+                grid=grid,
+                parity=self.config.parity,
+                replicas=self.config.replicas,
+                name=f"dense{i}",
+                hook=self.hook,
+                seed=self.config.seed,
+            )
             if layer.encode_report is not None:
                 self.ledger.add_scrub(layer.name, 0, layer.encode_report)
             layer.max_attempts = self.config.max_attempts
@@ -202,8 +212,9 @@ class Trainer:
         with CodedStore.open(self.store_path) as store:
             for layer in self.layers:
                 kwargs = {"replicas": layer.copies} if isinstance(layer, ReplicatedLayer) else {}
-                new = type(layer).from_store(self.client, store, layer.name, hook=self.hook,
-                                             seed=self.config.seed, **kwargs)
+                new = type(layer).from_store(
+                    self.client, store, layer.name, hook=self.hook, seed=self.config.seed, **kwargs
+                )
                 new.ops = layer.ops  # keep fault sites fresh: a redo is not a replay
                 new.max_attempts = layer.max_attempts
                 restored.append(new)
@@ -225,10 +236,20 @@ class Trainer:
                 self.observer.publish(position, total)  # observe
                 epoch, index = divmod(position, per_epoch)
                 if epoch_batches[0] != epoch:  # one epoch in memory; a rollback may regenerate one
-                    epoch_batches = (epoch, list(batches(self.data.x_train, self.data.y_train,
-                                                         self.config.batch_size, seed=self.config.seed, epoch=epoch)))
+                    epoch_batches = (
+                        epoch,
+                        list(
+                            batches(
+                                self.data.x_train,
+                                self.data.y_train,
+                                self.config.batch_size,
+                                seed=self.config.seed,
+                                epoch=epoch,
+                            )
+                        ),
+                    )
                 xb, yb = epoch_batches[1][index]
-                lr = self.config.lr * self.config.lr_decay ** epoch
+                lr = self.config.lr * self.config.lr_decay**epoch
                 try:
                     loss = self.step(xb.astype(self.dtype, copy=False), yb, lr)
                     end_of_epoch = (position + 1) % per_epoch == 0
@@ -240,12 +261,20 @@ class Trainer:
                         self._scrub()
                 except RECOVERABLE:
                     position = self._rollback()
-                    del by_epoch[position // per_epoch:]  # a rollback past an epoch's end takes its evaluation back
+                    del by_epoch[position // per_epoch :]  # a rollback past an epoch's end takes its evaluation back
                     continue
                 position += 1
                 if progress:
-                    progress({"epoch": epoch + 1, "position": position, "of": total, "loss": loss,
-                              "rollbacks": self.rollbacks, "test_accuracy": by_epoch[-1] if end_of_epoch else None})
+                    progress(
+                        {
+                            "epoch": epoch + 1,
+                            "position": position,
+                            "of": total,
+                            "loss": loss,
+                            "rollbacks": self.rollbacks,
+                            "test_accuracy": by_epoch[-1] if end_of_epoch else None,
+                        }
+                    )
             if self.checkpoint_position != position:  # the run ends at an epoch's end: evaluated, so scrubbed
                 self._checkpoint(store, position, scrubbed=True)
         self.ledger.add_injected(collect_injected(self.client))
@@ -253,15 +282,27 @@ class Trainer:
         led = self.ledger.summary()
         detected = sum(len(r.detected) for r in self.ledger.products.values())
         return TrainSummary(
-            strategy=self.config.strategy, workers=len(self.client.nthreads()),
-            layers=self.sizes, epochs=self.config.epochs, iterations=total,
-            test_accuracy=by_epoch[-1] if by_epoch else self.test_accuracy(), final_loss=loss,
+            strategy=self.config.strategy,
+            workers=len(self.client.nthreads()),
+            layers=self.sizes,
+            epochs=self.config.epochs,
+            iterations=total,
+            test_accuracy=by_epoch[-1] if by_epoch else self.test_accuracy(),
+            final_loss=loss,
             wall_seconds=time.perf_counter() - start,
-            faults={"injected": led["injected"], "detected": detected, "corrected": led["corrected"],
-                    "recomputed": led["recomputed"], "rollbacks": self.rollbacks,
-                    "rolled_back": led["rolled-back"], "benign": led["benign"], "undetected": led["undetected"]},
+            faults={
+                "injected": led["injected"],
+                "detected": detected,
+                "corrected": led["corrected"],
+                "recomputed": led["recomputed"],
+                "rollbacks": self.rollbacks,
+                "rolled_back": led["rolled-back"],
+                "benign": led["benign"],
+                "undetected": led["undetected"],
+            },
             store=str(self.store_path) if self._tmp is None else "(temporary)",
-            dataset=self.data.name, accuracy_by_epoch=by_epoch,
+            dataset=self.data.name,
+            accuracy_by_epoch=by_epoch,
         )
 
     def test_accuracy(self) -> float:

@@ -32,13 +32,16 @@ T, C, R = 0.3, 0.5, 2.0
 
 # --- codewords and steps ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("codeword", [Codeword(6, 1, 6), Codeword(6, 1, 2), Codeword(3, 1, 1), Codeword(1, 0, 0)])
 def test_codeword_outcomes_match_direct_sampling_of_wrong_blocks(codeword):
     q, draws = 0.15, 200_000
     wrong = np.random.default_rng(7).binomial(1, q, size=(draws, codeword.n)).sum(axis=1)
-    sampled = [np.mean(wrong <= codeword.correct),
-               np.mean((wrong > codeword.correct) & (wrong <= codeword.detect)),
-               np.mean(wrong > codeword.detect)]
+    sampled = [
+        np.mean(wrong <= codeword.correct),
+        np.mean((wrong > codeword.correct) & (wrong <= codeword.detect)),
+        np.mean(wrong > codeword.detect),
+    ]
     outcomes = codeword.outcomes(q)
     assert math.isclose(sum(outcomes), 1.0)
     for model, seen in zip(outcomes, sampled, strict=True):
@@ -103,10 +106,12 @@ CASES = {
     "codenet, rare failures": RunModel(codenet(1e-3, base_time=T), 300, C, R, 50),
     "uncoded, p_fail = 0, last segment short": RunModel(uncoded(0.01, base_time=T), 250, C, R, 40),
     "measured, p_fail = 0.1": RunModel(StepModel.measured("flaky", T, 0.1), 200, C, R, 15),
-    "replication r=2, retries and rollbacks":
-        RunModel(replication(0.05, 2, base_time=T, grid=(2, 2), layers=2), 300, C, R, 7),
-    "codenet 2x2+1x1, p_fail ~ 0.2":
-        RunModel(codenet(0.08, base_time=T, grid=(2, 2), parity=(1, 1), layers=2), 200, C, 3.0, 10),
+    "replication r=2, retries and rollbacks": RunModel(
+        replication(0.05, 2, base_time=T, grid=(2, 2), layers=2), 300, C, R, 7
+    ),
+    "codenet 2x2+1x1, p_fail ~ 0.2": RunModel(
+        codenet(0.08, base_time=T, grid=(2, 2), parity=(1, 1), layers=2), 200, C, 3.0, 10
+    ),
     "checkpoint every step": RunModel(StepModel.measured("flaky", T, 0.02), 100, 0.2, 1.0, 1),
     "interval longer than the run": RunModel(StepModel.measured("flaky", T, 0.01), 100, 0.2, 1.0, 500),
 }
@@ -160,6 +165,7 @@ def test_monte_carlo_is_reproducible_with_a_seed():
 
 # --- optimal interval -------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("p_fail", [1e-5, 1e-4, 1e-3, 0.02, 0.1])
 def test_exact_optimum_is_never_worse_than_young_daly(p_fail):
     run = RunModel(StepModel.measured("s", T, p_fail), 5000, C, R)
@@ -177,7 +183,8 @@ def test_young_daly_is_close_for_small_p_fail_and_worse_for_large():
     assert expected_time(small.with_interval(k_yd)) / expected_time(small.with_interval(k_best)) - 1 < 1e-4
     large = RunModel(StepModel.measured("s", T, 0.2), 2000, 5.0, R)
     assert expected_time(large.with_interval(young_daly_interval(large))) > 1.01 * expected_time(
-        large.with_interval(optimal_interval(large)))
+        large.with_interval(optimal_interval(large))
+    )
 
 
 def test_intervals_at_the_edges():
@@ -193,34 +200,40 @@ def test_intervals_at_the_edges():
 
 # --- plot and errors --------------------------------------------------------------------------------
 
+
 def test_plot_writes_a_png(tmp_path):
     import matplotlib.image
 
-    runs = [RunModel(s, 1000, C, R) for s in (codenet(0.02, base_time=T), replication(0.02, 3, base_time=T),
-                                              replication(0.02, 2, base_time=T))]
+    runs = [
+        RunModel(s, 1000, C, R)
+        for s in (codenet(0.02, base_time=T), replication(0.02, 3, base_time=T), replication(0.02, 2, base_time=T))
+    ]
     path = plot_expected_time(runs, tmp_path / "expected.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     height, width, _ = matplotlib.image.imread(path).shape
     assert height > 200 and width > 300
 
 
-@pytest.mark.parametrize("build, match", [
-    (lambda: RunModel(uncoded(0.1, base_time=T), 100, -1.0, R), "checkpoint cost"),
-    (lambda: RunModel(uncoded(0.1, base_time=T), 100, C, -0.5), "restart cost"),
-    (lambda: RunModel(uncoded(0.1, base_time=T), 100, C, R, 0), "interval"),
-    (lambda: RunModel(uncoded(0.1, base_time=T), 0, C, R), "steps"),
-    (lambda: expected_times(RunModel(uncoded(0.1, base_time=T), 10, C, R), [0, 3]), "interval"),
-    (lambda: codenet(1.5, base_time=T), "probability"),
-    (lambda: codenet(-0.1, base_time=T), "probability"),
-    (lambda: codenet(0.1, base_time=-T), "base_time"),
-    (lambda: codenet(0.1, base_time=T, max_attempts=0), "max_attempts"),
-    (lambda: codenet(0.1, base_time=T, errors="maybe"), "errors"),
-    (lambda: replication(0.1, 1, base_time=T), "replicas"),
-    (lambda: Codeword(3, 2, 1), "correct <= detect"),
-    (lambda: Product(1.0, reject=0.7, silent=0.5), "exceeds 1"),
-    (lambda: StepModel.measured("s", T, 2.0), "probability"),
-    (lambda: simulate(RunModel(uncoded(0.1, base_time=T), 10, C, R), confidence=1.0), "confidence"),
-])
+@pytest.mark.parametrize(
+    "build, match",
+    [
+        (lambda: RunModel(uncoded(0.1, base_time=T), 100, -1.0, R), "checkpoint cost"),
+        (lambda: RunModel(uncoded(0.1, base_time=T), 100, C, -0.5), "restart cost"),
+        (lambda: RunModel(uncoded(0.1, base_time=T), 100, C, R, 0), "interval"),
+        (lambda: RunModel(uncoded(0.1, base_time=T), 0, C, R), "steps"),
+        (lambda: expected_times(RunModel(uncoded(0.1, base_time=T), 10, C, R), [0, 3]), "interval"),
+        (lambda: codenet(1.5, base_time=T), "probability"),
+        (lambda: codenet(-0.1, base_time=T), "probability"),
+        (lambda: codenet(0.1, base_time=-T), "base_time"),
+        (lambda: codenet(0.1, base_time=T, max_attempts=0), "max_attempts"),
+        (lambda: codenet(0.1, base_time=T, errors="maybe"), "errors"),
+        (lambda: replication(0.1, 1, base_time=T), "replicas"),
+        (lambda: Codeword(3, 2, 1), "correct <= detect"),
+        (lambda: Product(1.0, reject=0.7, silent=0.5), "exceeds 1"),
+        (lambda: StepModel.measured("s", T, 2.0), "probability"),
+        (lambda: simulate(RunModel(uncoded(0.1, base_time=T), 10, C, R), confidence=1.0), "confidence"),
+    ],
+)
 def test_bad_parameters_raise_a_clear_value_error(build, match):
     with pytest.raises(ModelParameterError, match=match) as caught:
         build()

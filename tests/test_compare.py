@@ -26,8 +26,9 @@ FAULTS = "bitflip:field=exponent:steps=block-forward+block-backward"
 @pytest.fixture(scope="module")
 def experiment(client, tmp_path_factory):
     out = tmp_path_factory.mktemp("compare")
-    ds = run_comparison(client, load_dataset("digits"), ["uncoded", "codenet-2x2+2x2"], [0, HIGH], [0], TINY, out,
-                        fault_model=FAULTS)
+    ds = run_comparison(
+        client, load_dataset("digits"), ["uncoded", "codenet-2x2+2x2"], [0, HIGH], [0], TINY, out, fault_model=FAULTS
+    )
     return ds, out
 
 
@@ -36,8 +37,23 @@ def test_outputs_are_written_and_readable(experiment):
     with (out / "runs.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 4
-    assert {"strategy", "fault_rate", "seed", "status", "final_accuracy", "wall_seconds", "injected", "corrected",
-            "recomputed", "rollbacks", "benign", "undetected", "flop_ratio", "corrects", "detects"} <= set(rows[0])
+    assert {
+        "strategy",
+        "fault_rate",
+        "seed",
+        "status",
+        "final_accuracy",
+        "wall_seconds",
+        "injected",
+        "corrected",
+        "recomputed",
+        "rollbacks",
+        "benign",
+        "undetected",
+        "flop_ratio",
+        "corrects",
+        "detects",
+    } <= set(rows[0])
     stored = xr.open_zarr(out / "results.zarr")
     assert dict(stored.sizes) == {"strategy": 2, "fault_rate": 2, "seed": 1, "step": ds.sizes["step"]}
     assert list(stored.strategy.values) == ["uncoded", "codenet-2x2+2x2"]
@@ -60,7 +76,9 @@ def test_ledgers_codenet_catches_everything_uncoded_does_not(experiment):
     clean = ds.sel(fault_rate=0, seed=0)
     assert (clean.injected == 0).all() and (clean.status == "ok").all()
     # Same seed, same batches, no faults: the strategies train the same model.
-    assert float(clean.final_accuracy.sel(strategy="uncoded")) == float(clean.final_accuracy.sel(strategy="codenet-2x2+2x2"))
+    assert float(clean.final_accuracy.sel(strategy="uncoded")) == float(
+        clean.final_accuracy.sel(strategy="codenet-2x2+2x2")
+    )
 
 
 def test_variants_and_fault_specs():
@@ -68,21 +86,48 @@ def test_variants_and_fault_specs():
     four = Variant.parse("codenet-4x4+2x2")
     assert (four.grid, four.parity, four.corrects, four.detects, four.flop_ratio) == (4, (2, 2), 1, 2, 1.75)
     assert fault_spec("bitflip", 0) == "none"
-    assert fault_spec("bitflip:field=exponent", 0.01) == \
-        "bitflip:0.01:field=exponent:steps=block-forward+block-backward+update"
+    assert (
+        fault_spec("bitflip:field=exponent", 0.01)
+        == "bitflip:0.01:field=exponent:steps=block-forward+block-backward+update"
+    )
     assert fault_spec("nan:steps=update", 0.1) == "nan:0.1:steps=update"
 
 
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "codenet_dask", "compare", *args], capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "codenet_dask", "compare", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def test_cli_end_to_end(tmp_path):
     out = tmp_path / "out"
-    done = cli("--out", str(out), "--dataset", "digits", "--layers", "16,16", "--epochs", "1", "--batch-size", "256",
-               "--strategies", "uncoded,replication-2", "--fault-rates", "0,0.02", "--seeds", "0", "--workers", "2",
-               "--format", "netcdf", "--json")
+    done = cli(
+        "--out",
+        str(out),
+        "--dataset",
+        "digits",
+        "--layers",
+        "16,16",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "256",
+        "--strategies",
+        "uncoded,replication-2",
+        "--fault-rates",
+        "0,0.02",
+        "--seeds",
+        "0",
+        "--workers",
+        "2",
+        "--format",
+        "netcdf",
+        "--json",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)
     assert len(result["runs"]) == 4 and result["table"].startswith("| strategy")
@@ -91,15 +136,18 @@ def test_cli_end_to_end(tmp_path):
     assert {p.name for p in out.iterdir()} == {"runs.csv", "results.nc", *PLOTS}
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--strategies", "uncoded,triple"], "unknown strategy 'triple'"),
-    (["--strategies", "uncoded,uncoded"], "no repeats"),
-    (["--fault-rates", "0,-0.1"], "in [0, 1]"),
-    (["--fault-rates", "0,x"], "comma-separated list of floats"),
-    (["--seeds", "-1"], "--seeds must be >= 0"),
-    (["--fault-model", "bogus"], "unknown fault model"),
-    (["--strategies", "codenet-2x2+1x1", "--layers", "1"], "at least the finest grid 2"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--strategies", "uncoded,triple"], "unknown strategy 'triple'"),
+        (["--strategies", "uncoded,uncoded"], "no repeats"),
+        (["--fault-rates", "0,-0.1"], "in [0, 1]"),
+        (["--fault-rates", "0,x"], "comma-separated list of floats"),
+        (["--seeds", "-1"], "--seeds must be >= 0"),
+        (["--fault-model", "bogus"], "unknown fault model"),
+        (["--strategies", "codenet-2x2+1x1", "--layers", "1"], "at least the finest grid 2"),
+    ],
+)
 def test_usage_errors_exit_2_with_one_line(tmp_path, args, message):
     done = cli("--out", str(tmp_path / "out"), *args, timeout=60)
     assert done.returncode == 2

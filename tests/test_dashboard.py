@@ -42,12 +42,33 @@ def fetch_json(base: str, run: str | None = None) -> dict:
 def test_tally_folds_increments_per_run_layer_and_worker():
     tally = Tally()
     tally.apply({"kind": "start", "run": "a", "strategy": "codenet", "label": "x"})
-    tally.apply({"kind": "layers", "run": "a", "layers": [
-        {"name": "dense0", "strategy": "codenet", "grid": [2, 2], "parity": [2, 2], "blocks": {"w1": 8, "w2": 8}}]})
+    tally.apply(
+        {
+            "kind": "layers",
+            "run": "a",
+            "layers": [
+                {
+                    "name": "dense0",
+                    "strategy": "codenet",
+                    "grid": [2, 2],
+                    "parity": [2, 2],
+                    "blocks": {"w1": 8, "w2": 8},
+                }
+            ],
+        }
+    )
     for _ in range(2):
-        tally.apply({"kind": "step", "run": "a", "position": 3, "total": 9, "rollbacks": 1,
-                     "layers": {"dense0": {"detected": 2, "corrected": 1, "products": 1}},
-                     "workers": {"w1": {"detected": 2, "corrected": 1}}})
+        tally.apply(
+            {
+                "kind": "step",
+                "run": "a",
+                "position": 3,
+                "total": 9,
+                "rollbacks": 1,
+                "layers": {"dense0": {"detected": 2, "corrected": 1, "products": 1}},
+                "workers": {"w1": {"detected": 2, "corrected": 1}},
+            }
+        )
     tally.apply({"kind": "step", "run": "b", "position": 1})  # a run this plugin never saw start
     tally.apply({"kind": "nonsense", "run": "a"})
     tally.apply("not even a dict")
@@ -66,9 +87,19 @@ def test_dashboard_counters_equal_the_trainers_ledger(client, tmp_path):
     leave wrong stored blocks that scrubs repair. What the page counts, summed from the events the
     run published, must equal what the Trainer's own ledger holds at the end."""
     data = load_dataset("digits", seed=0)
-    config = TrainConfig(hidden=(16,), epochs=1, batch_size=128, lr=0.5, grid=2, parity=(2, 2),
-                         faults="nan:0.35:steps=block-forward+block-backward,bitflip:0.04:field=exponent:steps=update",
-                         checkpoint_every=4, scrub_every=2, max_attempts=2, seed=2)
+    config = TrainConfig(
+        hidden=(16,),
+        epochs=1,
+        batch_size=128,
+        lr=0.5,
+        grid=2,
+        parity=(2, 2),
+        faults="nan:0.35:steps=block-forward+block-backward,bitflip:0.04:field=exponent:steps=update",
+        checkpoint_every=4,
+        scrub_every=2,
+        max_attempts=2,
+        seed=2,
+    )
     trainer = Trainer(client, data, config, tmp_path / "store")  # registers the plugin itself
     summary = trainer.run()
     run = fetch_json(base_url(client), trainer.observer.run_id)["run"]
@@ -84,8 +115,9 @@ def test_dashboard_counters_equal_the_trainers_ledger(client, tmp_path):
             "detected": sum(len(r.detected) for _, r in reports),
             "corrected": sum(len(r.corrected) for _, r in reports),
             "recomputations": sum(r.recomputed for _, r in reports),
-            "recomputed": sum(len(c) for _, r in reports for a, c in r.detected_by_attempt.items()
-                              if a != r.accepted_attempt),
+            "recomputed": sum(
+                len(c) for _, r in reports for a, c in r.detected_by_attempt.items() if a != r.accepted_attempt
+            ),
             "rolled_back": sum(len(r.detected) for key, r in reports if key in ledger.rolled_back),
             "ops_rolled_back": sum(1 for name, _ in ledger.rolled_back if name == layer.name),
             "repaired": len(ledger.repairs.get(layer.name, [])),
@@ -128,17 +160,28 @@ return text(document.body).replace(/\\s+/g, ' ');
 def chromium_driver(window: str = "1400,1100"):
     """Selenium on Debian's chromium; skips with the reason when the browser is not installed."""
     if not (CHROMIUM and CHROMEDRIVER):
-        pytest.skip("Debian's chromium and chromium-driver are not installed (.ci/browser.sh installs them; "
-                    "it could not here)")
+        pytest.skip(
+            "Debian's chromium and chromium-driver are not installed (.ci/browser.sh installs them; it could not here)"
+        )
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[test]')")
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     profile = tempfile.mkdtemp(prefix="codenet-chromium-")
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", f"--user-data-dir={profile}", f"--window-size={window}"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+        f"--window-size={window}",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(30)
@@ -169,8 +212,10 @@ def keep(shot: Path, name: str) -> None:
 
 
 #: Exponent flips in products and updates, NaN results: corrections, recomputations, a rollback, repairs.
-FAULTS = ("bitflip:0.02:field=exponent:steps=block-forward+block-backward,bitflip:0.01:field=exponent:steps=update,"
-          "nan:0.01:steps=block-forward+block-backward")
+FAULTS = (
+    "bitflip:0.02:field=exponent:steps=block-forward+block-backward,bitflip:0.01:field=exponent:steps=update,"
+    "nan:0.01:steps=block-forward+block-backward"
+)
 
 
 @pytest.mark.slow
@@ -180,16 +225,42 @@ def test_codenet_page_shows_live_counters_in_headless_chromium(tmp_path):
     --report file is written."""
     driver, profile = chromium_driver()
     report = tmp_path / "run-report.html"
-    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster, \
-            Client(cluster) as client:
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster, Client(cluster) as client:
         base = base_url(client)
         train = subprocess.Popen(
-            [sys.executable, "-m", "codenet_dask", "train", "--scheduler", cluster.scheduler_address,
-             "--dataset", "digits", "--layers", "16", "--epochs", "3", "--batch-size", "128", "--lr", "0.5",
-             "--faults", FAULTS, "--checkpoint-every", "6", "--seed", "2",
-             "--report", str(report), "--json"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-m",
+                "codenet_dask",
+                "train",
+                "--scheduler",
+                cluster.scheduler_address,
+                "--dataset",
+                "digits",
+                "--layers",
+                "16",
+                "--epochs",
+                "3",
+                "--batch-size",
+                "128",
+                "--lr",
+                "0.5",
+                "--faults",
+                FAULTS,
+                "--checkpoint-every",
+                "6",
+                "--seed",
+                "2",
+                "--report",
+                str(report),
+                "--json",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
+
             def running_with_detections():
                 try:
                     run = fetch_json(base)["run"]
@@ -199,8 +270,11 @@ def test_codenet_page_shows_live_counters_in_headless_chromium(tmp_path):
 
             run = wait_for("the run to publish its first detections", running_with_detections, 90)
             driver.get(f"{base}/{PAGE}")
-            first_text = wait_for("the page to render the counters",
-                                  lambda: (t := driver.execute_script(PAGE_TEXT)) and counters(t) and t, 30)
+            first_text = wait_for(
+                "the page to render the counters",
+                lambda: (t := driver.execute_script(PAGE_TEXT)) and counters(t) and t,
+                30,
+            )
             first = counters(first_text)
             assert f"CodeNet run {run['run']}" in first_text and "running" in first_text
             assert "dense0" in first_text and "dense1" in first_text and "2x2" in first_text  # code shapes
@@ -218,8 +292,11 @@ def test_codenet_page_shows_live_counters_in_headless_chromium(tmp_path):
             out, err = train.communicate(timeout=240)
             assert train.returncode == 0, err[-3000:]
             # The same page, never reloaded: its periodic refresh shows the finished run.
-            last_text = wait_for("the page to show the finished run",
-                                 lambda: "finished" in (t := driver.execute_script(PAGE_TEXT)) and t, 15)
+            last_text = wait_for(
+                "the page to show the finished run",
+                lambda: "finished" in (t := driver.execute_script(PAGE_TEXT)) and t,
+                15,
+            )
             last = counters(last_text)
             driver.save_screenshot(str(tmp_path / "codenet-finished.png"))
             keep(tmp_path / "codenet-finished.png", "codenet-page.png")
@@ -237,12 +314,15 @@ def test_codenet_page_shows_live_counters_in_headless_chromium(tmp_path):
     assert report.stat().st_size > 10_000 and "Dask Performance Report" in report.read_text()
 
 
-@pytest.mark.parametrize("args,message", [
-    (["train", "--report", "run.txt"], "--report must end in .html"),
-    (["train", "--report", "/no/such/folder/run.html"], "folder /no/such/folder does not exist"),
-    (["graph", "--out", "step.gif"], "--out must end in .png or .svg or .pdf or .dot"),
-    (["graph", "--out", "step.png", "--grid", "3x2"], "--grid must be square"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["train", "--report", "run.txt"], "--report must end in .html"),
+        (["train", "--report", "/no/such/folder/run.html"], "folder /no/such/folder does not exist"),
+        (["graph", "--out", "step.gif"], "--out must end in .png or .svg or .pdf or .dot"),
+        (["graph", "--out", "step.png", "--grid", "3x2"], "--grid must be square"),
+    ],
+)
 def test_bad_output_paths_exit_2_before_starting(args, message, capsys):
     from codenet_dask.cli import main
 

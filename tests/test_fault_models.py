@@ -174,7 +174,7 @@ def test_stale_differs_by_a_rank_one_update_of_the_stated_size():
 
 
 def test_models_reject_bad_parameters_and_dtypes():
-    for bad in (dict(bits=0), dict(bits=2, bit=3), dict(field="sign", bits=2), dict(bit=64), dict(field="x")):
+    for bad in ({"bits": 0}, {"bits": 2, "bit": 3}, {"field": "sign", "bits": 2}, {"bit": 64}, {"field": "x"}):
         with pytest.raises(ValueError):
             BitFlip(**bad)
     with pytest.raises(ValueError, match="does not exist"):
@@ -200,8 +200,10 @@ def test_models_reject_bad_parameters_and_dtypes():
         ("BitFlip : 1e-5 : Field = exponent", "bitflip:1e-5:field=exponent"),
         ("bitflip:1e-3:bit=63", "bitflip:0.001:bit=63"),
         ("bitflip:1e-3:steps=update+block-forward", "bitflip:0.001:steps=block-forward+update"),
-        ("bitflip:1e-4:steps=block-forward,bitflip:1e-2:steps=update",
-         "bitflip:0.0001:steps=block-forward,bitflip:0.01:steps=update"),
+        (
+            "bitflip:1e-4:steps=block-forward,bitflip:1e-2:steps=update",
+            "bitflip:0.0001:steps=block-forward,bitflip:0.01:steps=update",
+        ),
         ("zero:0.05:workers=2", "zero:0.05:workers=2"),
         ("bitflip:1e-4:workers=10+2+gpu-a:boost=100", "bitflip:0.0001:workers=2+10+gpu-a:boost=100"),
         ("inf:0.5:sign=-,stale:0.5", "inf:0.5:sign=-,stale:0.5:scale=0.01"),
@@ -231,8 +233,7 @@ rule_strategy = st.builds(
     | st.builds(Stale, scale=st.floats(1e-12, 1e6)),
     rate=st.floats(0, 0.25),
     steps=st.none() | st.frozensets(st.sampled_from(STEPS), min_size=1),
-    workers=st.none()
-    | st.frozensets(st.from_regex(r"[a-zA-Z0-9_.\-]{1,6}", fullmatch=True), min_size=1, max_size=3),
+    workers=st.none() | st.frozensets(st.from_regex(r"[a-zA-Z0-9_.\-]{1,6}", fullmatch=True), min_size=1, max_size=3),
 )
 
 
@@ -302,9 +303,7 @@ def test_fault_spec_error_is_a_value_error_and_a_codenet_error():
 
 
 def test_disjoint_duplicates_are_per_step_and_per_worker_rates():
-    spec = parse_fault_spec(
-        "bitflip:0.05:steps=encode,bitflip:0.1:steps=update,zero:0.9:workers=1,zero:0.9:workers=2"
-    )
+    spec = parse_fault_spec("bitflip:0.05:steps=encode,bitflip:0.1:steps=update,zero:0.9:workers=1,zero:0.9:workers=2")
     first, second, w1, _ = spec.rules
     assert first.rate_at("encode", None) == 0.05 and first.rate_at("update", None) == 0
     assert second.rate_at("update", "3") == 0.1
@@ -367,9 +366,7 @@ def test_results_are_identical_in_another_process():
     code = FINGERPRINT + f"\nprint(fingerprint({SPEC!r}, 11, 200))\n"
     env = dict(os.environ, PYTHONHASHSEED="12345")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    child = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root, check=True
-    )
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root, check=True)
     assert child.stdout.strip() == fingerprint(SPEC, 11, 200)
     assert child.stdout.strip() != fingerprint(SPEC, 12, 200)
 
@@ -377,8 +374,10 @@ def test_results_are_identical_in_another_process():
 def test_empirical_rates_fall_in_binomial_intervals():
     n = 20_000
     hook = RandomFaults.from_string("bitflip:0.01,nan:0.03:steps=update,zero:0.002", seed=3)
-    for step, expected in (("block-forward", {"bitflip": 0.01, "zero": 0.002}),
-                           ("update", {"bitflip": 0.01, "nan": 0.03, "zero": 0.002})):
+    for step, expected in (
+        ("block-forward", {"bitflip": 0.01, "zero": 0.002}),
+        ("update", {"bitflip": 0.01, "nan": 0.03, "zero": 0.002}),
+    ):
         counts: dict[str, int] = {}
         for site in sites(n, step):
             d = hook.decide(site, 0)
@@ -413,8 +412,14 @@ def test_unreliable_workers():
     n = 20_000
     only = RandomFaults.from_string("zero:0.01:workers=2", seed=1)
     boosted = RandomFaults.from_string("zero:0.001:workers=1+2:boost=20", seed=1)
-    for worker, hook, p in ((2, only, 0.01), ("0", only, 0.0), (None, only, 0.0),
-                            (2, boosted, 0.02), ("7", boosted, 0.001), (None, boosted, 0.001)):
+    for worker, hook, p in (
+        (2, only, 0.01),
+        ("0", only, 0.0),
+        (None, only, 0.0),
+        (2, boosted, 0.02),
+        ("7", boosted, 0.001),
+        (None, boosted, 0.001),
+    ):
         hits = sum(hook.decide(s, 0, worker) is not None for s in sites(n))
         lo, hi = interval(n, p)
         assert lo <= hits <= hi, (worker, p, hits)
@@ -426,15 +431,12 @@ def test_the_hook_reads_the_worker_name_on_a_real_worker():
     distributed = pytest.importorskip("distributed")
     hook = RandomFaults.from_string("zero:1:workers=1", seed=0)
     site = Site("update", "layer0", 0, (0, 0))
-    options = dict(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0")
-    with distributed.LocalCluster(**options) as cluster:
-        with distributed.Client(cluster) as client:
-            results = {}
-            for name, worker in cluster.workers.items():
-                future = client.submit(
-                    hook.apply_logged, site, np.ones(3), 0, workers=[worker.address], pure=False
-                )
-                results[str(name)] = future.result()
+    options = {"n_workers": 2, "threads_per_worker": 1, "processes": False, "dashboard_address": ":0"}
+    with distributed.LocalCluster(**options) as cluster, distributed.Client(cluster) as client:
+        results = {}
+        for name, worker in cluster.workers.items():
+            future = client.submit(hook.apply_logged, site, np.ones(3), 0, workers=[worker.address], pure=False)
+            results[str(name)] = future.result()
     assert results["1"][1] is not None and results["1"][1].worker == "1" and not results["1"][0].any()
     assert results["0"][1] is None and results["0"][0].all()
 
@@ -444,7 +446,7 @@ def test_ground_truth_records_relative_magnitude():
     site = Site("encode", "layer0", 0, (0, 0))
     cases = (("nan:1", np.inf), ("inf:1", np.inf), ("zero:1", 1.0), ("noise:1:scale=0.125", 0.125))
     for text, magnitude in cases:
-        out, record = RandomFaults.from_string(text).apply_logged(site, x, 0)
+        _out, record = RandomFaults.from_string(text).apply_logged(site, x, 0)
         assert record is not None and record.site == site and record.attempt == 0
         assert record.relative_magnitude == magnitude, text
     _, record = RandomFaults.from_string("zero:1").apply_logged(site, np.zeros(4), 0)

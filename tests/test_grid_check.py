@@ -31,7 +31,9 @@ def corrupt(block: CodedBlock, rng: np.random.Generator) -> CodedBlock:
     mask = rng.random(values.shape) < 0.5
     mask.flat[rng.integers(values.size)] = True
     scale = float(np.abs(values).max())
-    values[mask] += (rng.choice([-1, 1], mask.sum()) * 10 ** rng.uniform(-3, 0, mask.sum()) * scale).astype(values.dtype)
+    values[mask] += (rng.choice([-1, 1], mask.sum()) * 10 ** rng.uniform(-3, 0, mask.sum()) * scale).astype(
+        values.dtype
+    )
     return replace(block, values=values)
 
 
@@ -71,7 +73,7 @@ def global_oracle(code: ProductCode, erased: set[Key]) -> tuple[set[Key], set[Ke
     free = {k for k in known if rank([x for x in known if x != k]) < full}
     verified = [k for k in known if k not in free]
     base = rank(verified)
-    return free, {e for e in erased if rank(verified + [e]) == base}
+    return free, {e for e in erased if rank([*verified, e]) == base}
 
 
 def assert_sound(result: GridCheck, truth: dict[Key, CodedBlock]) -> None:
@@ -317,8 +319,13 @@ def test_projections_alone_reach_the_same_verdicts(shape):
         grid: dict[Key, CodedBlock | None] = dict(truth)
         for key in pattern:
             kind = rng.integers(3)
-            grid[key] = None if kind == 0 else corrupt(truth[key], rng) if kind == 1 else \
-                replace(truth[key], values=np.full_like(truth[key].values, np.nan))
+            grid[key] = (
+                None
+                if kind == 0
+                else corrupt(truth[key], rng)
+                if kind == 1
+                else replace(truth[key], values=np.full_like(truth[key].values, np.nan))
+            )
         seed = int(rng.integers(1000))
         halves = [{k: b for k, b in grid.items() if (k[0] + k[1]) % 2 == w} for w in (0, 1)]
         projections = {k: p for half in halves for k, p in project_blocks(half, (4, 5), seed).items()}

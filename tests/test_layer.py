@@ -14,9 +14,14 @@ from codenet_dask import CodedLayer, UncorrectableError
 from codenet_dask.faults import Corruption, CorruptionPlan
 
 KINDS = [
-    dict(kind="bitflip", bit=62), dict(kind="bitflip", bit=52), dict(kind="bitflip", bit=63),
-    dict(kind="nan"), dict(kind="inf"), dict(kind="add", relative=1e-6), dict(kind="add", relative=1e300),
-    dict(kind="zero"),
+    {"kind": "bitflip", "bit": 62},
+    {"kind": "bitflip", "bit": 52},
+    {"kind": "bitflip", "bit": 63},
+    {"kind": "nan"},
+    {"kind": "inf"},
+    {"kind": "add", "relative": 1e-6},
+    {"kind": "add", "relative": 1e300},
+    {"kind": "zero"},
 ]
 
 
@@ -25,11 +30,25 @@ def one_error_per_codeword(op: int, seed: int, nr: int, nc: int, kr: int, kc: in
     rng = np.random.default_rng(seed)
     out = []
     for j in range(kc):  # forward: codeword = block-column j, positions a = 0..nr-1
-        out.append(Corruption("block-forward", block=(int(rng.integers(nr)), j), op=op,
-                              index=tuple(int(x) for x in rng.integers(0, 64, 2)), **KINDS[rng.integers(len(KINDS))]))
+        out.append(
+            Corruption(
+                "block-forward",
+                block=(int(rng.integers(nr)), j),
+                op=op,
+                index=tuple(int(x) for x in rng.integers(0, 64, 2)),
+                **KINDS[rng.integers(len(KINDS))],
+            )
+        )
     for i in range(kr):  # backward: codeword = block-row i, positions b = 0..nc-1
-        out.append(Corruption("block-backward", block=(i, int(rng.integers(nc))), op=op + 1,
-                              index=tuple(int(x) for x in rng.integers(0, 64, 2)), **KINDS[rng.integers(len(KINDS))]))
+        out.append(
+            Corruption(
+                "block-backward",
+                block=(i, int(rng.integers(nc))),
+                op=op + 1,
+                index=tuple(int(x) for x in rng.integers(0, 64, 2)),
+                **KINDS[rng.integers(len(KINDS))],
+            )
+        )
     return out
 
 
@@ -88,10 +107,12 @@ def test_1024_layer_trains_10_steps_through_corruption_like_numpy(client):
 def test_report_names_the_corrected_blocks(client):
     rng = np.random.default_rng(1)
     w, x = rng.standard_normal((96, 80)), rng.standard_normal((80, 7))
-    hook = CorruptionPlan((
-        Corruption("block-forward", block=(4, 1), kind="nan"),
-        Corruption("block-forward", block=(0, 2), kind="bitflip", bit=61),
-    ))
+    hook = CorruptionPlan(
+        (
+            Corruption("block-forward", block=(4, 1), kind="nan"),
+            Corruption("block-forward", block=(0, 2), kind="bitflip", bit=61),
+        )
+    )
     layer = CodedLayer.encode(client, w, grid=(4, 3), parity=(2, 1), name="rep1", hook=hook)
     result = layer.forward(x)
     assert relative(result.to_numpy(), w @ x) < 1e-10
@@ -103,10 +124,12 @@ def test_report_names_the_corrected_blocks(client):
 def test_uncorrectable_product_is_recomputed(client):
     rng = np.random.default_rng(2)
     w, x = rng.standard_normal((64, 64)), rng.standard_normal((64, 5))
-    two_in_one_codeword = CorruptionPlan((
-        Corruption("block-forward", block=(0, 1), kind="add", relative=0.3),
-        Corruption("block-forward", block=(3, 1), kind="add", relative=0.2, index=(1, 1)),
-    ))
+    two_in_one_codeword = CorruptionPlan(
+        (
+            Corruption("block-forward", block=(0, 1), kind="add", relative=0.3),
+            Corruption("block-forward", block=(3, 1), kind="add", relative=0.2, index=(1, 1)),
+        )
+    )
     layer = CodedLayer.encode(client, w, grid=(4, 4), parity=(2, 2), name="rec1", hook=two_in_one_codeword)
     result = layer.forward(x)
     assert result.report.recomputed == 1
@@ -118,10 +141,12 @@ def test_persistent_uncorrectable_errors_raise_never_return(client):
     rng = np.random.default_rng(3)
     w, x = rng.standard_normal((64, 64)), rng.standard_normal((64, 5))
     every_attempt = (0, 1, 2, 3)
-    hook = CorruptionPlan((
-        Corruption("block-forward", block=(0, 1), kind="add", relative=0.3, attempts=every_attempt),
-        Corruption("block-forward", block=(3, 1), kind="add", relative=0.2, attempts=every_attempt),
-    ))
+    hook = CorruptionPlan(
+        (
+            Corruption("block-forward", block=(0, 1), kind="add", relative=0.3, attempts=every_attempt),
+            Corruption("block-forward", block=(3, 1), kind="add", relative=0.2, attempts=every_attempt),
+        )
+    )
     layer = CodedLayer.encode(client, w, grid=(4, 4), parity=(2, 2), name="per1", hook=hook)
     with pytest.raises(UncorrectableError, match="roll back") as info:
         layer.forward(x)
@@ -133,7 +158,9 @@ def test_faulty_decode_verify_or_projection_never_reaches_the_result(client, ste
     rng = np.random.default_rng(4)
     w, x = rng.standard_normal((60, 50)), rng.standard_normal((50, 6))
     index = (2, 1) if step != "decode" else (5, 3)
-    hook = CorruptionPlan((Corruption(step, block=(1,) if step != "project" else (2, 0), kind="add", relative=1e-3, index=index),))
+    hook = CorruptionPlan(
+        (Corruption(step, block=(1,) if step != "project" else (2, 0), kind="add", relative=1e-3, index=index),)
+    )
     layer = CodedLayer.encode(client, w, grid=(3, 2), parity=(2, 2), name=f"dv{step}", hook=hook)
     result = layer.forward(x)
     assert relative(result.to_numpy(), w @ x) < 1e-10
@@ -145,9 +172,9 @@ def test_float32_layer_corrects_within_its_roundoff_bound(client):
     rng = np.random.default_rng(5)
     w = rng.standard_normal((256, 128)).astype(np.float32)
     x = rng.standard_normal((128, 16)).astype(np.float32)
-    hook = CorruptionPlan(tuple(
-        Corruption("block-forward", block=(a, j), kind="bitflip", bit=30 - j) for j, a in enumerate([4, 0, 2, 5])
-    ))
+    hook = CorruptionPlan(
+        tuple(Corruption("block-forward", block=(a, j), kind="bitflip", bit=30 - j) for j, a in enumerate([4, 0, 2, 5]))
+    )
     layer = CodedLayer.encode(client, w, grid=(4, 4), parity=(2, 2), name="f32", hook=hook)
     result = layer.forward(x)
     exact = w.astype(np.float64) @ x.astype(np.float64)
@@ -178,7 +205,7 @@ def test_workers_hold_their_blocks_and_block_tasks_run_there(client):
         assert worker == sorted(layer.shards)[key[1]], key
 
 
-@pytest.mark.parametrize("kind", [dict(kind="bitflip", bit=61), dict(kind="add", relative=1e-4), dict(kind="nan")])
+@pytest.mark.parametrize("kind", [{"kind": "bitflip", "bit": 61}, {"kind": "add", "relative": 1e-4}, {"kind": "nan"}])
 def test_a_wrong_update_persists_is_corrected_around_and_scrub_repairs_it(client, kind):
     rng = np.random.default_rng(7)
     w = rng.standard_normal((64, 48))

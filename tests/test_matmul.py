@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import dask
 import dask.array as da
 import numpy as np
@@ -17,7 +19,7 @@ from codenet_dask.faults import Corruption, CorruptionPlan
 def chunking(draw, length: int) -> tuple[int, ...]:
     cuts = sorted(set(draw(st.lists(st.integers(1, length - 1), max_size=3)))) if length > 1 else []
     edges = [0, *cuts, length]
-    return tuple(b - a for a, b in zip(edges, edges[1:]))
+    return tuple(b - a for a, b in itertools.pairwise(edges))
 
 
 @st.composite
@@ -39,7 +41,9 @@ def tolerance(dtype) -> float:
     return 1e-10 if dtype == np.float64 else 1e-3
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(problem=problems(), corrupt=st.booleans())
 def test_random_chunkings_match_numpy(client, problem, corrupt):
     n, m, q, dtype, a_chunks, b_chunks, parity, seed = problem
@@ -51,11 +55,17 @@ def test_random_chunkings_match_numpy(client, problem, corrupt):
     if corrupt:  # one wrong block result in every codeword (one per column block of a)
         # An unknown-position error needs 2 parities; NaN/Inf (known position) needs 1.
         kinds = ["nan", "bitflip", "inf", "nan"] if parity >= 2 else ["nan", "inf", "-inf", "nan"]
-        hook = CorruptionPlan(tuple(
-            Corruption("block-forward", block=(int(rng.integers(kr + parity)), j), kind=kind,
-                       bit=62 if dtype == np.float64 else 30)
-            for j, kind in zip(range(len(a_chunks[1])), kinds)
-        ))
+        hook = CorruptionPlan(
+            tuple(
+                Corruption(
+                    "block-forward",
+                    block=(int(rng.integers(kr + parity)), j),
+                    kind=kind,
+                    bit=62 if dtype == np.float64 else 30,
+                )
+                for j, kind in zip(range(len(a_chunks[1])), kinds)
+            )
+        )
     out = codenet_dask.matmul(a, b, parity=parity, hook=hook)
     assert out.shape == (n, q) and out.dtype == np.result_type(a_np, b_np)
     got = out.compute()  # on the session's distributed Client (the default once created)
@@ -87,10 +97,12 @@ def test_matmul_accepts_numpy_inputs_and_is_lazy():
 def test_beyond_capacity_raises_on_compute_instead_of_returning_wrong_numbers():
     rng = np.random.default_rng(2)
     a_np, b_np = rng.standard_normal((40, 40)), rng.standard_normal((40, 5))
-    hook = CorruptionPlan((
-        Corruption("block-forward", block=(0, 1), kind="add", relative=0.3),
-        Corruption("block-forward", block=(2, 1), kind="add", relative=0.2, index=(1, 3)),
-    ))
+    hook = CorruptionPlan(
+        (
+            Corruption("block-forward", block=(0, 1), kind="add", relative=0.3),
+            Corruption("block-forward", block=(2, 1), kind="add", relative=0.2, index=(1, 3)),
+        )
+    )
     out = codenet_dask.matmul(da.from_array(a_np, chunks=10), da.from_array(b_np, chunks=(10, 5)), parity=2, hook=hook)
     with pytest.raises(UncorrectableError):
         out.compute(scheduler="sync")

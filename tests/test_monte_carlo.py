@@ -12,36 +12,50 @@ import dask
 import numpy as np
 
 from codenet_dask.blocks import CodedBlock
-from codenet_dask.checks import ProductReport, projection_matrix
+from codenet_dask.checks import ProductReport, Rejected, projection_matrix
 from codenet_dask.codes import ProductCode
 from codenet_dask.faults import RandomFaults, collect_injected
 from codenet_dask.graph import ProductSpec, product_plan
 from codenet_dask.layer import MAX_ATTEMPTS
 from codenet_dask.ledger import OUTCOMES, FaultLedger
-from codenet_dask.checks import Rejected
 
-SPEC = ("bitflip:0.02:steps=block-forward+project+decode+verify,"
-        "nan:0.004:steps=block-forward+project+decode+verify,"
-        "noise:0.01:scale=1e-4:steps=block-forward+project+decode+verify")
+SPEC = (
+    "bitflip:0.02:steps=block-forward+project+decode+verify,"
+    "nan:0.004:steps=block-forward+project+decode+verify,"
+    "noise:0.01:scale=1e-4:steps=block-forward+project+decode+verify"
+)
 
 
 def coded_columns(code: ProductCode, rng) -> dict:
     blocks = code.row_code.encode(rng.standard_normal((code.kr, code.kc, 4, 6)))
     err = 8 * np.finfo(np.float64).eps * float(np.max(np.abs(blocks)))
-    return {(a, j): CodedBlock.from_values(blocks[a, j], err if a >= code.kr else 0.0)
-            for a in range(code.row_code.n) for j in range(code.kc)}
+    return {
+        (a, j): CodedBlock.from_values(blocks[a, j], err if a >= code.kr else 0.0)
+        for a in range(code.row_code.n)
+        for j in range(code.kc)
+    }
 
 
 def run_product(code, blocks, x_pieces, hook, op: int, ledger: FaultLedger, reference: list[np.ndarray]) -> None:
     v = projection_matrix(x_pieces[0].shape[1], op)
     report = ProductReport("forward", "mc", op=op)
     for attempt in range(MAX_ATTEMPTS):
-        spec = ProductSpec("forward", "mc", op, attempt, code.row_code, code.kc, False,
-                           coord=lambda a, j: (a, j), block=lambda a, j: blocks[(a, j)], owner=lambda a, j: None,
-                           raise_on_reject=False)
+        spec = ProductSpec(
+            "forward",
+            "mc",
+            op,
+            attempt,
+            code.row_code,
+            code.kc,
+            False,
+            coord=lambda a, j: (a, j),
+            block=lambda a, j: blocks[(a, j)],
+            owner=lambda a, j: None,
+            raise_on_reject=False,
+        )
         plan = product_plan(spec, x_pieces, v, hook)
         results = dask.get(plan.tasks, plan.outputs + plan.reports)
-        chunks, verdicts = results[: len(plan.outputs)], results[len(plan.outputs):]
+        chunks, verdicts = results[: len(plan.outputs)], results[len(plan.outputs) :]
         report.merge_verdicts(attempt, verdicts, plan.label)
         if not any(isinstance(c, Rejected) for c in chunks):
             report.accepted_attempt = attempt
@@ -86,18 +100,34 @@ def test_no_false_alarm_in_2000_clean_products_per_dtype():
             scale = 10.0 ** rng.uniform(-6, 6)
             grid = code.encode_grid((rng.standard_normal((2, 2, 5, 7)) * scale).astype(dtype))
             err = 8 * float(np.finfo(dtype).eps) * float(np.max(np.abs(grid)))
-            blocks = {(a, b): CodedBlock.from_values(grid[a, b], 0.0 if a < 2 and b < 2 else err)
-                      for a in range(4) for b in range(4)}
-            for step, transpose, inner, codewords, sub in (("forward", False, 7, 2, code.row_code),
-                                                           ("backward", True, 5, 2, code.col_code)):
+            blocks = {
+                (a, b): CodedBlock.from_values(grid[a, b], 0.0 if a < 2 and b < 2 else err)
+                for a in range(4)
+                for b in range(4)
+            }
+            for step, transpose, inner, codewords, sub in (
+                ("forward", False, 7, 2, code.row_code),
+                ("backward", True, 5, 2, code.col_code),
+            ):
+
                 def coord(a, j, forward=not transpose):
                     return (a, j) if forward else (j, a)
 
-                spec = ProductSpec(step, "clean", trial, 0, sub, codewords, transpose, coord=coord,
-                                   block=lambda a, j, coord=coord, blocks=blocks: blocks[coord(a, j)], owner=lambda a, j: None,
-                                   raise_on_reject=False)
+                spec = ProductSpec(
+                    step,
+                    "clean",
+                    trial,
+                    0,
+                    sub,
+                    codewords,
+                    transpose,
+                    coord=coord,
+                    block=lambda a, j, coord=coord, blocks=blocks: blocks[coord(a, j)],
+                    owner=lambda a, j: None,
+                    raise_on_reject=False,
+                )
                 pieces = [(rng.standard_normal((inner, 4)) * scale).astype(dtype) for _ in range(codewords)]
                 plan = product_plan(spec, pieces, projection_matrix(4, trial), NoFaults())
                 results = dask.get(plan.tasks, plan.outputs + plan.reports)
                 assert not any(isinstance(c, Rejected) for c in results[: len(plan.outputs)])
-                assert all(check.status == "clean" for verdicts in results[len(plan.outputs):] for check in verdicts)
+                assert all(check.status == "clean" for verdicts in results[len(plan.outputs) :] for check in verdicts)

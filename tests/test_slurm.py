@@ -67,8 +67,14 @@ def assert_left_no_jobs(ids: list[str]) -> None:
 
 
 def run_cli(*args: str, env: dict | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "codenet_dask", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "codenet_dask", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env=env,
+    )
 
 
 def job_ids_in(stderr: str) -> list[str]:
@@ -84,19 +90,30 @@ def test_training_runs_on_workers_started_by_sbatch(capsys):
     from codenet_dask.training import TrainConfig, Trainer
 
     data = load_dataset("digits", seed=0)
-    config = TrainConfig(hidden=(16,), epochs=2, batch_size=128, lr=0.5, grid=2, parity=(2, 2), seed=0,
-                         faults="bitflip:0.02:field=exponent:steps=block-forward+block-backward")
+    config = TrainConfig(
+        hidden=(16,),
+        epochs=2,
+        batch_size=128,
+        lr=0.5,
+        grid=2,
+        parity=(2, 2),
+        seed=0,
+        faults="bitflip:0.02:field=exponent:steps=block-forward+block-backward",
+    )
     spec = ClusterSpec.from_config(kind="slurm", workers=2, memory="2GiB", wait_timeout=60)
     lines: list[str] = []
     with connect(spec=spec, notify=lines.append) as client:
         ids = hpc.job_ids(client)
-        workers = client.run(lambda: (os.environ.get("SLURM_JOB_ID"), codenet_dask.__file__,
-                                      os.environ.get("OPENBLAS_NUM_THREADS")))
+        workers = client.run(
+            lambda: (os.environ.get("SLURM_JOB_ID"), codenet_dask.__file__, os.environ.get("OPENBLAS_NUM_THREADS"))
+        )
         nthreads = client.nthreads()
         summary = Trainer(client, data, config).run()
     with capsys.disabled():
-        print(f"\n[slurm] sbatch jobs {', '.join(ids)}; workers (SLURM_JOB_ID, codenet_dask): "
-              f"{sorted(workers.values())}; accuracy {summary.test_accuracy:.3f}, faults {summary.faults}")
+        print(
+            f"\n[slurm] sbatch jobs {', '.join(ids)}; workers (SLURM_JOB_ID, codenet_dask): "
+            f"{sorted(workers.values())}; accuracy {summary.test_accuracy:.3f}, faults {summary.faults}"
+        )
     assert len(ids) == 2 and len(workers) == 2
     # Each worker runs inside one of the submitted jobs, single-threaded, on this checkout's code.
     assert sorted(w[0] for w in workers.values()) == sorted(ids)
@@ -111,8 +128,16 @@ def test_training_runs_on_workers_started_by_sbatch(capsys):
 
 @needs_slurm
 def test_cli_train_on_slurm_prints_json_and_cancels_its_jobs():
-    done = run_cli("train", *SMALL, "--epochs", "2", *ON_SLURM, "--json",
-                   "--faults", "bitflip:0.02:field=exponent:steps=block-forward+block-backward")
+    done = run_cli(
+        "train",
+        *SMALL,
+        "--epochs",
+        "2",
+        *ON_SLURM,
+        "--json",
+        "--faults",
+        "bitflip:0.02:field=exponent:steps=block-forward+block-backward",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout)  # exactly one JSON object on stdout; job ids on stderr
     ids = job_ids_in(done.stderr)
@@ -126,8 +151,13 @@ def test_cli_train_on_slurm_prints_json_and_cancels_its_jobs():
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_interrupted_run_leaves_no_jobs(sig, code):
     """Ctrl-C (SIGINT) or SIGTERM mid-training: the run stops, and every worker job is cancelled."""
-    proc = subprocess.Popen([sys.executable, "-m", "codenet_dask", "train", *SMALL, "--epochs", "50", *ON_SLURM],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "codenet_dask", "train", *SMALL, "--epochs", "50", *ON_SLURM],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines: queue.Queue = queue.Queue()
     seen: list[str] = []
     threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True).start()
@@ -152,8 +182,20 @@ def test_interrupted_run_leaves_no_jobs(sig, code):
 @needs_slurm
 def test_workers_that_never_start_fail_clearly_and_are_cancelled():
     """Three single-core jobs on a 2-CPU node: one stays pending, the wait times out, all are cancelled."""
-    done = run_cli("train", *SMALL, "--epochs", "1", "--cluster", "slurm", "--workers", "3", "--memory", "2GiB",
-                   "--cluster-timeout", "5")
+    done = run_cli(
+        "train",
+        *SMALL,
+        "--epochs",
+        "1",
+        "--cluster",
+        "slurm",
+        "--workers",
+        "3",
+        "--memory",
+        "2GiB",
+        "--cluster-timeout",
+        "5",
+    )
     assert done.returncode == 1, done.stderr[-3000:]
     assert re.search(r"only \d of 3 workers registered within 5 s \(jobs: .*PENDING", done.stderr), done.stderr
     assert_left_no_jobs(job_ids_in(done.stderr))
@@ -175,24 +217,27 @@ def spy_sbatch(tmp_path, monkeypatch):
     bin_dir.mkdir()
     for name in ("sbatch", "qsub"):
         script = bin_dir / name
-        script.write_text(f"#!/bin/sh\necho \"{name} $*\" >> {log}\nexit 1\n")
+        script.write_text(f'#!/bin/sh\necho "{name} $*" >> {log}\nexit 1\n')
         script.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
     return log
 
 
 @pytest.mark.parametrize("command", ["train", "compare"])
-@pytest.mark.parametrize("args,message", [
-    (["--cluster", "lsf"], "unknown cluster kind 'lsf'; use --cluster local, slurm or pbs"),
-    (["--cluster", "slurm", "--walltime", "90min"], "walltime '90min' is not HH:MM:SS or D-HH:MM:SS"),
-    (["--cluster", "slurm", "--walltime", "1-24:00:00"], "is not HH:MM:SS or D-HH:MM:SS"),
-    (["--cluster", "pbs", "--walltime", "00:61:00"], "is not HH:MM:SS or D-HH:MM:SS"),
-    (["--cluster", "slurm", "--memory", "lots"], "memory 'lots' is not a size"),
-    (["--cluster", "slurm", "--memory", "0"], "must be more than 0 bytes"),
-    (["--cluster", "slurm", "--cores", "0"], "cores per job must be a positive integer"),
-    (["--cluster", "slurm", "--scheduler", "tcp://127.0.0.1:8786"], "--scheduler and --cluster slurm exclude"),
-    (["--walltime", "01:00:00"], "--walltime only applies to --cluster slurm or pbs"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--cluster", "lsf"], "unknown cluster kind 'lsf'; use --cluster local, slurm or pbs"),
+        (["--cluster", "slurm", "--walltime", "90min"], "walltime '90min' is not HH:MM:SS or D-HH:MM:SS"),
+        (["--cluster", "slurm", "--walltime", "1-24:00:00"], "is not HH:MM:SS or D-HH:MM:SS"),
+        (["--cluster", "pbs", "--walltime", "00:61:00"], "is not HH:MM:SS or D-HH:MM:SS"),
+        (["--cluster", "slurm", "--memory", "lots"], "memory 'lots' is not a size"),
+        (["--cluster", "slurm", "--memory", "0"], "must be more than 0 bytes"),
+        (["--cluster", "slurm", "--cores", "0"], "cores per job must be a positive integer"),
+        (["--cluster", "slurm", "--scheduler", "tcp://127.0.0.1:8786"], "--scheduler and --cluster slurm exclude"),
+        (["--walltime", "01:00:00"], "--walltime only applies to --cluster slurm or pbs"),
+    ],
+)
 def test_bad_cluster_configuration_exits_2_before_submitting(spy_sbatch, capsys, command, args, message):
     extra = ["--out", "unused-out"] if command == "compare" else []
     assert main([command, *extra, "--dataset", "digits", *args]) == 2
@@ -222,8 +267,13 @@ def test_config_defaults_then_user_config_then_arguments():
 
     packaged = ClusterSpec.from_config()
     assert (packaged.kind, packaged.cores, packaged.memory, packaged.walltime) == ("local", 1, "4GiB", "01:00:00")
-    with dask.config.set({"codenet.cluster.walltime": "2-00:00:00", "codenet.cluster.queue": "gpu",
-                          "codenet.cluster.job-extra": ["--qos=low"]}):
+    with dask.config.set(
+        {
+            "codenet.cluster.walltime": "2-00:00:00",
+            "codenet.cluster.queue": "gpu",
+            "codenet.cluster.job-extra": ["--qos=low"],
+        }
+    ):
         spec = ClusterSpec.from_config(kind="pbs", queue="cpu")
     assert (spec.walltime, spec.queue, spec.job_extra) == ("2-00:00:00", "cpu", ("--qos=low",))
     assert walltime_seconds("2-00:00:00") == 48 * 3600 and walltime_seconds("100:00:00") == 100 * 3600
@@ -237,8 +287,15 @@ def test_worker_job_script_is_single_threaded_and_imports_this_checkout(kind):
     single-threaded worker process per core, BLAS at one thread, this checkout first on PYTHONPATH."""
     from codenet_dask import hpc
 
-    spec = ClusterSpec.from_config(kind=kind, cores=2, memory="6GiB", walltime="1-12:00:00", queue="short",
-                                   account="proj7", job_extra=("--qos=debug",)).validated(check_path=False)
+    spec = ClusterSpec.from_config(
+        kind=kind,
+        cores=2,
+        memory="6GiB",
+        walltime="1-12:00:00",
+        queue="short",
+        account="proj7",
+        job_extra=("--qos=debug",),
+    ).validated(check_path=False)
     cluster = hpc._cluster_class(kind)(**hpc.job_kwargs(spec, "codenet-test00"))
     try:
         script = cluster.job_script()
@@ -246,10 +303,23 @@ def test_worker_job_script_is_single_threaded_and_imports_this_checkout(kind):
         cluster.close()
     prefix = "#SBATCH" if kind == "slurm" else "#PBS"
     expected = {
-        "slurm": ["#SBATCH -J codenet-test00", "#SBATCH -p short", "#SBATCH -A proj7", "#SBATCH --cpus-per-task=2",
-                  "#SBATCH --mem=6G", "#SBATCH -t 36:00:00", "#SBATCH --qos=debug"],
-        "pbs": ["#PBS -N codenet-test00", "#PBS -q short", "#PBS -A proj7", "#PBS -l select=1:ncpus=2:mem=6144MB",
-                "#PBS -l walltime=36:00:00", "#PBS --qos=debug"],
+        "slurm": [
+            "#SBATCH -J codenet-test00",
+            "#SBATCH -p short",
+            "#SBATCH -A proj7",
+            "#SBATCH --cpus-per-task=2",
+            "#SBATCH --mem=6G",
+            "#SBATCH -t 36:00:00",
+            "#SBATCH --qos=debug",
+        ],
+        "pbs": [
+            "#PBS -N codenet-test00",
+            "#PBS -q short",
+            "#PBS -A proj7",
+            "#PBS -l select=1:ncpus=2:mem=6144MB",
+            "#PBS -l walltime=36:00:00",
+            "#PBS --qos=debug",
+        ],
     }[kind]
     for line in expected:
         assert line in script.splitlines(), (line, script)

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_grid_check import global_oracle, peel
+from test_store_support import CODE, build_mapped_store, make_grid
 
 from codenet_dask.cli import main
 from codenet_dask.store import CodedStore
-from test_grid_check import global_oracle, peel
-from test_store_support import CODE, build_mapped_store, make_grid
 
 V1, V2 = make_grid(seed=1), make_grid(seed=2)
 NR, NC = CODE.coded_shape
@@ -39,7 +39,7 @@ def damage(path: Path, rng: np.random.Generator, kind: str, others: list[Path]) 
     elif kind == "overwrite":
         start = int(rng.integers(len(data)))
         span = min(len(data) - start, int(rng.integers(1, 17)))
-        data[start:start + span] = bytes((b + 1 + int(rng.integers(255))) % 256 for b in data[start:start + span])
+        data[start : start + span] = bytes((b + 1 + int(rng.integers(255))) % 256 for b in data[start : start + span])
     elif kind == "truncate":
         data = data[: int(rng.integers(len(data)))]
     elif kind == "swap":  # another block's valid object: decodes fine, wrong content

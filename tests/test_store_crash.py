@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 import pytest
+from test_store_support import BLOCK, CODE, make_grid, same_block
 
 from codenet_dask.store import CodedStore, scrub
-from test_store_support import CODE, BLOCK, make_grid, same_block
 
 OLD = {"fc1": make_grid(seed=10), "fc2": make_grid(seed=11)}
 NEW = {"fc1": make_grid(seed=20), "fc2": make_grid(seed=21)}
@@ -125,7 +125,8 @@ def test_every_intermediate_disk_state_of_a_checkpoint_is_safe(pristine, tmp_pat
         store.write_model(NEW)
         store.checkpoint(2)
     written = sorted(
-        (p.stat().st_mtime_ns, p.relative_to(done)) for p in done.rglob("*")
+        (p.stat().st_mtime_ns, p.relative_to(done))
+        for p in done.rglob("*")
         if p.is_file() and before.get(p.relative_to(done)) != p.stat().st_mtime_ns
     )
     order = [rel for _, rel in written]

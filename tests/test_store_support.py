@@ -17,7 +17,9 @@ CODE = ProductCode(2, 2, 2, 2)
 BLOCK = (4, 5)  # values chunk 164 B, record chunk 116 B: told apart by size
 
 
-def make_grid(code: ProductCode = CODE, block=BLOCK, dtype=np.float64, seed: int = 0, scale: float = 1.0) -> dict[Key, CodedBlock]:
+def make_grid(
+    code: ProductCode = CODE, block=BLOCK, dtype=np.float64, seed: int = 0, scale: float = 1.0
+) -> dict[Key, CodedBlock]:
     rng = np.random.default_rng(seed)
     return encode_blocks(code, (scale * rng.standard_normal((code.kr, code.kc, *block))).astype(dtype))
 
@@ -44,12 +46,15 @@ def same_block(x: CodedBlock, y: CodedBlock) -> bool:
         and x.values.tobytes() == y.values.tobytes()
         and np.asarray(x.row_norms).tobytes() == np.asarray(y.row_norms).tobytes()
         and np.asarray(x.col_norms).tobytes() == np.asarray(y.col_norms).tobytes()
-        and x.max_abs == y.max_abs and x.err == y.err and x.updates == y.updates
+        and x.max_abs == y.max_abs
+        and x.err == y.err
+        and x.updates == y.updates
     )
 
 
-def build_mapped_store(path: Path, grids: list[dict[Key, CodedBlock]], layer: str = "fc1", code: ProductCode = CODE,
-                       block=BLOCK) -> list[dict[str, tuple[str, Key]]]:
+def build_mapped_store(
+    path: Path, grids: list[dict[Key, CodedBlock]], layer: str = "fc1", code: ProductCode = CODE, block=BLOCK
+) -> list[dict[str, tuple[str, Key]]]:
     """A store with one layer checkpointed at steps 1, 2, ... (one per grid), written block by
     block so each chunk object's block is known independently of the code under test.
 

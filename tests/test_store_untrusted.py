@@ -11,6 +11,7 @@ import icechunk
 import numpy as np
 import pytest
 import zarr
+from test_store_support import BLOCK, CODE, make_grid
 
 from codenet_dask.cli import main
 from codenet_dask.errors import (
@@ -23,7 +24,6 @@ from codenet_dask.errors import (
     StoreVersionError,
 )
 from codenet_dask.store import CodedStore, layout
-from test_store_support import BLOCK, CODE, make_grid
 
 STORE_SOURCES = Path(__file__).parent.parent / "codenet_dask" / "store"
 
@@ -94,7 +94,7 @@ def test_wrong_format_version(copy):
 
 
 def test_missing_layer_attribute(copy):
-    tamper(copy, lambda g: g["fc1"].update_attributes({layout.ATTR_KEY: {}}) )
+    tamper(copy, lambda g: g["fc1"].update_attributes({layout.ATTR_KEY: {}}))
     with pytest.raises(StoreVersionError):
         CodedStore.open(copy)
 
@@ -104,6 +104,7 @@ def test_missing_attribute_key(copy):
         body = payload(g["fc1"])
         del body["block_shape"]
         g["fc1"].update_attributes(resealed(body))
+
     tamper(copy, drop)
     with pytest.raises(StoreFormatError, match="'block_shape' is missing"):
         CodedStore.open(copy)
@@ -114,18 +115,22 @@ def test_tampered_attribute_fails_its_digest(copy):
         body = payload(g["fc1"])
         body["code"]["parity"] = [1, 2]
         g["fc1"].update_attributes({layout.ATTR_KEY: body})
+
     tamper(copy, edit)
     with pytest.raises(StoreFormatError, match="digest mismatch"):
         CodedStore.open(copy)
 
 
-@pytest.mark.parametrize("change,message", [
-    ({"block_grid": [5, 4]}, "block grid"),
-    ({"block_shape": [2, 5]}, "does not fit|array shape|chunk shape|bookkeeping"),
-    ({"dtype": "float32"}, "dtype"),
-    ({"layer_shape": [99, 1]}, "does not fit"),
-    ({"dtype": "complex128"}, "dtype must be"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"block_grid": [5, 4]}, "block grid"),
+        ({"block_shape": [2, 5]}, "does not fit|array shape|chunk shape|bookkeeping"),
+        ({"dtype": "float32"}, "dtype"),
+        ({"layer_shape": [99, 1]}, "does not fit"),
+        ({"dtype": "complex128"}, "dtype must be"),
+    ],
+)
 def test_resealed_attributes_that_contradict_the_arrays(copy, change, message):
     tamper(copy, lambda g: g["fc1"].update_attributes(resealed(payload(g["fc1"]), **change)))
     with pytest.raises(StoreFormatError, match=message):
@@ -138,6 +143,7 @@ def test_resealed_generator_that_is_not_the_code(copy):
         code = dict(body["code"])
         code["row_generator"] = (np.array(code["row_generator"]) * 1.001).tolist()
         g["fc1"].update_attributes(resealed(body, code=code))
+
     tamper(copy, edit)
     with pytest.raises(StoreFormatError, match="row_generator differs"):
         CodedStore.open(copy)
@@ -150,7 +156,7 @@ def test_array_shape_mismatch_and_missing_arrays(copy, tmp_path):
     with pytest.raises(StoreFormatError, match="array shape"):
         CodedStore.open(copy)
     tamper(other, lambda g: g.update_attributes(resealed(payload(g), layers=["fc1", "fc9"])))
-    with pytest.raises(StoreFormatError, match="'fc9'.*missing"):
+    with pytest.raises(StoreFormatError, match=r"'fc9'.*missing"):
         CodedStore.open(other)
 
 

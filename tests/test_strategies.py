@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from codenet_dask import CodedLayer, UncorrectableError
-from codenet_dask.layer import Relu
 from codenet_dask.errors import CodeParameterError
 from codenet_dask.faults import Corruption, CorruptionPlan, RandomFaults, collect_injected
+from codenet_dask.layer import Relu
 from codenet_dask.ledger import OUTCOMES, FaultLedger
 from codenet_dask.strategies import ReplicatedLayer, build_layer
 
@@ -20,7 +20,9 @@ def train(client, strategy: str, spec: str, seed: int, name: str, steps: int = 4
     rng = np.random.default_rng(100)
     w = rng.standard_normal((96, 64))
     collect_injected(client)  # start from an empty log
-    layer = build_layer(strategy, client, w, grid=(4, 2), hook=RandomFaults.from_string(spec, seed=seed), name=name, **kw)
+    layer = build_layer(
+        strategy, client, w, grid=(4, 2), hook=RandomFaults.from_string(spec, seed=seed), name=name, **kw
+    )
     ledger, reference, worst = FaultLedger(), w.copy(), 0.0
     if layer.encode_report is not None:
         ledger.add_scrub(layer.name, 0, layer.encode_report)
@@ -46,20 +48,23 @@ def _rel(got, want) -> float:
 
 def test_same_seed_hits_the_same_tasks_on_every_run(client):
     runs = [train(client, "codenet", PRODUCT_FAULTS, seed=5, name="again", steps=2)[1] for _ in range(2)]
-    sites = [[(f.site.step, f.site.op, f.site.block, f.attempt, type(f.model).__name__) for f in r.injected] for r in runs]
+    sites = [
+        [(f.site.step, f.site.op, f.site.block, f.attempt, type(f.model).__name__) for f in r.injected] for r in runs
+    ]
     assert sites[0] and sites[0] == sites[1]
     other = train(client, "codenet", PRODUCT_FAULTS, seed=6, name="other", steps=2)[1]
     assert [(f.site.op, f.site.block) for f in other.injected] != [(op, b) for _, op, b, _, _ in sites[0]]
 
 
 def test_uncoded_training_lets_bit_flips_through(client):
-    summary, _, worst = train(client, "uncoded", "bitflip:0.1:field=exponent:steps=block-forward+block-backward",
-                              seed=1, name="unc")
+    summary, _, worst = train(
+        client, "uncoded", "bitflip:0.1:field=exponent:steps=block-forward+block-backward", seed=1, name="unc"
+    )
     assert summary["undetected"] > 0
     assert worst > 1e-3  # and it shows in the results
 
 
-@pytest.mark.parametrize("strategy,kw", [("codenet", dict(parity=(2, 2))), ("replication", dict(replicas=3))])
+@pytest.mark.parametrize("strategy,kw", [("codenet", {"parity": (2, 2)}), ("replication", {"replicas": 3})])
 def test_codenet_and_replication3_leave_nothing_undetected(client, strategy, kw):
     summary, _, worst = train(client, strategy, PRODUCT_FAULTS, seed=2, name=f"ok{strategy}", **kw)
     assert summary["injected"] >= 10
@@ -71,8 +76,14 @@ def test_codenet_and_replication3_leave_nothing_undetected(client, strategy, kw)
 
 def test_replication2_detects_and_recomputes(client):
     # r=2 can only recompute, so keep the rate low enough that 3 attempts suffice (fixed seed).
-    summary, ledger, worst = train(client, "replication", "bitflip:0.03:field=exponent:steps=block-forward+block-backward",
-                                   seed=3, name="rep2", replicas=2)
+    summary, ledger, worst = train(
+        client,
+        "replication",
+        "bitflip:0.03:field=exponent:steps=block-forward+block-backward",
+        seed=3,
+        name="rep2",
+        replicas=2,
+    )
     assert summary["undetected"] == 0 and summary["recomputed"] > 0 and summary["corrected"] == 0
     assert sum(r.recomputed for r in ledger.products.values()) > 0
     assert worst < 1e-10
@@ -81,8 +92,15 @@ def test_replication2_detects_and_recomputes(client):
 @pytest.mark.parametrize("step", ["encode", "block-forward", "block-backward", "project", "decode", "verify", "update"])
 def test_faults_in_every_step_kind_are_injected_and_handled(client, step):
     rate = {"encode": 0.05, "update": 0.05, "project": 0.04}.get(step, 0.1)
-    summary, ledger, worst = train(client, "codenet", f"bitflip:{rate}:field=exponent:steps={step}",
-                                   seed=11, name=f"every{step}", parity=(2, 2), scrub=True)
+    summary, ledger, worst = train(
+        client,
+        "codenet",
+        f"bitflip:{rate}:field=exponent:steps={step}",
+        seed=11,
+        name=f"every{step}",
+        parity=(2, 2),
+        scrub=True,
+    )
     assert summary["injected"] > 0, step
     assert {f.site.step for f in ledger.injected} == {step}
     assert summary["undetected"] == 0, ledger.outcomes()
@@ -94,8 +112,13 @@ def test_faults_in_every_step_kind_are_injected_and_handled(client, step):
 def test_no_detection_on_clean_steps(client):
     for dtype in (np.float64, np.float32):
         rng = np.random.default_rng(9)
-        layer = CodedLayer.encode(client, rng.standard_normal((64, 48)).astype(dtype), grid=(2, 2), parity=(2, 2),
-                                  name=f"clean{np.dtype(dtype).name}")
+        layer = CodedLayer.encode(
+            client,
+            rng.standard_normal((64, 48)).astype(dtype),
+            grid=(2, 2),
+            parity=(2, 2),
+            name=f"clean{np.dtype(dtype).name}",
+        )
         for _ in range(10):
             x, delta = rng.standard_normal((48, 5)).astype(dtype), rng.standard_normal((64, 5)).astype(dtype)
             assert layer.forward(x).report.detected == []
@@ -121,17 +144,28 @@ def test_replication3_outvotes_one_wrong_replica_per_block_without_recomputing(c
     grid = (4, 2)
     blocks = [(a, b) for a in range(grid[0]) for b in range(grid[1])]
     hit = [blocks[i] for i in rng.choice(len(blocks), size=int(rng.integers(1, len(blocks) + 1)), replace=False)]
-    plan = CorruptionPlan(tuple(
-        Corruption(step, block=(a, b, int(rng.integers(3))), op=op, kind=str(rng.choice(["nan", "bitflip", "add"])),
-                   bit=62, relative=1e-3)
-        for step, op in (("block-forward", 1), ("block-backward", 2)) for a, b in hit))
+    plan = CorruptionPlan(
+        tuple(
+            Corruption(
+                step,
+                block=(a, b, int(rng.integers(3))),
+                op=op,
+                kind=str(rng.choice(["nan", "bitflip", "add"])),
+                bit=62,
+                relative=1e-3,
+            )
+            for step, op in (("block-forward", 1), ("block-backward", 2))
+            for a, b in hit
+        )
+    )
     layer = build_layer("replication", client, w, grid=grid, replicas=3, hook=plan, name=f"vote{pattern}")
     x, delta = rng.standard_normal((48, 6)), rng.standard_normal((64, 6))
     forward, backward = layer.forward(x), layer.backward(delta)
     for result, want in ((forward, w @ x), (backward, w.T @ delta)):
         assert result.report.recomputed == 0 and result.report.accepted_attempt == 0, result.report.as_dict()
-        assert sorted(result.report.corrected) == sorted((c.block for c in plan.corruptions
-                                                          if c.step == f"block-{result.report.operation}"))
+        assert sorted(result.report.corrected) == sorted(
+            c.block for c in plan.corruptions if c.step == f"block-{result.report.operation}"
+        )
         np.testing.assert_allclose(result.to_numpy(), want, rtol=1e-12, atol=1e-12)
 
 
@@ -141,10 +175,12 @@ def test_replication3_scrubs_a_wrong_stored_replica_between_attempts(client):
     (majority of the three), so the second attempt is accepted; no rollback is needed."""
     rng = np.random.default_rng(3)
     w = rng.standard_normal((32, 24))
-    plan = CorruptionPlan((
-        Corruption("update", block=(0, 0, 1), op=3, kind="add", relative=1e-2),
-        Corruption("block-forward", block=(0, 0, 2), op=4, kind="add", relative=1e-2),
-    ))
+    plan = CorruptionPlan(
+        (
+            Corruption("update", block=(0, 0, 1), op=3, kind="add", relative=1e-2),
+            Corruption("block-forward", block=(0, 0, 2), op=4, kind="add", relative=1e-2),
+        )
+    )
     layer = build_layer("replication", client, w, grid=(2, 2), replicas=3, hook=plan, name="scrubvote")
     x, delta = rng.standard_normal((24, 4)), rng.standard_normal((32, 4))
     layer.forward(x), layer.backward(delta)

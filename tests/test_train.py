@@ -14,21 +14,54 @@ from codenet_dask.errors import UncorrectableError
 from codenet_dask.faults import collect_injected
 from codenet_dask.training import TrainConfig, Trainer
 
-SMALL = ["--dataset", "digits", "--layers", "16", "--epochs", "2", "--batch-size", "128", "--lr", "0.5",
-         "--grid", "2x2", "--workers", "2"]
+SMALL = [
+    "--dataset",
+    "digits",
+    "--layers",
+    "16",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "128",
+    "--lr",
+    "0.5",
+    "--grid",
+    "2x2",
+    "--workers",
+    "2",
+]
 
 
 def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "codenet_dask", *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "codenet_dask", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_train_json_end_to_end(tmp_path):
-    done = run_cli("train", *SMALL, "--store", str(tmp_path / "store"), "--json",
-                   "--faults", "bitflip:0.02:field=exponent:steps=block-forward+block-backward")
+    done = run_cli(
+        "train",
+        *SMALL,
+        "--store",
+        str(tmp_path / "store"),
+        "--json",
+        "--faults",
+        "bitflip:0.02:field=exponent:steps=block-forward+block-backward",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout)
-    for key in ("strategy", "workers", "layers", "epochs", "iterations", "test_accuracy", "final_loss",
-                "wall_seconds", "faults", "store"):
+    for key in (
+        "strategy",
+        "workers",
+        "layers",
+        "epochs",
+        "iterations",
+        "test_accuracy",
+        "final_loss",
+        "wall_seconds",
+        "faults",
+        "store",
+    ):
         assert key in summary, key
     for key in ("injected", "detected", "corrected", "recomputed", "rollbacks", "undetected"):
         assert key in summary["faults"], key
@@ -43,8 +76,18 @@ def test_uncorrectable_steps_roll_back_and_training_still_converges(client, tmp_
     data = load_dataset("digits", seed=0)
     # NaN results are erasures: three in one 4-block codeword exceed its 2 parities (detected, never
     # miscorrected). With a single attempt per product, such a product forces a rollback.
-    config = TrainConfig(hidden=(16,), epochs=2, batch_size=128, lr=0.5, grid=2, parity=(2, 2),
-                         faults="nan:0.2:steps=block-forward", checkpoint_every=5, seed=5, max_attempts=1)
+    config = TrainConfig(
+        hidden=(16,),
+        epochs=2,
+        batch_size=128,
+        lr=0.5,
+        grid=2,
+        parity=(2, 2),
+        faults="nan:0.2:steps=block-forward",
+        checkpoint_every=5,
+        seed=5,
+        max_attempts=1,
+    )
     trainer = Trainer(client, data, config, tmp_path / "store")
     summary = trainer.run()
     assert summary.faults["rollbacks"] > 0
@@ -55,20 +98,27 @@ def test_uncorrectable_steps_roll_back_and_training_still_converges(client, tmp_
     # evaluated exactly once, on the weights that finished it.
     assert len(summary.accuracy_by_epoch) == config.epochs
     assert summary.accuracy_by_epoch[-1] == summary.test_accuracy
-    clean = Trainer(client, data, TrainConfig(hidden=(16,), epochs=2, batch_size=128, lr=0.5, grid=2,
-                                              parity=(2, 2), faults="none", seed=5), tmp_path / "clean").run()
+    clean = Trainer(
+        client,
+        data,
+        TrainConfig(hidden=(16,), epochs=2, batch_size=128, lr=0.5, grid=2, parity=(2, 2), faults="none", seed=5),
+        tmp_path / "clean",
+    ).run()
     assert abs(summary.test_accuracy - clean.test_accuracy) < 0.05
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--strategy", "triple"], "invalid choice: 'triple'"),
-    (["--grid", "3x2"], "--grid must be square"),
-    (["--grid", "11x11"], "finer than the 10 output classes"),
-    (["--batch-size", "0"], "--batch-size must be at least 1"),
-    (["--lr", "0"], "--lr must be > 0"),
-    (["--layers", "a,b"], "--layers expects comma-separated widths"),
-    (["--faults", "bitflip:-1"], "bitflip"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--strategy", "triple"], "invalid choice: 'triple'"),
+        (["--grid", "3x2"], "--grid must be square"),
+        (["--grid", "11x11"], "finer than the 10 output classes"),
+        (["--batch-size", "0"], "--batch-size must be at least 1"),
+        (["--lr", "0"], "--lr must be > 0"),
+        (["--layers", "a,b"], "--layers expects comma-separated widths"),
+        (["--faults", "bitflip:-1"], "bitflip"),
+    ],
+)
 def test_bad_options_exit_2_with_one_line(args, message):
     done = run_cli("train", "--dataset", "digits", *args, timeout=60)
     assert done.returncode == 2, done.stderr
@@ -99,8 +149,9 @@ def test_a_killed_worker_is_survived_by_restoring_the_checkpoint(tmp_path):
     from distributed import Client, LocalCluster
 
     data = load_dataset("digits", seed=0)
-    config = TrainConfig(hidden=(16,), epochs=2, batch_size=128, lr=0.5, grid=2, parity=(2, 2), faults="none",
-                         checkpoint_every=3, seed=4)
+    config = TrainConfig(
+        hidden=(16,), epochs=2, batch_size=128, lr=0.5, grid=2, parity=(2, 2), faults="none", checkpoint_every=3, seed=4
+    )
     with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster, Client(cluster) as client:
         trainer = Trainer(client, data, config, tmp_path / "store")
         killed = threading.Event()
@@ -130,10 +181,20 @@ def test_update_faults_never_reach_checkpoints_or_results(client, tmp_path, stra
     """Faulty updates persist in stored blocks; scrubs before every checkpoint and evaluation (and,
     for replication, majority votes over the copies) keep them out of what is saved and reported."""
     data = load_dataset("digits", seed=0)
-    config = TrainConfig(strategy=strategy, replicas=replicas, hidden=(16,), epochs=1, batch_size=128, lr=0.5,
-                         grid=2, parity=(2, 2) if strategy == "codenet" else (0, 0),
-                         faults="bitflip:0.02:field=exponent:steps=update+block-forward", checkpoint_every=4,
-                         scrub_every=2, seed=5)
+    config = TrainConfig(
+        strategy=strategy,
+        replicas=replicas,
+        hidden=(16,),
+        epochs=1,
+        batch_size=128,
+        lr=0.5,
+        grid=2,
+        parity=(2, 2) if strategy == "codenet" else (0, 0),
+        faults="bitflip:0.02:field=exponent:steps=update+block-forward",
+        checkpoint_every=4,
+        scrub_every=2,
+        seed=5,
+    )
     summary = Trainer(client, data, config, tmp_path / "store").run()
     assert summary.faults["injected"] > 0
     assert summary.faults["undetected"] == 0
@@ -145,8 +206,18 @@ def test_a_run_that_gives_up_accounts_for_every_fault(client, tmp_path):
     update spoilt): the run stops with a clear error after MAX_ROLLBACKS, and the faults of its
     last segment count as caught (rolled back), never as undetected."""
     data = load_dataset("digits", seed=0)
-    config = TrainConfig(strategy="replication", replicas=2, hidden=(16,), epochs=1, batch_size=128, lr=0.5,
-                         grid=2, faults="bitflip:0.3:field=exponent:steps=update", checkpoint_every=2, seed=1)
+    config = TrainConfig(
+        strategy="replication",
+        replicas=2,
+        hidden=(16,),
+        epochs=1,
+        batch_size=128,
+        lr=0.5,
+        grid=2,
+        faults="bitflip:0.3:field=exponent:steps=update",
+        checkpoint_every=2,
+        seed=1,
+    )
     trainer = Trainer(client, data, config, tmp_path / "store")
     with pytest.raises(UncorrectableError, match="gave up after 20 rollbacks"):
         trainer.run()

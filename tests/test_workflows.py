@@ -15,14 +15,22 @@ WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(WORKFLOWS.parent), os.environ.get("PYTHONPATH")])))
 
 
-@pytest.mark.parametrize("script,keys", [
-    ("bench_matmul.py", {"coded_over_dask", "coded_over_numpy", "flop_ratio"}),
-    ("bench_store.py", {"ratios"}),
-    ("bench.py", {"measurements", "targets", "targets_at"}),
-])
+@pytest.mark.parametrize(
+    "script,keys",
+    [
+        ("bench_matmul.py", {"coded_over_dask", "coded_over_numpy", "flop_ratio"}),
+        ("bench_store.py", {"ratios"}),
+        ("bench.py", {"measurements", "targets", "targets_at"}),
+    ],
+)
 def test_benchmark_runs_at_tiny_size(script, keys):
-    done = subprocess.run([sys.executable, str(WORKFLOWS / script), "--tiny", "--json"],
-                          capture_output=True, text=True, timeout=300, env=ENV)
+    done = subprocess.run(
+        [sys.executable, str(WORKFLOWS / script), "--tiny", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=ENV,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout)  # exactly one JSON object on stdout
     assert keys <= set(result)
@@ -30,9 +38,23 @@ def test_benchmark_runs_at_tiny_size(script, keys):
 
 def test_hpc_large_layer_runs_at_tiny_size_on_a_local_cluster():
     """The HPC large-layer script with the CLI's cluster options (here --cluster local)."""
-    done = subprocess.run([sys.executable, str(WORKFLOWS / "hpc_large_layer.py"), "--tiny", "--check", "--json",
-                           "--cluster", "local", "--workers", "2"],
-                          capture_output=True, text=True, timeout=300, env=ENV)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(WORKFLOWS / "hpc_large_layer.py"),
+            "--tiny",
+            "--check",
+            "--json",
+            "--cluster",
+            "local",
+            "--workers",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=ENV,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout)
     assert result["workers"] == 2 and len(result["steps"]) == 2 and result["encode_count"] == 1

@@ -60,7 +60,11 @@ def main(argv: list[str] | None = None) -> dict:
             times["numpy"] += measure(lambda: a_np @ b_np, 1)
     med = {k: statistics.median(v) for k, v in times.items()}
     result = {
-        "n": args.n, "batch": args.batch, "grid": args.grid, "parity": args.parity, "repeats": args.repeats,
+        "n": args.n,
+        "batch": args.batch,
+        "grid": args.grid,
+        "parity": args.parity,
+        "repeats": args.repeats,
         "median_seconds": med,
         "coded_over_dask": med["coded"] / med["dask"],
         "coded_over_numpy": med["coded"] / med["numpy"],

@@ -80,8 +80,9 @@ def run(layers: int, size: int, grid: int, parity: int, changed_fraction: float,
     code = ProductCode(grid, grid, parity, parity)
     block = (size // grid, size // grid)
     rng = np.random.default_rng(0)
-    model = {f"fc{i}": encode_blocks(code, rng.standard_normal((grid, grid, *block)).astype(dtype))
-             for i in range(layers)}
+    model = {
+        f"fc{i}": encode_blocks(code, rng.standard_normal((grid, grid, *block)).astype(dtype)) for i in range(layers)
+    }
     keys = sorted(model["fc0"])
     m = max(1, round(changed_fraction * len(keys)))
     payload = [b.values for layer in model.values() for b in layer.values()]
@@ -94,8 +95,10 @@ def run(layers: int, size: int, grid: int, parity: int, changed_fraction: float,
         full_seconds, full_bytes, full_objects = [], [], []
         for r in range(repeats):  # full rewrite: every block of every layer changes
             if r:
-                model = {n: {k: CodedBlock.from_values(b.values * np.asarray(1.0001, dtype), b.err) for k, b in g.items()}
-                         for n, g in model.items()}
+                model = {
+                    n: {k: CodedBlock.from_values(b.values * np.asarray(1.0001, dtype), b.err) for k, b in g.items()}
+                    for n, g in model.items()
+                }
             before = disk_state(store.root)
             start = time.perf_counter()
             store.write_model(model)
@@ -108,8 +111,10 @@ def run(layers: int, size: int, grid: int, parity: int, changed_fraction: float,
         update_bytes, update_objects, ckpt_bytes, ckpt_objects = [], [], [], []
         for _ in range(repeats):  # incremental: m blocks of the first layer change
             changed = {keys[i] for i in rng.choice(len(keys), m, replace=False)}
-            model["fc0"] = {k: (CodedBlock.from_values(b.values + np.asarray(1e-3, dtype), b.err) if k in changed else b)
-                            for k, b in model["fc0"].items()}
+            model["fc0"] = {
+                k: (CodedBlock.from_values(b.values + np.asarray(1e-3, dtype), b.err) if k in changed else b)
+                for k, b in model["fc0"].items()
+            }
             before = disk_state(store.root)
             stats = store.write_model(model)
             mid = disk_state(store.root)
@@ -133,13 +138,26 @@ def run(layers: int, size: int, grid: int, parity: int, changed_fraction: float,
         shutil.rmtree(workdir, ignore_errors=True)
     full = min(full_seconds)
     return {
-        "layers": layers, "layer_size": size, "dtype": dtype, "grid": [grid, grid], "parity": [parity, parity],
-        "blocks_per_layer": len(keys), "block_bytes": int(np.prod(block)) * np.dtype(dtype).itemsize,
+        "layers": layers,
+        "layer_size": size,
+        "dtype": dtype,
+        "grid": [grid, grid],
+        "parity": [parity, parity],
+        "blocks_per_layer": len(keys),
+        "block_bytes": int(np.prod(block)) * np.dtype(dtype).itemsize,
         "model_bytes": model_bytes,
-        "full_checkpoint": {"objects": int(np.median(full_objects)), "bytes": int(np.median(full_bytes)),
-                            "seconds": full, "MB_per_s": model_bytes / full / 1e6},
-        "update": {"blocks_changed": m, "blocks_total": layers * len(keys),
-                   "objects": int(np.median(update_objects)), "bytes": int(np.median(update_bytes))},
+        "full_checkpoint": {
+            "objects": int(np.median(full_objects)),
+            "bytes": int(np.median(full_bytes)),
+            "seconds": full,
+            "MB_per_s": model_bytes / full / 1e6,
+        },
+        "update": {
+            "blocks_changed": m,
+            "blocks_total": layers * len(keys),
+            "objects": int(np.median(update_objects)),
+            "bytes": int(np.median(update_bytes)),
+        },
         "update_checkpoint_metadata": {"objects": int(np.median(ckpt_objects)), "bytes": int(np.median(ckpt_bytes))},
         "unchanged_checkpoint": {"objects": unchanged_objects, "bytes": unchanged_bytes},
         "plain_write": {"seconds": plain, "MB_per_s": model_bytes / plain / 1e6},
@@ -164,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=1024, help="rows = cols of each layer")
     parser.add_argument("--grid", type=int, default=4, help="systematic blocks per side")
     parser.add_argument("--parity", type=int, default=2, help="parity blocks per side")
-    parser.add_argument("--changed", type=float, default=0.25, help="fraction of the first layer's blocks an update changes")
+    parser.add_argument(
+        "--changed", type=float, default=0.25, help="fraction of the first layer's blocks an update changes"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--json", action="store_true")
@@ -176,19 +196,29 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result, indent=1, default=float))
         return 0
     r, ratios = result, result["ratios"]
-    print(f"model: {r['layers']} layers of {r['layer_size']}^2 {r['dtype']}, {r['grid'][0]}x{r['grid'][1]}+"
-          f"{r['parity'][0]}x{r['parity'][1]} product code, {r['blocks_per_layer']} blocks/layer of "
-          f"{r['block_bytes']} B, {r['model_bytes'] / 1e6:.1f} MB coded")
-    print(f"full rewrite checkpoint: {r['full_checkpoint']['objects']} objects, {r['full_checkpoint']['bytes'] / 1e6:.2f} MB, "
-          f"{r['full_checkpoint']['seconds'] * 1e3:.0f} ms ({r['full_checkpoint']['MB_per_s']:.0f} MB/s)")
-    print(f"update of {r['update']['blocks_changed']}/{r['update']['blocks_total']} blocks: "
-          f"{r['update']['objects']} objects, {r['update']['bytes'] / 1e3:.1f} kB; its checkpoint adds "
-          f"{r['update_checkpoint_metadata']['objects']} objects, {r['update_checkpoint_metadata']['bytes'] / 1e3:.1f} kB metadata")
-    print(f"checkpoint of an unchanged model: {r['unchanged_checkpoint']['objects']} objects, "
-          f"{r['unchanged_checkpoint']['bytes']} B")
-    print(f"plain sequential write of the same bytes: {r['plain_write']['seconds'] * 1e3:.0f} ms "
-          f"({r['plain_write']['MB_per_s']:.0f} MB/s); with fsync {r['plain_write_fsync']['seconds'] * 1e3:.0f} ms; "
-          f"as one renamed file per block {r['plain_objects']['seconds'] * 1e3:.0f} ms")
+    print(
+        f"model: {r['layers']} layers of {r['layer_size']}^2 {r['dtype']}, {r['grid'][0]}x{r['grid'][1]}+"
+        f"{r['parity'][0]}x{r['parity'][1]} product code, {r['blocks_per_layer']} blocks/layer of "
+        f"{r['block_bytes']} B, {r['model_bytes'] / 1e6:.1f} MB coded"
+    )
+    print(
+        f"full rewrite checkpoint: {r['full_checkpoint']['objects']} objects, {r['full_checkpoint']['bytes'] / 1e6:.2f} MB, "
+        f"{r['full_checkpoint']['seconds'] * 1e3:.0f} ms ({r['full_checkpoint']['MB_per_s']:.0f} MB/s)"
+    )
+    print(
+        f"update of {r['update']['blocks_changed']}/{r['update']['blocks_total']} blocks: "
+        f"{r['update']['objects']} objects, {r['update']['bytes'] / 1e3:.1f} kB; its checkpoint adds "
+        f"{r['update_checkpoint_metadata']['objects']} objects, {r['update_checkpoint_metadata']['bytes'] / 1e3:.1f} kB metadata"
+    )
+    print(
+        f"checkpoint of an unchanged model: {r['unchanged_checkpoint']['objects']} objects, "
+        f"{r['unchanged_checkpoint']['bytes']} B"
+    )
+    print(
+        f"plain sequential write of the same bytes: {r['plain_write']['seconds'] * 1e3:.0f} ms "
+        f"({r['plain_write']['MB_per_s']:.0f} MB/s); with fsync {r['plain_write_fsync']['seconds'] * 1e3:.0f} ms; "
+        f"as one renamed file per block {r['plain_objects']['seconds'] * 1e3:.0f} ms"
+    )
     print("ratios:")
     for name, value in ratios.items():
         print(f"  {name}: {value:.4g}")

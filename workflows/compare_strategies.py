@@ -39,10 +39,23 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.out)
     rows: list[dict] = []
     with connect(workers=2) as client:
-        ds = run_comparison(client, data, strategies, [0, 1e-2], [0], base, out, fault_model=FAULT_MODEL,
-                            progress=rows.append, fmt="netcdf")
-    result = {"table": markdown_table(ds), "paths": [str(p) for p in output_paths(out, "netcdf")],
-              "runs": [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()} for r in rows]}
+        ds = run_comparison(
+            client,
+            data,
+            strategies,
+            [0, 1e-2],
+            [0],
+            base,
+            out,
+            fault_model=FAULT_MODEL,
+            progress=rows.append,
+            fmt="netcdf",
+        )
+    result = {
+        "table": markdown_table(ds),
+        "paths": [str(p) for p in output_paths(out, "netcdf")],
+        "runs": [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()} for r in rows],
+    }
     print(json.dumps(result) if args.json else result["table"])
     return result
 

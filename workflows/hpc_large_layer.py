@@ -89,14 +89,27 @@ def run(args: argparse.Namespace, client: Client) -> dict:
             corrected += report.errors_corrected
         steps.append({"forward_s": t1 - t0, "backward_s": t2 - t1, "update_s": t3 - t2, "step_s": t3 - t0})
         if not args.json:
-            print(f"step {step + 1}/{args.steps}: forward {t1 - t0:.3f} s  backward {t2 - t1:.3f} s  "
-                  f"update {t3 - t2:.3f} s", file=sys.stderr, flush=True)
+            print(
+                f"step {step + 1}/{args.steps}: forward {t1 - t0:.3f} s  backward {t2 - t1:.3f} s  "
+                f"update {t3 - t2:.3f} s",
+                file=sys.stderr,
+                flush=True,
+            )
     return {
-        "size": args.size, "batch": args.batch, "dtype": args.dtype, "grid": list(grid), "parity": list(parity),
-        "workers": len(client.nthreads()), "encode_s": encode_s, "steps": steps,
+        "size": args.size,
+        "batch": args.batch,
+        "dtype": args.dtype,
+        "grid": list(grid),
+        "parity": list(parity),
+        "workers": len(client.nthreads()),
+        "encode_s": encode_s,
+        "steps": steps,
         "median_step_s": float(np.median([s["step_s"] for s in steps])) if steps else None,
-        "encode_count": layer.encode_count, "errors_detected": detected, "errors_corrected": corrected,
-        "max_relative_error_first_forward": max_err, "faults": args.faults,
+        "encode_count": layer.encode_count,
+        "errors_detected": detected,
+        "errors_corrected": corrected,
+        "max_relative_error_first_forward": max_err,
+        "faults": args.faults,
         # Memory per worker: its share of the coded blocks; peak RSS while encoding and while training.
         "blocks_mib_per_worker": resident_mib(layer, w),
         "encode_peak_worker_mib": encode_peak,
@@ -128,17 +141,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(report))
         return 0
-    print(f"layer {args.size}x{args.size} {args.dtype}, grid {args.grid} + parity {args.parity}, batch {args.batch}, "
-          f"{report['workers']} workers")
+    print(
+        f"layer {args.size}x{args.size} {args.dtype}, grid {args.grid} + parity {args.parity}, batch {args.batch}, "
+        f"{report['workers']} workers"
+    )
     print(f"encode (once)      {report['encode_s']:.3f} s")
     for i, s in enumerate(report["steps"], 1):
-        print(f"step {i}  forward {s['forward_s']:.3f} s  backward {s['backward_s']:.3f} s  "
-              f"update {s['update_s']:.3f} s  total {s['step_s']:.3f} s")
+        print(
+            f"step {i}  forward {s['forward_s']:.3f} s  backward {s['backward_s']:.3f} s  "
+            f"update {s['update_s']:.3f} s  total {s['step_s']:.3f} s"
+        )
     print(f"median step        {report['median_step_s']:.3f} s")
     peaks = [report["encode_peak_worker_mib"], report["peak_worker_mib"]]
     encode_peak, step_peak = (f"{p:.0f} MiB" if p is not None else "unknown" for p in peaks)
-    print(f"memory per worker  {report['blocks_mib_per_worker']:.0f} MiB of coded blocks; peak RSS {encode_peak} "
-          f"while encoding, {step_peak} while training")
+    print(
+        f"memory per worker  {report['blocks_mib_per_worker']:.0f} MiB of coded blocks; peak RSS {encode_peak} "
+        f"while encoding, {step_peak} while training"
+    )
     if report["max_relative_error_first_forward"] is not None:
         print(f"first forward vs numpy: max relative error {report['max_relative_error_first_forward']:.2e}")
     return 0

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..errors import ClusterConfigError, CodeNetError
 from . import bench, compare, demo, store_commands, taskgraph, train

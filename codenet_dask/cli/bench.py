@@ -31,8 +31,12 @@ def _ints(text: str, option: str) -> list[int]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="benchmark a training step: codenet vs uncoded vs replication vs numpy",
-                       description=DESCRIPTION, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = sub.add_parser(
+        "bench",
+        help="benchmark a training step: codenet vs uncoded vs replication vs numpy",
+        description=DESCRIPTION,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--widths", default="1024,2048,4096", help="layer widths (square layers)")
     p.add_argument("--batches", default="64,256", help="batch sizes")
     p.add_argument("--grids", default="4,8", help="systematic block grids KxK to run every strategy on")
@@ -48,18 +52,31 @@ def run(args: argparse.Namespace) -> int:
     from ..bench import as_json, check_targets, default_configs, growth_markdown, run_benchmark, to_markdown
     from .common import parse_pair
 
-    widths, batches, grids = _ints(args.widths, "--widths"), _ints(args.batches, "--batches"), _ints(args.grids, "--grids")
+    widths, batches, grids = (
+        _ints(args.widths, "--widths"),
+        _ints(args.batches, "--batches"),
+        _ints(args.grids, "--grids"),
+    )
     parity = parse_pair(args.parity, "--parity")
     if args.repeats < 1:
         raise UsageError(f"--repeats must be at least 1, got {args.repeats}")
     if any(g > w for g in grids for w in widths):
-        raise UsageError(f"every grid in --grids must be at most every width in --widths ({args.grids} vs {args.widths})")
+        raise UsageError(
+            f"every grid in --grids must be at most every width in --widths ({args.grids} vs {args.widths})"
+        )
     spec = cluster_spec_from_args(args)
     configs = default_configs(grids, parity)
     with connect_from_args(args, spec=spec) as client:
         print(f"dashboard: {client.dashboard_link}", file=sys.stderr)
-        rows = run_benchmark(client, widths, batches, configs, args.repeats, args.dtype,
-                             progress=lambda line: print(line, file=sys.stderr, flush=True))
+        rows = run_benchmark(
+            client,
+            widths,
+            batches,
+            configs,
+            args.repeats,
+            args.dtype,
+            progress=lambda line: print(line, file=sys.stderr, flush=True),
+        )
     if args.json:
         print(json.dumps(as_json(rows)))
         return 0

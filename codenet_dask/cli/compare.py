@@ -27,14 +27,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     from ..training import TrainConfig
 
     d = TrainConfig()
-    p = sub.add_parser("compare", help="accuracy vs runtime of the strategies under soft errors",
-                       description=DESCRIPTION, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = sub.add_parser(
+        "compare",
+        help="accuracy vs runtime of the strategies under soft errors",
+        description=DESCRIPTION,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--out", required=True, help="folder for runs.csv, the Dataset and the PNGs")
     p.add_argument("--overwrite", action="store_true", help="allow a non-empty --out (its outputs are replaced)")
     p.add_argument("--strategies", default=",".join(DEFAULT_STRATEGIES), help="comma-separated labels")
     p.add_argument("--fault-rates", default="0,1e-3,1e-2", help="per-task fault probabilities, comma separated")
     p.add_argument("--fault-model", default=DEFAULT_FAULT_MODEL, help="MODEL[:OPTION=VALUE...] without the rate")
-    p.add_argument("--seeds", default="0,1", help="comma-separated seeds (initial weights, batch order, fault draws; the data split is fixed)")
+    p.add_argument(
+        "--seeds",
+        default="0,1",
+        help="comma-separated seeds (initial weights, batch order, fault draws; the data split is fixed)",
+    )
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--layers", default=",".join(map(str, d.hidden)), help="hidden layer widths, comma separated")
     p.add_argument("--batch-size", type=int, default=d.batch_size)
@@ -91,8 +99,15 @@ def plan_from(args: argparse.Namespace):
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not args.overwrite)):
         raise UsageError(f"--out {out} exists and is not an empty folder; give a new one or --overwrite")
-    config = TrainConfig(hidden=hidden, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, grid=args.grid,
-                         checkpoint_every=args.checkpoint_every, scrub_every=args.scrub_every)
+    config = TrainConfig(
+        hidden=hidden,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        grid=args.grid,
+        checkpoint_every=args.checkpoint_every,
+        scrub_every=args.scrub_every,
+    )
     return variants, rates, seeds, config, finest
 
 
@@ -115,17 +130,31 @@ def run(args: argparse.Namespace) -> int:
     def progress(row: dict) -> None:
         done.append(row)
         if not args.json:
-            print(f"[{len(done)}/{total}] {row['strategy']:<18} rate {row['fault_rate']:<8g} seed {row['seed']}: "
-                  f"accuracy {row['final_accuracy']:.4f}  {row['wall_seconds']:.1f} s  "
-                  f"undetected {row['undetected']}  {row['status']}", file=sys.stderr, flush=True)
+            print(
+                f"[{len(done)}/{total}] {row['strategy']:<18} rate {row['fault_rate']:<8g} seed {row['seed']}: "
+                f"accuracy {row['final_accuracy']:.4f}  {row['wall_seconds']:.1f} s  "
+                f"undetected {row['undetected']}  {row['status']}",
+                file=sys.stderr,
+                flush=True,
+            )
 
     out = Path(args.out)
     needed = max(workers_for_grid((v.grid or config.grid,) * 2, v.parity, v.replicas) for v in variants)
     with connect_from_args(args, needed=needed, spec=spec) as client:
         if not args.json:
             print(f"dashboard: {client.dashboard_link}", file=sys.stderr)
-        ds = run_comparison(client, data, [v.label for v in variants], rates, seeds, config, out,
-                            fault_model=args.fault_model, progress=progress, fmt=args.format)
+        ds = run_comparison(
+            client,
+            data,
+            [v.label for v in variants],
+            rates,
+            seeds,
+            config,
+            out,
+            fault_model=args.fault_model,
+            progress=progress,
+            fmt=args.format,
+        )
     paths = [str(p) for p in output_paths(out, args.format)]
     if args.json:
         runs = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in done]

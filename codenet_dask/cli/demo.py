@@ -25,8 +25,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     from ..demo import DEFAULT_FAULTS
     from ..strategies import STRATEGIES
 
-    p = sub.add_parser("demo", help="coded-layer demo under soft errors (the default main job)",
-                       description=DESCRIPTION, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = sub.add_parser(
+        "demo",
+        help="coded-layer demo under soft errors (the default main job)",
+        description=DESCRIPTION,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--strategy", choices=STRATEGIES, default="codenet", help="redundancy scheme")
     p.add_argument("--replicas", type=int, default=3, help="copies per block with --strategy replication")
     p.add_argument("--size", type=int, default=1024, help="layer width (weights are SIZE x SIZE)")
@@ -73,15 +77,30 @@ def run(args: argparse.Namespace) -> int:
     from ..demo import run_demo
 
     def progress(row: dict) -> None:
-        print(f"step {row['step']}/{args.steps}: found {row['forward']['errors_detected']} forward + "
-              f"{row['backward']['errors_detected']} backward wrong block results, "
-              f"max deviation from numpy {row['max_relative_error']:.2e}", file=sys.stderr)
+        print(
+            f"step {row['step']}/{args.steps}: found {row['forward']['errors_detected']} forward + "
+            f"{row['backward']['errors_detected']} backward wrong block results, "
+            f"max deviation from numpy {row['max_relative_error']:.2e}",
+            file=sys.stderr,
+        )
 
     with connect(args.scheduler, args.workers) as client:
         print(f"dashboard: {client.dashboard_link}", file=sys.stderr)
-        summary = run_demo(client, strategy=args.strategy, size=args.size, batch=args.batch, grid=grid,
-                           parity=parity, replicas=args.replicas, steps=args.steps, faults=args.faults, seed=args.seed, dtype=args.dtype,
-                           lr=args.lr, progress=progress)
+        summary = run_demo(
+            client,
+            strategy=args.strategy,
+            size=args.size,
+            batch=args.batch,
+            grid=grid,
+            parity=parity,
+            replicas=args.replicas,
+            steps=args.steps,
+            faults=args.faults,
+            seed=args.seed,
+            dtype=args.dtype,
+            lr=args.lr,
+            progress=progress,
+        )
     tolerance = 1e-10 if args.dtype == "float64" else 1e-4
     ok = summary.max_relative_error <= tolerance and summary.ledger["undetected"] == 0
     if args.json:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+
 from ..store import CodedStore, ScrubReport, describe_store, scrub
 from .common import UsageError
 
@@ -20,10 +21,11 @@ EXIT_LOST = 4
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "scrub", help="verify every stored coded block; optionally repair",
+        "scrub",
+        help="verify every stored coded block; optionally repair",
         description="Verify every coded block of the latest checkpoint against the code; with "
-                    "--repair, rebuild damaged blocks and commit them as a new checkpoint. "
-                    "Exit 0 intact, 3 repairable damage found (not repaired), 4 blocks lost.",
+        "--repair, rebuild damaged blocks and commit them as a new checkpoint. "
+        "Exit 0 intact, 3 repairable damage found (not repaired), 4 blocks lost.",
     )
     p.add_argument("store", metavar="STORE", help="path of the store")
     p.add_argument("--repair", action="store_true", help="rebuild damaged blocks and write them back")
@@ -32,7 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_scrub)
 
     q = subparsers.add_parser(
-        "inspect", help="layers, code parameters, checkpoints and sizes of a store",
+        "inspect",
+        help="layers, code parameters, checkpoints and sizes of a store",
         description="Describe a store from its own metadata: layers, code parameters, checkpoints, sizes.",
     )
     q.add_argument("store", metavar="STORE", help="path of the store")
@@ -73,11 +76,21 @@ def _print_scrub(report: ScrubReport) -> None:
     print(f"store {report.store}  checkpoint {cp.id} (step {cp.step})", file=out)
     for layer in report.layers:
         rep = layer.report
-        print(f"layer {layer.name}: {len(rep.checked)} blocks checked, {len(rep.bad)} damaged, "
-              f"{len(rep.repaired)} rebuildable, {len(layer.lost)} lost", file=out)
+        print(
+            f"layer {layer.name}: {len(rep.checked)} blocks checked, {len(rep.bad)} damaged, "
+            f"{len(rep.repaired)} rebuildable, {len(layer.lost)} lost",
+            file=out,
+        )
         for key in sorted(set(rep.bad) | set(rep.unverified)):
-            state = ("lost" if key in layer.lost else "unverified" if key in layer.unverified
-                     else "repaired" if report.repaired_checkpoint else "repairable")
+            state = (
+                "lost"
+                if key in layer.lost
+                else "unverified"
+                if key in layer.unverified
+                else "repaired"
+                if report.repaired_checkpoint
+                else "repairable"
+            )
             print(f"  block {key[0]},{key[1]}: {state}: {layer.reasons.get(key, '')}", file=out)
     if report.lost:
         print(f"LOST beyond repair: {_listing(report.lost)}", file=out)
@@ -102,11 +115,13 @@ def run_inspect(args: argparse.Namespace) -> int:
     print(f"store {info['store']}  model {info['model']!r}  step {info['step']}")
     for layer in info["layers"]:
         code = layer["code"]
-        print(f"layer {layer['name']}: {layer['layer_shape'][0]}x{layer['layer_shape'][1]} {layer['dtype']}, "
-              f"{code['grid'][0]}x{code['grid'][1]} blocks + {code['parity'][0]}x{code['parity'][1]} parity "
-              f"({code['construction']}, worst condition {max(code['worst_condition']):.3g}), "
-              f"blocks of {layer['block_shape'][0]}x{layer['block_shape'][1]}, "
-              f"{layer['coded_bytes']} bytes coded, last written at step {layer['step']}")
+        print(
+            f"layer {layer['name']}: {layer['layer_shape'][0]}x{layer['layer_shape'][1]} {layer['dtype']}, "
+            f"{code['grid'][0]}x{code['grid'][1]} blocks + {code['parity'][0]}x{code['parity'][1]} parity "
+            f"({code['construction']}, worst condition {max(code['worst_condition']):.3g}), "
+            f"blocks of {layer['block_shape'][0]}x{layer['block_shape'][1]}, "
+            f"{layer['coded_bytes']} bytes coded, last written at step {layer['step']}"
+        )
     print(f"checkpoints ({len(info['checkpoints'])}, newest first):")
     for cp in info["checkpoints"]:
         print(f"  {cp['id']}  step {cp['step']}  {cp['written_at']}  {cp['message']}")

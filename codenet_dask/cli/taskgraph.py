@@ -20,11 +20,19 @@ FORMATS = ("png", "svg", "pdf", "dot")
 def register(sub: argparse._SubParsersAction) -> None:
     from ..strategies import STRATEGIES
 
-    p = sub.add_parser("graph", help="draw one training step's task graph with graphviz",
-                       description=DESCRIPTION, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = sub.add_parser(
+        "graph",
+        help="draw one training step's task graph with graphviz",
+        description=DESCRIPTION,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--out", required=True, help="image to write: .png, .svg, .pdf or .dot")
-    p.add_argument("--detail", choices=["groups", "tasks"], default="groups",
-                   help="one node per task group, or per task (clustered by key prefix)")
+    p.add_argument(
+        "--detail",
+        choices=["groups", "tasks"],
+        default="groups",
+        help="one node per task group, or per task (clustered by key prefix)",
+    )
     p.add_argument("--strategy", choices=STRATEGIES, default="codenet")
     p.add_argument("--grid", default="2x2", help="block grid of every layer, KxK")
     p.add_argument("--parity", default="2x2", help="parity block-rows x columns (codenet)")
@@ -56,8 +64,15 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     if args.batch_size < 1 or args.workers < 1 or (args.strategy == "replication" and args.replicas < 2):
         raise UsageError("--batch-size and --workers must be at least 1, --replicas at least 2")
-    config = TrainConfig(strategy=args.strategy, hidden=hidden, grid=kr, parity=parity, replicas=args.replicas,
-                         batch_size=args.batch_size, faults="none")
+    config = TrainConfig(
+        strategy=args.strategy,
+        hidden=hidden,
+        grid=kr,
+        parity=parity,
+        replicas=args.replicas,
+        batch_size=args.batch_size,
+        faults="none",
+    )
     with connect(args.scheduler, args.workers) as client:
         graph = step_graph(client, config, args.dataset)
     tasks = len(graph.dependencies) - len(graph.scattered)

@@ -27,8 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     from ..training import TrainConfig
 
     d = TrainConfig()
-    p = sub.add_parser("train", help="train an MLP of coded layers under soft errors",
-                       description=DESCRIPTION, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = sub.add_parser(
+        "train",
+        help="train an MLP of coded layers under soft errors",
+        description=DESCRIPTION,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--strategy", choices=STRATEGIES, default=d.strategy)
     p.add_argument("--grid", default=f"{d.grid}x{d.grid}", help="block grid of every layer, KxK")
     p.add_argument("--parity", default=f"{d.parity[0]}x{d.parity[1]}", help="parity block-rows x columns (codenet)")
@@ -46,8 +50,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--store", default=None, help="new folder for the checkpoint store (default: a temporary one)")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints")
     p.add_argument("--scrub-every", type=int, default=d.scrub_every, help="steps between scrubs (codenet)")
-    p.add_argument("--report", default=None, metavar="FILE.html",
-                   help="write a Dask performance report of the run (task stream, profiles, bandwidth) to FILE.html")
+    p.add_argument(
+        "--report",
+        default=None,
+        metavar="FILE.html",
+        help="write a Dask performance report of the run (task stream, profiles, bandwidth) to FILE.html",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     add_cluster_options(p)
     p.set_defaults(run=run)
@@ -85,10 +93,22 @@ def config_from(args: argparse.Namespace):
         raise UsageError(str(exc)) from None
     if args.store and Path(args.store).exists():
         raise UsageError(f"--store {args.store} already exists; give a new folder (nothing was written)")
-    return TrainConfig(strategy=args.strategy, hidden=hidden, grid=kr, parity=parity, replicas=args.replicas,
-                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay,
-                       dtype=args.dtype, faults=args.faults, seed=args.seed,
-                       checkpoint_every=args.checkpoint_every, scrub_every=args.scrub_every)
+    return TrainConfig(
+        strategy=args.strategy,
+        hidden=hidden,
+        grid=kr,
+        parity=parity,
+        replicas=args.replicas,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        lr_decay=args.lr_decay,
+        dtype=args.dtype,
+        faults=args.faults,
+        seed=args.seed,
+        checkpoint_every=args.checkpoint_every,
+        scrub_every=args.scrub_every,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -119,12 +139,15 @@ def run(args: argparse.Namespace) -> int:
             line += f"  test accuracy {row['test_accuracy']:.3f}\n"
         print(line, end="", file=sys.stderr, flush=True)
 
-    needed = workers_for_grid((config.grid, config.grid), config.parity,
-                              config.replicas if config.strategy == "replication" else 1)
+    needed = workers_for_grid(
+        (config.grid, config.grid), config.parity, config.replicas if config.strategy == "replication" else 1
+    )
     with connect_from_args(args, needed=needed, spec=spec) as client:
         register(client)  # the CodeNet page is there from the start (the Trainer would add it after encoding)
-        print(f"dashboard: {client.dashboard_link}  (fault counters: {client.dashboard_link.rsplit('/', 1)[0]}/{PAGE})",
-              file=sys.stderr)
+        print(
+            f"dashboard: {client.dashboard_link}  (fault counters: {client.dashboard_link.rsplit('/', 1)[0]}/{PAGE})",
+            file=sys.stderr,
+        )
         trainer = Trainer(client, data, config, args.store)
         try:
             with performance_report(filename=str(report)) if report else contextlib.nullcontext():

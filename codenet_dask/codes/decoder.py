@@ -12,9 +12,10 @@ explains the syndrome, or none does, the codeword is reported uncorrectable.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -22,7 +23,6 @@ from .mds import SystematicMDSCode
 from .roundoff import gamma
 
 Status = Literal["clean", "corrected", "uncorrectable"]
-
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def _support_fit(check: bytes, p: int, n: int, support: tuple[int, ...]) -> tupl
     h = np.frombuffer(check, dtype=np.float64).reshape(p, n)
     hs = h[:, list(support)]
     q_full, _ = np.linalg.qr(hs, mode="complete")
-    complement = q_full[:, len(support):].T
+    complement = q_full[:, len(support) :].T
     leak = np.abs(complement) @ (np.eye(p) + np.abs(hs) @ np.abs(np.linalg.pinv(hs)))
     return complement, leak
 
@@ -101,9 +101,7 @@ def _syndrome_without(
     return hk @ zk, np.maximum(tau, np.finfo(np.float64).tiny)
 
 
-def _fits(
-    h: np.ndarray, z: np.ndarray, bound: np.ndarray, support: tuple[int, ...], slack: float = 1.0
-) -> bool:
+def _fits(h: np.ndarray, z: np.ndarray, bound: np.ndarray, support: tuple[int, ...], slack: float = 1.0) -> bool:
     """Whether the positions outside ``support`` form a consistent (punctured) codeword.
 
     For the true support the syndrome of the rest is ``H_S e + noise``, so its component outside
@@ -133,7 +131,7 @@ def check_codeword(
     Erased positions' projections are ignored (they may be NaN).
     """
     n, p = code.n, code.p
-    erased = tuple(sorted(set(int(a) for a in erased)))
+    erased = tuple(sorted({int(a) for a in erased}))
     if len(erased) > p:
         return CodewordCheck(erased, (), "uncorrectable", float("inf"))
     z = np.array(projections, dtype=np.float64, copy=True).reshape(n, -1)
@@ -145,7 +143,7 @@ def check_codeword(
     excess = float(np.max(np.abs(syndrome) / tau)) if p else 0.0
 
     candidates = [a for a in range(n) if a not in erased]
-    for t in range(0, (p - len(erased)) // 2 + 1):
+    for t in range((p - len(erased)) // 2 + 1):
         fits = []
         for located in itertools.combinations(candidates, t):
             if _fits(h, z, bound, tuple(sorted(erased + located))):

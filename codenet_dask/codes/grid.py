@@ -19,8 +19,9 @@ silently accepted. Pure numpy: no Dask, no I/O.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Mapping
+from typing import Literal
 
 import numpy as np
 
@@ -135,8 +136,10 @@ def project_blocks(
     Runs where the blocks are (one task per worker); :func:`locate_in_grid` takes the union.
     """
     v, u = projecting_vectors(block_shape, seed)
-    return {key: _project(blk, v, u) if _usable(blk) and blk.shape == tuple(block_shape) else None  # type: ignore[union-attr]
-            for key, blk in blocks.items()}
+    return {
+        key: _project(blk, v, u) if _usable(blk) and blk.shape == tuple(block_shape) else None  # type: ignore[union-attr]
+        for key, blk in blocks.items()
+    }
 
 
 def _project(block: CodedBlock, v: np.ndarray, u: np.ndarray) -> BlockProjection:
@@ -155,7 +158,9 @@ def _project(block: CodedBlock, v: np.ndarray, u: np.ndarray) -> BlockProjection
     return BlockProjection(right.ravel(), right_noise.ravel(), left.ravel(), left_noise.ravel())
 
 
-def _normalise(code: ProductCode, blocks: Mapping[BlockKey, CodedBlock | None] | np.ndarray) -> dict[BlockKey, CodedBlock | None]:
+def _normalise(
+    code: ProductCode, blocks: Mapping[BlockKey, CodedBlock | None] | np.ndarray
+) -> dict[BlockKey, CodedBlock | None]:
     nr, nc = code.coded_shape
     if isinstance(blocks, np.ndarray):
         if blocks.shape != (nr, nc):
@@ -174,9 +179,7 @@ def _block_geometry(grid: Mapping[BlockKey, CodedBlock | None]) -> tuple[tuple[i
     shape, dtype = present[0].shape, present[0].dtype
     for key, blk in grid.items():
         if blk is not None and (blk.shape != shape or blk.dtype != dtype):
-            raise ShapeMismatchError(
-                f"block {key} is {blk.shape} {blk.dtype}; the grid's blocks are {shape} {dtype}"
-            )
+            raise ShapeMismatchError(f"block {key} is {blk.shape} {blk.dtype}; the grid's blocks are {shape} {dtype}")
     return shape, dtype
 
 
@@ -187,9 +190,14 @@ class _GridDecoder:
     nothing can be rebuilt, only located).
     """
 
-    def __init__(self, code: ProductCode, grid: dict[BlockKey, CodedBlock | None], seed: int,
-                 block_shape: tuple[int, int] | None = None,
-                 projections: Mapping[BlockKey, BlockProjection | None] | None = None) -> None:
+    def __init__(
+        self,
+        code: ProductCode,
+        grid: dict[BlockKey, CodedBlock | None],
+        seed: int,
+        block_shape: tuple[int, int] | None = None,
+        projections: Mapping[BlockKey, BlockProjection | None] | None = None,
+    ) -> None:
         self.code = code
         self.nr, self.nc = code.coded_shape
         self.blocks = grid
@@ -284,7 +292,10 @@ class _GridDecoder:
         """Some codeword holding ``key`` checks consistent with independent redundancy to spare."""
         a, b = key
         for direction, index in (("column", b), ("row", a)):
-            if results[(direction, index)].status != "uncorrectable" and self.independent_redundancy(direction, index) >= 1:
+            if (
+                results[(direction, index)].status != "uncorrectable"
+                and self.independent_redundancy(direction, index) >= 1
+            ):
                 return True
         return False
 
@@ -390,7 +401,9 @@ class _GlobalVerifier:
         self.nc = code.coded_shape[1]
         # The same tolerance policy as the codeword checks: a deviation within the codes'
         # benign slack of its noise bound is roundoff-level, not evidence of an error.
-        self.slack = max(benign_slack(code.row_code) if code.pr else 1.0, benign_slack(code.col_code) if code.pc else 1.0)
+        self.slack = max(
+            benign_slack(code.row_code) if code.pr else 1.0, benign_slack(code.col_code) if code.pc else 1.0
+        )
 
     def rows(self, keys: list[BlockKey]) -> np.ndarray:
         return self.generator[[a * self.nc + b for a, b in keys]]
@@ -433,10 +446,7 @@ class _GlobalVerifier:
         h = self.left_null(stored)
         involved = np.linalg.norm(h, axis=0) > self.RANK_TOL if h.shape[0] else np.zeros(len(stored), bool)
         verified = [k for k, used in zip(stored, involved) if used]
-        repaired = [
-            k for k in rebuilt
-            if self.in_span(k, verified) and self.consistent(verified + [k])
-        ]
+        repaired = [k for k in rebuilt if self.in_span(k, verified) and self.consistent([*verified, k])]
         if repaired and not self.consistent(verified + repaired):
             repaired = []
         return _Verdict(tuple(verified), tuple(repaired))
@@ -454,8 +464,7 @@ def encode_blocks(code: ProductCode, systematic: np.ndarray) -> dict[BlockKey, C
         )
     nr, nc = code.coded_shape
     out: dict[BlockKey, CodedBlock] = {
-        (i, j): CodedBlock.from_values(np.array(systematic[i, j]), 0.0)
-        for i in range(code.kr) for j in range(code.kc)
+        (i, j): CodedBlock.from_values(np.array(systematic[i, j]), 0.0) for i in range(code.kr) for j in range(code.kc)
     }
 
     def parity(sources: list[CodedBlock], coeffs: np.ndarray) -> CodedBlock:
@@ -512,8 +521,12 @@ def locate_in_grid(
     return _conclude(code, decoder, keys, decoder.locate_until_stable())
 
 
-def _conclude(code: ProductCode, decoder: _GridDecoder, keys: list[BlockKey],
-              results: Mapping[tuple[Direction, int], CodewordCheck]) -> GridReport:
+def _conclude(
+    code: ProductCode,
+    decoder: _GridDecoder,
+    keys: list[BlockKey],
+    results: Mapping[tuple[Direction, int], CodewordCheck],
+) -> GridReport:
     """The report of a finished decode; rebuilt blocks it cannot vouch for are dropped (None)."""
     found_bad = decoder.erased | decoder.located
     rebuilt = {k for k in decoder.rebuilds if k not in decoder.bad}

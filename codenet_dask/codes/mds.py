@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -79,9 +80,7 @@ class SystematicMDSCode:
         elif self.construction == "orthogonal":
             generator = _orthogonal_generator(self.k, n, self.seed)
         else:
-            raise CodeParameterError(
-                f"unknown construction {self.construction!r}; use 'chebyshev' or 'orthogonal'"
-            )
+            raise CodeParameterError(f"unknown construction {self.construction!r}; use 'chebyshev' or 'orthogonal'")
         generator[: self.k] = np.eye(self.k)  # exactly systematic, not just to roundoff
         object.__setattr__(self, "_generator", generator)
         if self.worst_condition > self.max_condition:
@@ -129,8 +128,7 @@ class SystematicMDSCode:
         if self.p == 0:
             return 1.0
         return max(
-            float(np.linalg.cond(self._generator[list(rows)]))
-            for rows in itertools.combinations(range(self.n), self.k)
+            float(np.linalg.cond(self._generator[list(rows)])) for rows in itertools.combinations(range(self.n), self.k)
         )
 
     # -- linear maps ------------------------------------------------------------------------
@@ -158,14 +156,10 @@ class SystematicMDSCode:
         """
         known, wanted = list(known), list(wanted)
         if len(known) < self.k:
-            raise CodeParameterError(
-                f"rebuilding needs at least k={self.k} known blocks, got {len(known)}"
-            )
+            raise CodeParameterError(f"rebuilding needs at least k={self.k} known blocks, got {len(known)}")
         return self._generator[wanted] @ np.linalg.pinv(self._generator[known])
 
-    def rebuild(
-        self, codeword: Sequence[np.ndarray] | np.ndarray, erased: Sequence[int]
-    ) -> np.ndarray:
+    def rebuild(self, codeword: Sequence[np.ndarray] | np.ndarray, erased: Sequence[int]) -> np.ndarray:
         """Codeword with the ``erased`` positions recomputed from all the others."""
         stacked = self._stack(codeword, self.n, "codeword").copy()
         erased = sorted(set(erased))

@@ -86,8 +86,6 @@ class ProductCode:
         Encodes rows then columns (the corner parity is the same either way, up to roundoff).
         """
         if systematic.shape[:2] != (self.kr, self.kc):
-            raise CodeParameterError(
-                f"expected a {self.kr}x{self.kc} grid of blocks, got {systematic.shape[:2]}"
-            )
+            raise CodeParameterError(f"expected a {self.kr}x{self.kc} grid of blocks, got {systematic.shape[:2]}")
         rows_done = self.row_code.encode(systematic)  # (nr, kc, bh, bw)
         return np.moveaxis(self.col_code.encode(np.moveaxis(rows_done, 1, 0)), 0, 1)

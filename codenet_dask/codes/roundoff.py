@@ -19,8 +19,7 @@ def require_real_float(dtype: np.dtype | type, what: str = "array") -> np.dtype:
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):
         raise UnsupportedDtypeError(
-            f"{what} has dtype {dtype}; coded products need float32 or float64 "
-            f"(cast with .astype('float64'))"
+            f"{what} has dtype {dtype}; coded products need float32 or float64 (cast with .astype('float64'))"
         )
     return dtype
 

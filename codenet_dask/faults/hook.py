@@ -18,7 +18,14 @@ from . import corruptions
 
 Step = Literal["encode", "activation", "block-forward", "block-backward", "project", "decode", "verify", "update"]
 STEPS: tuple[str, ...] = (
-    "encode", "activation", "block-forward", "block-backward", "project", "decode", "verify", "update",
+    "encode",
+    "activation",
+    "block-forward",
+    "block-backward",
+    "project",
+    "decode",
+    "verify",
+    "update",
 )
 Kind = Literal["bitflip", "add", "nan", "inf", "-inf", "zero"]
 

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import log
 from .hook import Site
 from .models import ErrorModel, relative_change
-from . import log
 from .spec import FaultRule, FaultSpec, parse_fault_spec
 
 
@@ -133,9 +133,7 @@ class RandomFaults:
             log.record(fault)
         return values
 
-    def apply_logged(
-        self, site: Site, values: np.ndarray, attempt: int
-    ) -> tuple[np.ndarray, InjectedFault | None]:
+    def apply_logged(self, site: Site, values: np.ndarray, attempt: int) -> tuple[np.ndarray, InjectedFault | None]:
         """Like :meth:`apply`, plus the ground-truth record of the fault (None if clean)."""
         if not self.spec.enabled:
             return values, None

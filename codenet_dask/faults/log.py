@@ -14,16 +14,16 @@ if TYPE_CHECKING:
     from .injector import InjectedFault
 
 _LOCK = threading.Lock()
-_LOG: dict[tuple, "InjectedFault"] = {}
+_LOG: dict[tuple, InjectedFault] = {}
 
 
-def record(fault: "InjectedFault") -> None:
+def record(fault: InjectedFault) -> None:
     """Remember one injected fault (called on the worker by the injector)."""
     with _LOCK:
         _LOG[(fault.site, fault.attempt)] = fault
 
 
-def drain() -> list["InjectedFault"]:
+def drain() -> list[InjectedFault]:
     """This process's records since the last drain."""
     with _LOCK:
         faults = list(_LOG.values())
@@ -31,7 +31,7 @@ def drain() -> list["InjectedFault"]:
     return faults
 
 
-def collect_injected(client: Any | None = None) -> list["InjectedFault"]:
+def collect_injected(client: Any | None = None) -> list[InjectedFault]:
     """Every fault injected so far, from this process and, given a Client, from all its workers."""
     found = {(f.site, f.attempt): f for f in drain()}
     if client is not None:

@@ -52,8 +52,8 @@ from __future__ import annotations
 import math
 import numbers
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from ..errors import FaultSpecError
 from .hook import STEPS
@@ -139,9 +139,7 @@ class FaultRule:
         """Could both terms hit the same (step, worker)?"""
         steps = self.steps is None or other.steps is None or bool(self.steps & other.steps)
         workers = (
-            self._covers_all_workers()
-            or other._covers_all_workers()
-            or bool(self.workers & other.workers)  # type: ignore[operator]
+            self._covers_all_workers() or other._covers_all_workers() or bool(self.workers & other.workers)  # type: ignore[operator]
         )
         return steps and workers
 

@@ -9,5 +9,15 @@ from .plugin import JSON_ROUTE, NAME, PAGE, TOPIC, CodeNetDashboard, register
 from .publisher import DashboardPublisher
 from .tally import COUNTS, LAYER_EVENTS, Tally
 
-__all__ = ["COUNTS", "JSON_ROUTE", "LAYER_EVENTS", "NAME", "PAGE", "TOPIC", "CodeNetDashboard",
-           "DashboardPublisher", "Tally", "register"]
+__all__ = [
+    "COUNTS",
+    "JSON_ROUTE",
+    "LAYER_EVENTS",
+    "NAME",
+    "PAGE",
+    "TOPIC",
+    "CodeNetDashboard",
+    "DashboardPublisher",
+    "Tally",
+    "register",
+]

@@ -26,8 +26,13 @@ if TYPE_CHECKING:
 
 REFRESH_MS = 500
 COLORS = ("#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#1f77b4")  # detected, corrected, recomputed, ...
-LABELS = {"detected": "detected", "corrected": "corrected", "recomputed": "recomputed",
-          "rolled_back": "rolled back", "repaired": "repaired (scrub)"}
+LABELS = {
+    "detected": "detected",
+    "corrected": "corrected",
+    "recomputed": "recomputed",
+    "rolled_back": "rolled back",
+    "repaired": "repaired (scrub)",
+}
 
 _STYLE = """<style>
 table.codenet {border-collapse: collapse; font: 13px sans-serif; margin: 4px 0 12px 0}
@@ -61,19 +66,26 @@ def short(address: str) -> str:
 
 def render_header(run: dict[str, Any] | None) -> str:
     if run is None:
-        return ('<h3 class="codenet">CodeNet</h3><p class="codenet-status">No training run has published yet. '
-                "Start one with <code>codenet-dask train --scheduler ADDRESS</code>.</p>")
+        return (
+            '<h3 class="codenet">CodeNet</h3><p class="codenet-status">No training run has published yet. '
+            "Start one with <code>codenet-dask train --scheduler ADDRESS</code>.</p>"
+        )
     t = run["totals"]
     age = time.time() - run["updated"]
-    text = (f'<h3 class="codenet">CodeNet run {html.escape(run["run"])}: {html.escape(run["label"])}</h3>'
-            f'<p class="codenet-status">{html.escape(run["status"])}: step {run["position"]} of {run["total"]}, '
-            f'{run["rollbacks"]} rollbacks, last event {age:.0f} s ago. Blocks detected {t["detected"]}, '
-            f'corrected {t["corrected"]}, recomputed {t["recomputed"]}, rolled back {t["rolled_back"]}, '
-            f'repaired {t["repaired"]}; {t["products"]} products checked.</p>')
+    text = (
+        f'<h3 class="codenet">CodeNet run {html.escape(run["run"])}: {html.escape(run["label"])}</h3>'
+        f'<p class="codenet-status">{html.escape(run["status"])}: step {run["position"]} of {run["total"]}, '
+        f"{run['rollbacks']} rollbacks, last event {age:.0f} s ago. Blocks detected {t['detected']}, "
+        f"corrected {t['corrected']}, recomputed {t['recomputed']}, rolled back {t['rolled_back']}, "
+        f"repaired {t['repaired']}; {t['products']} products checked.</p>"
+    )
     if run["final"]:
         f = run["final"]
-        text += ('<p class="codenet-final">Ground truth (injector log): '
-                 + ", ".join(f"{html.escape(k)} {v}" for k, v in f.items()) + "</p>")
+        text += (
+            '<p class="codenet-final">Ground truth (injector log): '
+            + ", ".join(f"{html.escape(k)} {v}" for k, v in f.items())
+            + "</p>"
+        )
     return text
 
 
@@ -81,11 +93,30 @@ def render_layers(run: dict[str, Any] | None) -> str:
     rows = []
     for layer in (run or {}).get("layers", []):
         grid, redundancy = _shape(layer["shape"])
-        rows.append([layer["name"], layer["shape"].get("strategy", "?"), grid, redundancy,
-                     layer["shape"].get("coded_blocks", "?"), layer["products"], layer["recomputations"],
-                     layer["ops_rolled_back"], *(layer[c] for c in COUNTS)])
-    header = ["layer", "strategy", "grid", "parity / replicas", "blocks", "products", "recomputations",
-              "ops rolled back", *(LABELS[c] for c in COUNTS)]
+        rows.append(
+            [
+                layer["name"],
+                layer["shape"].get("strategy", "?"),
+                grid,
+                redundancy,
+                layer["shape"].get("coded_blocks", "?"),
+                layer["products"],
+                layer["recomputations"],
+                layer["ops_rolled_back"],
+                *(layer[c] for c in COUNTS),
+            ]
+        )
+    header = [
+        "layer",
+        "strategy",
+        "grid",
+        "parity / replicas",
+        "blocks",
+        "products",
+        "recomputations",
+        "ops rolled back",
+        *(LABELS[c] for c in COUNTS),
+    ]
     return _STYLE + '<h3 class="codenet">Layers</h3>' + _table("codenet-layers", header, rows)
 
 
@@ -105,30 +136,57 @@ class CodeNetPage:
         self.layers = Div(text="", sizing_mode="stretch_width")
         self.workers = Div(text="", sizing_mode="stretch_width")
         self.source = ColumnDataSource({"x": [], "count": [], "value": []})
-        self.chart = figure(x_range=FactorRange(factors=[]), height=240, sizing_mode="stretch_width",
-                            title="Blocks per worker", toolbar_location=None, tools="")
-        self.chart.vbar(x="x", top="value", width=0.9, source=self.source, line_color=None,
-                        fill_color=factor_cmap("x", palette=list(COLORS), factors=[LABELS[c] for c in COUNTS],
-                                               start=1, end=2))
+        self.chart = figure(
+            x_range=FactorRange(factors=[]),
+            height=240,
+            sizing_mode="stretch_width",
+            title="Blocks per worker",
+            toolbar_location=None,
+            tools="",
+        )
+        self.chart.vbar(
+            x="x",
+            top="value",
+            width=0.9,
+            source=self.source,
+            line_color=None,
+            fill_color=factor_cmap("x", palette=list(COLORS), factors=[LABELS[c] for c in COUNTS], start=1, end=2),
+        )
         self.chart.y_range.start = 0
         self.chart.xaxis.major_label_orientation = 0.9
         self.chart.xgrid.grid_line_color = None
         self.history = ColumnDataSource({"step": [], **{c: [] for c in COUNTS}})
-        self.timeline = figure(height=240, sizing_mode="stretch_width", toolbar_location=None, tools="",
-                               title="Blocks so far, after each step run (steps redone after a rollback count again)",
-                               x_axis_label="steps run")
+        self.timeline = figure(
+            height=240,
+            sizing_mode="stretch_width",
+            toolbar_location=None,
+            tools="",
+            title="Blocks so far, after each step run (steps redone after a rollback count again)",
+            x_axis_label="steps run",
+        )
         for name, colour in zip(COUNTS, COLORS):
-            self.timeline.step(x="step", y=name, source=self.history, color=colour, line_width=2,
-                               legend_label=LABELS[name], mode="after")
+            self.timeline.step(
+                x="step",
+                y=name,
+                source=self.history,
+                color=colour,
+                line_width=2,
+                legend_label=LABELS[name],
+                mode="after",
+            )
         self.timeline.legend.location = "top_left"
         self.timeline.y_range.start = 0
-        self.root = column(self.header, self.layers, self.workers, self.timeline, self.chart,
-                           sizing_mode="stretch_width")
+        self.root = column(
+            self.header, self.layers, self.workers, self.timeline, self.chart, sizing_mode="stretch_width"
+        )
 
     def update(self) -> None:
         run = self.plugin.tally.snapshot()["run"]
-        for div, text in ((self.header, render_header(run)), (self.layers, render_layers(run)),
-                          (self.workers, render_workers(run))):
+        for div, text in (
+            (self.header, render_header(run)),
+            (self.layers, render_layers(run)),
+            (self.workers, render_workers(run)),
+        ):
             if div.text != text:
                 div.text = text
         workers = (run or {}).get("workers", [])
@@ -141,8 +199,10 @@ class CodeNetPage:
         points = (run or {}).get("history", {}).get("points", [])
         if len(points) != len(self.history.data["step"]) or self._run != (run or {}).get("run"):
             self._run = (run or {}).get("run")
-            self.history.data = {"step": list(range(len(points))),
-                                 **{c: [p[i] for p in points] for i, c in enumerate(COUNTS)}}
+            self.history.data = {
+                "step": list(range(len(points))),
+                **{c: [p[i] for p in points] for i, c in enumerate(COUNTS)},
+            }
 
 
 def codenet_doc(plugin: CodeNetDashboard, extra: dict[str, Any], doc: Document) -> None:

@@ -103,8 +103,12 @@ def add_routes(scheduler: Scheduler, plugin: CodeNetDashboard) -> bool:
     variables = dashboard.template_variables(scheduler)
     if PAGE not in variables["pages"]:
         variables["pages"].append(PAGE)  # shared by every dashboard page: adds the link to the navbar
-    app = BokehApplication({f"/{PAGE}": lambda server, extra, doc: codenet_doc(plugin, extra, doc)},
-                           scheduler, prefix=prefix, template_variables=variables)
+    app = BokehApplication(
+        {f"/{PAGE}": lambda server, extra, doc: codenet_doc(plugin, extra, doc)},
+        scheduler,
+        prefix=prefix,
+        template_variables=variables,
+    )
     http.add_application(app)
     app.initialize(IOLoop.current())
     app.start()

@@ -51,8 +51,10 @@ def layer_shape(layer: Any, strategy: str, replicas: int | None) -> dict[str, An
     code = layer.code
     placement = _placement(layer)
     return {
-        "name": layer.name, "strategy": strategy,
-        "grid": [code.kr, code.kc], "parity": [code.pr, code.pc],
+        "name": layer.name,
+        "strategy": strategy,
+        "grid": [code.kr, code.kc],
+        "parity": [code.pr, code.pc],
         "replicas": replicas if strategy == "replication" else None,
         "coded_blocks": len(placement),
         "blocks": dict(Counter(placement.values())),
@@ -76,13 +78,18 @@ class DashboardPublisher:
         self._layer_ids: tuple[int, ...] = ()
         try:
             register(self.client)
-        except Exception as exc:  # noqa: BLE001 - observability must not stop a training run
+        except Exception as exc:
             self._disable(f"cannot register the dashboard plugin on the scheduler: {exc!r}")
             return
         config = trainer.config
         sizes = "-".join(map(str, getattr(trainer, "sizes", [])))
-        self._send({"kind": "start", "strategy": config.strategy,
-                    "label": f"{sizes} on {trainer.data.name}, {config.strategy}"})
+        self._send(
+            {
+                "kind": "start",
+                "strategy": config.strategy,
+                "label": f"{sizes} on {trainer.data.name}, {config.strategy}",
+            }
+        )
 
     # -- public ---------------------------------------------------------------------------
     def publish(self, position: int, total: int) -> None:
@@ -92,8 +99,13 @@ class DashboardPublisher:
         layers = list(self.trainer.layers)
         if not self._placement:
             self._refresh(layers)
-        message = {"kind": "step", "position": position, "total": total, "rollbacks": self.trainer.rollbacks,
-                   **self._increments()}
+        message = {
+            "kind": "step",
+            "position": position,
+            "total": total,
+            "rollbacks": self.trainer.rollbacks,
+            **self._increments(),
+        }
         if tuple(map(id, layers)) != self._layer_ids:
             self._send_layers(layers)
         self._send(message)
@@ -106,11 +118,24 @@ class DashboardPublisher:
         self.publish(self.trainer.checkpoint_position, self.trainer.checkpoint_position)
         ledger = self.trainer.ledger
         led = ledger.summary()
-        faults = {"injected": led["injected"], "detected": sum(len(r.detected) for r in ledger.products.values()),
-                  "corrected": led["corrected"], "recomputed": led["recomputed"], "rollbacks": self.trainer.rollbacks,
-                  "rolled_back": led["rolled-back"], "benign": led["benign"], "undetected": led["undetected"]}
-        self._send({"kind": "finish", "faults": faults, "rollbacks": self.trainer.rollbacks,
-                    "position": self.trainer.checkpoint_position})
+        faults = {
+            "injected": led["injected"],
+            "detected": sum(len(r.detected) for r in ledger.products.values()),
+            "corrected": led["corrected"],
+            "recomputed": led["recomputed"],
+            "rollbacks": self.trainer.rollbacks,
+            "rolled_back": led["rolled-back"],
+            "benign": led["benign"],
+            "undetected": led["undetected"],
+        }
+        self._send(
+            {
+                "kind": "finish",
+                "faults": faults,
+                "rollbacks": self.trainer.rollbacks,
+                "position": self.trainer.checkpoint_position,
+            }
+        )
 
     # -- internals ------------------------------------------------------------------------
     def _increments(self) -> dict[str, dict[str, dict[str, int]]]:
@@ -146,23 +171,26 @@ class DashboardPublisher:
             done = self._repairs.get(layer, 0)
             count("repaired", layer, (coord for _, coord in repairs[done:]))
             self._repairs[layer] = len(repairs)
-        return {"layers": {k: dict(v) for k, v in by_layer.items()},
-                "workers": {k: dict(v) for k, v in by_worker.items()}}
+        return {
+            "layers": {k: dict(v) for k, v in by_layer.items()},
+            "workers": {k: dict(v) for k, v in by_worker.items()},
+        }
 
     def _refresh(self, layers: list[Any]) -> None:
         self._placement = {layer.name: _placement(layer) for layer in layers}
 
     def _send_layers(self, layers: list[Any]) -> None:
         config = self.trainer.config
-        self._send({"kind": "layers", "layers": [layer_shape(layer, config.strategy, config.replicas)
-                                                  for layer in layers]})
+        self._send(
+            {"kind": "layers", "layers": [layer_shape(layer, config.strategy, config.replicas) for layer in layers]}
+        )
         self._layer_ids = tuple(map(id, layers))
 
     def _send(self, message: Mapping[str, Any]) -> None:
         try:
             self.client.log_event(TOPIC, {**message, "run": self.run_id})
             self.sent += 1
-        except Exception as exc:  # noqa: BLE001 - observability must not stop a training run
+        except Exception as exc:
             self._disable(f"cannot publish to the scheduler: {exc!r}")
 
     def _disable(self, reason: str) -> None:

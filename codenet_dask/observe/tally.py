@@ -23,7 +23,7 @@ KEEP_HISTORY = 5000
 
 
 def _zero(names: tuple[str, ...]) -> dict[str, int]:
-    return {name: 0 for name in names}
+    return dict.fromkeys(names, 0)
 
 
 @dataclass
@@ -57,12 +57,21 @@ class RunTally:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "run": self.run, "strategy": self.strategy, "label": self.label, "status": self.status,
-            "started": self.started, "updated": self.updated, "position": self.position, "total": self.total,
-            "rollbacks": self.rollbacks, "events": self.events, "totals": self.totals(),
+            "run": self.run,
+            "strategy": self.strategy,
+            "label": self.label,
+            "status": self.status,
+            "started": self.started,
+            "updated": self.updated,
+            "position": self.position,
+            "total": self.total,
+            "rollbacks": self.rollbacks,
+            "events": self.events,
+            "totals": self.totals(),
             "layers": [dict(v) for v in self.layers.values()],
             "workers": [{"worker": k, **v} for k, v in sorted(self.workers.items())],
-            "final": self.final, "history": {"counts": list(COUNTS), "points": [list(p) for p in self.history]},
+            "final": self.final,
+            "history": {"counts": list(COUNTS), "points": [list(p) for p in self.history]},
         }
 
 
@@ -88,8 +97,12 @@ class Tally:
         kind, run_id = msg["kind"], str(msg["run"])
         if kind == "start":
             self.runs.pop(run_id, None)
-            self.runs[run_id] = RunTally(run_id, strategy=str(msg.get("strategy", "")),
-                                         label=str(msg.get("label", "")), total=int(msg.get("total", 0)))
+            self.runs[run_id] = RunTally(
+                run_id,
+                strategy=str(msg.get("strategy", "")),
+                label=str(msg.get("label", "")),
+                total=int(msg.get("total", 0)),
+            )
             while len(self.runs) > KEEP_RUNS:
                 self.runs.popitem(last=False)
             return

@@ -34,9 +34,18 @@ Detail = Literal["groups", "tasks"]
 
 #: Fill colours by step (a task group name's leading words); anything else is grey.
 PALETTE = {
-    "block-forward": "#9ecae1", "block-backward": "#c6dbef", "project": "#fdd0a2", "decode": "#a1d99b",
-    "verify": "#c7e9c0", "verdicts": "#e5f5e0", "update": "#fcbba1", "encode": "#dadaeb",
-    "vote": "#a1d99b", "accept": "#c7e9c0", "scrub": "#fee391", "repair": "#fec44f",
+    "block-forward": "#9ecae1",
+    "block-backward": "#c6dbef",
+    "project": "#fdd0a2",
+    "decode": "#a1d99b",
+    "verify": "#c7e9c0",
+    "verdicts": "#e5f5e0",
+    "update": "#fcbba1",
+    "encode": "#dadaeb",
+    "vote": "#a1d99b",
+    "accept": "#c7e9c0",
+    "scrub": "#fee391",
+    "repair": "#fec44f",
 }
 _TOKEN = re.compile(r"-[0-9a-f]{8}(?=-|$)")
 
@@ -127,9 +136,11 @@ def to_graphviz(graph: StepGraph, detail: Detail = "groups", title: str = "") ->
         import graphviz
     except ImportError:
         raise GraphError("the graphviz Python package is missing; pip install graphviz") from None
-    dot = graphviz.Digraph("step", graph_attr={"rankdir": "TB", "label": title, "labelloc": "t", "fontsize": "20",
-                                               "fontname": "Helvetica"},
-                           node_attr={"shape": "box", "style": "rounded,filled", "fontname": "Helvetica"})
+    dot = graphviz.Digraph(
+        "step",
+        graph_attr={"rankdir": "TB", "label": title, "labelloc": "t", "fontsize": "20", "fontname": "Helvetica"},
+        node_attr={"shape": "box", "style": "rounded,filled", "fontname": "Helvetica"},
+    )
 
     def group_of(key: str) -> str:
         return graph.groups.get(key) or key_split_group(key)
@@ -140,8 +151,12 @@ def to_graphviz(graph: StepGraph, detail: Detail = "groups", title: str = "") ->
         data = {group_of(k) for k in graph.scattered}
         for group, n in sizes.items():
             what = "scattered piece" if group in data else "task"
-            dot.node(group, f"{label(group)}\n{n} {what}{'s' * (n != 1)}", fillcolor=color(group),
-                     **({"shape": "note"} if group in data else {}))
+            dot.node(
+                group,
+                f"{label(group)}\n{n} {what}{'s' * (n != 1)}",
+                fillcolor=color(group),
+                **({"shape": "note"} if group in data else {}),
+            )
         for group, n in inputs.items():
             if group not in sizes:
                 dot.node(group, f"{label(group)}\n{n} input{'s' * (n != 1)}", style="rounded,dashed", fillcolor="white")

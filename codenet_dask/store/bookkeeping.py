@@ -38,11 +38,13 @@ def digest(values: np.ndarray) -> int:
 def pack(block: CodedBlock) -> np.ndarray:
     """The record of ``block`` (values digested, not copied)."""
     d = digest(block.values)
-    return np.concatenate([
-        np.array([d >> 32, d & 0xFFFFFFFF, block.max_abs, block.err, block.updates], dtype=np.float64),
-        np.asarray(block.row_norms, dtype=np.float64),
-        np.asarray(block.col_norms, dtype=np.float64),
-    ])
+    return np.concatenate(
+        [
+            np.array([d >> 32, d & 0xFFFFFFFF, block.max_abs, block.err, block.updates], dtype=np.float64),
+            np.asarray(block.row_norms, dtype=np.float64),
+            np.asarray(block.col_norms, dtype=np.float64),
+        ]
+    )
 
 
 def record_digest(record: np.ndarray) -> int | None:
@@ -68,8 +70,15 @@ def unpack(values: np.ndarray, record: np.ndarray) -> CodedBlock:
     if stored != digest(values):
         raise ValueError("values do not match their digest (chunk overwritten or stale)")
     max_abs, err, updates = float(record[2]), float(record[3]), record[4]
-    row_norms, col_norms = record[_HEADER:_HEADER + bh], record[_HEADER + bh:]
-    if err < 0 or max_abs < 0 or updates < 0 or updates != int(updates) or (row_norms < 0).any() or (col_norms < 0).any():
+    row_norms, col_norms = record[_HEADER : _HEADER + bh], record[_HEADER + bh :]
+    if (
+        err < 0
+        or max_abs < 0
+        or updates < 0
+        or updates != int(updates)
+        or (row_norms < 0).any()
+        or (col_norms < 0).any()
+    ):
         raise ValueError("bookkeeping holds negative bounds or a fractional update count")
     return CodedBlock(
         values=values,

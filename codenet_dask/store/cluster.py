@@ -6,7 +6,7 @@ is shipped, so workers never start from a block the code does not vouch for.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from distributed import Client, Future
 

@@ -13,20 +13,26 @@ def describe_store(store: CodedStore) -> dict[str, Any]:
     for name, spec in store.layers().items():
         nr, nc = spec.grid
         code = spec.code
-        layers.append({
-            "name": name,
-            "layer_shape": list(spec.layer_shape),
-            "block_shape": list(spec.block_shape),
-            "block_grid": [nr, nc],
-            "dtype": spec.dtype.name,
-            "code": {"family": "product-mds", "construction": code.construction, "grid": [code.kr, code.kc],
-                     "parity": [code.pr, code.pc],
-                     "worst_condition": [code.row_code.worst_condition, code.col_code.worst_condition]},
-            "step": store.layer_step(name),
-            "blocks": nr * nc,
-            "coded_bytes": nr * nc * spec.block_bytes,
-            "uncoded_bytes": spec.layer_shape[0] * spec.layer_shape[1] * spec.dtype.itemsize,
-        })
+        layers.append(
+            {
+                "name": name,
+                "layer_shape": list(spec.layer_shape),
+                "block_shape": list(spec.block_shape),
+                "block_grid": [nr, nc],
+                "dtype": spec.dtype.name,
+                "code": {
+                    "family": "product-mds",
+                    "construction": code.construction,
+                    "grid": [code.kr, code.kc],
+                    "parity": [code.pr, code.pc],
+                    "worst_condition": [code.row_code.worst_condition, code.col_code.worst_condition],
+                },
+                "step": store.layer_step(name),
+                "blocks": nr * nc,
+                "coded_bytes": nr * nc * spec.block_bytes,
+                "uncoded_bytes": spec.layer_shape[0] * spec.layer_shape[1] * spec.dtype.itemsize,
+            }
+        )
     return {
         "store": str(store.root),
         "model": store.model,

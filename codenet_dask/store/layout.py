@@ -12,8 +12,9 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -37,8 +38,7 @@ def check_layer_name(name: str) -> str:
     """The name, if it can be an array name in the store; a StoreFormatError otherwise."""
     if not isinstance(name, str) or not NAME_PATTERN.match(name) or name == BOOKKEEPING_GROUP:
         raise StoreFormatError(
-            f"invalid layer name {name!r}: use a letter then up to 63 of [A-Za-z0-9_.-], "
-            f"and not {BOOKKEEPING_GROUP!r}"
+            f"invalid layer name {name!r}: use a letter then up to 63 of [A-Za-z0-9_.-], and not {BOOKKEEPING_GROUP!r}"
         )
     return name
 
@@ -130,45 +130,54 @@ def _sealed(payload: dict[str, Any]) -> dict[str, Any]:
 def code_attrs(code: ProductCode) -> dict[str, Any]:
     """Code parameters plus the generators, so the store alone says how blocks relate."""
     described = code.describe()
-    return {key: described[key] for key in ("family", "construction", "grid", "parity", "row_generator", "col_generator", "worst_condition")}
+    return {
+        key: described[key]
+        for key in ("family", "construction", "grid", "parity", "row_generator", "col_generator", "worst_condition")
+    }
 
 
 def layer_attrs(spec: LayerSpec, step: int) -> dict[str, Any]:
     """The weights array's attributes."""
-    return _sealed({
-        "format_version": FORMAT_VERSION,
-        "kind": "coded-layer",
-        "layer": spec.name,
-        "layer_shape": list(spec.layer_shape),
-        "block_shape": list(spec.block_shape),
-        "block_grid": list(spec.grid),
-        "dtype": spec.dtype.name,
-        "code": code_attrs(spec.code),
-        "step": int(step),
-        "bookkeeping": {"path": spec.bookkeeping_path, "fields": list(FIELDS), "record_length": spec.record_length},
-    })
+    return _sealed(
+        {
+            "format_version": FORMAT_VERSION,
+            "kind": "coded-layer",
+            "layer": spec.name,
+            "layer_shape": list(spec.layer_shape),
+            "block_shape": list(spec.block_shape),
+            "block_grid": list(spec.grid),
+            "dtype": spec.dtype.name,
+            "code": code_attrs(spec.code),
+            "step": int(step),
+            "bookkeeping": {"path": spec.bookkeeping_path, "fields": list(FIELDS), "record_length": spec.record_length},
+        }
+    )
 
 
 def model_attrs(model: str, step: int, layers: list[str]) -> dict[str, Any]:
     """The root group's attributes."""
-    return _sealed({
-        "format_version": FORMAT_VERSION,
-        "kind": "coded-model",
-        "model": model,
-        "step": int(step),
-        "layers": list(layers),
-    })
+    return _sealed(
+        {
+            "format_version": FORMAT_VERSION,
+            "kind": "coded-model",
+            "model": model,
+            "step": int(step),
+            "layers": list(layers),
+        }
+    )
 
 
 def bookkeeping_attrs(spec: LayerSpec) -> dict[str, Any]:
-    return _sealed({
-        "format_version": FORMAT_VERSION,
-        "kind": "coded-layer-bookkeeping",
-        "layer": spec.name,
-        "fields": list(FIELDS),
-        "row_norms": [len(FIELDS), len(FIELDS) + spec.block_shape[0]],
-        "col_norms": [len(FIELDS) + spec.block_shape[0], spec.record_length],
-    })
+    return _sealed(
+        {
+            "format_version": FORMAT_VERSION,
+            "kind": "coded-layer-bookkeeping",
+            "layer": spec.name,
+            "fields": list(FIELDS),
+            "row_norms": [len(FIELDS), len(FIELDS) + spec.block_shape[0]],
+            "col_norms": [len(FIELDS) + spec.block_shape[0], spec.record_length],
+        }
+    )
 
 
 # -- reading attributes back ---------------------------------------------------------------------
@@ -283,7 +292,9 @@ def _parse_code(body: Mapping[str, Any], where: str) -> ProductCode:
             stored_arr = np.array(stored, dtype=np.float64)
         except (TypeError, ValueError):
             raise StoreFormatError(f"{where}: code {key!r} is not a numeric matrix") from None
-        if stored_arr.shape != built.shape or not np.allclose(stored_arr, built, rtol=GENERATOR_RTOL, atol=GENERATOR_RTOL):
+        if stored_arr.shape != built.shape or not np.allclose(
+            stored_arr, built, rtol=GENERATOR_RTOL, atol=GENERATOR_RTOL
+        ):
             raise StoreFormatError(
                 f"{where}: stored {key} differs from the one this version builds for "
                 f"{code.describe()['family']} {kr}x{kc}+{pr}x{pc} ({construction}); blocks would decode wrongly"
@@ -291,8 +302,14 @@ def _parse_code(body: Mapping[str, Any], where: str) -> ProductCode:
     return code
 
 
-def check_weights_array(spec: LayerSpec, shape: tuple[int, ...], chunks: tuple[int, ...], dtype: np.dtype,
-                        dims: tuple[str | None, ...] | None, fill_value: Any) -> None:
+def check_weights_array(
+    spec: LayerSpec,
+    shape: tuple[int, ...],
+    chunks: tuple[int, ...],
+    dtype: np.dtype,
+    dims: tuple[str | None, ...] | None,
+    fill_value: Any,
+) -> None:
     """The weights array's metadata agrees with the layer's attributes."""
     where = f"layer {spec.name!r}"
     if tuple(shape) != spec.array_shape:
@@ -307,8 +324,9 @@ def check_weights_array(spec: LayerSpec, shape: tuple[int, ...], chunks: tuple[i
         raise StoreFormatError(f"{where}: fill value must be NaN (so a lost chunk reads as lost), got {fill_value!r}")
 
 
-def check_bookkeeping_array(spec: LayerSpec, attrs: Mapping[str, Any], shape: tuple[int, ...],
-                            chunks: tuple[int, ...], dtype: np.dtype) -> None:
+def check_bookkeeping_array(
+    spec: LayerSpec, attrs: Mapping[str, Any], shape: tuple[int, ...], chunks: tuple[int, ...], dtype: np.dtype
+) -> None:
     where = f"bookkeeping of layer {spec.name!r}"
     body = _payload(attrs, where, "coded-layer-bookkeeping")
     expected = {k: v for k, v in bookkeeping_attrs(spec).items() if k != "digest"}

@@ -25,9 +25,10 @@ import fcntl
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import icechunk
 import numpy as np
@@ -80,8 +81,13 @@ class Checkpoint:
     parent: str | None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "step": self.step, "message": self.message,
-                "written_at": self.written_at, "parent": self.parent}
+        return {
+            "id": self.id,
+            "step": self.step,
+            "message": self.message,
+            "written_at": self.written_at,
+            "parent": self.parent,
+        }
 
 
 @dataclass(frozen=True)
@@ -93,9 +99,13 @@ class WriteStats:
     records_written: int = 0
     bytes_written: int = 0
 
-    def __add__(self, other: "WriteStats") -> "WriteStats":
-        return WriteStats(self.blocks + other.blocks, self.values_written + other.values_written,
-                          self.records_written + other.records_written, self.bytes_written + other.bytes_written)
+    def __add__(self, other: WriteStats) -> WriteStats:
+        return WriteStats(
+            self.blocks + other.blocks,
+            self.values_written + other.values_written,
+            self.records_written + other.records_written,
+            self.bytes_written + other.bytes_written,
+        )
 
 
 @dataclass(frozen=True)
@@ -199,7 +209,7 @@ class CodedStore:
 
     # -- opening -------------------------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | os.PathLike[str], mode: str = "r") -> "CodedStore":
+    def open(cls, path: str | os.PathLike[str], mode: str = "r") -> CodedStore:
         """Open and validate a store; ``mode`` is ``"r"`` (read-only) or ``"r+"`` (read-write)."""
         if mode not in ("r", "r+"):
             raise ValueError(f"mode must be 'r' or 'r+', got {mode!r}")
@@ -214,7 +224,7 @@ class CodedStore:
             raise
 
     @classmethod
-    def create(cls, path: str | os.PathLike[str], *, model: str = "model", overwrite: bool = False) -> "CodedStore":
+    def create(cls, path: str | os.PathLike[str], *, model: str = "model", overwrite: bool = False) -> CodedStore:
         """A new, empty store at ``path``, open for writing.
 
         The store is built in a temporary sibling directory and renamed into place, so a crash
@@ -261,7 +271,7 @@ class CodedStore:
             self._lock = None
         self._session = None
 
-    def __enter__(self) -> "CodedStore":
+    def __enter__(self) -> CodedStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -295,8 +305,9 @@ class CodedStore:
         if not isinstance(weights, zarr.Array) or not isinstance(book, zarr.Array):
             raise StoreFormatError(f"layer {name!r}: expected arrays, found groups")
         spec, _ = layout.parse_layer_attrs(name, dict(weights.attrs))
-        layout.check_weights_array(spec, weights.shape, weights.chunks, weights.dtype,
-                                   weights.metadata.dimension_names, weights.fill_value)
+        layout.check_weights_array(
+            spec, weights.shape, weights.chunks, weights.dtype, weights.metadata.dimension_names, weights.fill_value
+        )
         layout.check_bookkeeping_array(spec, dict(book.attrs), book.shape, book.chunks, book.dtype)
         return spec
 
@@ -387,10 +398,15 @@ class CodedStore:
         session = self._require_writable()
         if isinstance(step, bool) or not isinstance(step, int) or step < 0:
             raise ValueError(f"step must be a non-negative integer, got {step!r}")
-        incomplete = {n: len(keys) for n, keys in self._new_layers.items()
-                      if len(keys) < self._specs[n].grid[0] * self._specs[n].grid[1]}
+        incomplete = {
+            n: len(keys)
+            for n, keys in self._new_layers.items()
+            if len(keys) < self._specs[n].grid[0] * self._specs[n].grid[1]
+        }
         if incomplete:
-            raise StoreError(f"new layers {sorted(incomplete)} were added but not fully written; write every block first")
+            raise StoreError(
+                f"new layers {sorted(incomplete)} were added but not fully written; write every block first"
+            )
         group = zarr.open_group(session.store, mode="r+")
         if step != self.step or self._dirty:
             group.update_attributes({ATTR_KEY: layout.model_attrs(self.model, step, list(self._specs))})
@@ -412,8 +428,13 @@ class CodedStore:
 
     def _info(self, sid: str) -> Checkpoint:
         info = self._repo.lookup_snapshot(sid)
-        return Checkpoint(info.id, int((info.metadata or {}).get("step", -1)), info.message,
-                          info.written_at.isoformat(), info.parent_id)
+        return Checkpoint(
+            info.id,
+            int((info.metadata or {}).get("step", -1)),
+            info.message,
+            info.written_at.isoformat(),
+            info.parent_id,
+        )
 
     def discard(self) -> None:
         """Drop every write since the last checkpoint."""
@@ -455,14 +476,27 @@ class CodedStore:
         group = zarr.open_group(session.store, mode="r+")
         nr, nc = spec.grid
         group.create_array(
-            name, shape=spec.array_shape, chunks=spec.block_shape, dtype=spec.dtype, fill_value=np.nan,
-            serializer=BytesCodec(), compressors=[Crc32cCodec()], dimension_names=spec.dims,
-            attributes={ATTR_KEY: layout.layer_attrs(spec, self.step)}, config={"write_empty_chunks": True},
+            name,
+            shape=spec.array_shape,
+            chunks=spec.block_shape,
+            dtype=spec.dtype,
+            fill_value=np.nan,
+            serializer=BytesCodec(),
+            compressors=[Crc32cCodec()],
+            dimension_names=spec.dims,
+            attributes={ATTR_KEY: layout.layer_attrs(spec, self.step)},
+            config={"write_empty_chunks": True},
         )
         group.create_array(
-            spec.bookkeeping_path, shape=(nr, nc, spec.record_length), chunks=(1, 1, spec.record_length),
-            dtype=np.float64, fill_value=np.nan, serializer=BytesCodec(), compressors=[Crc32cCodec()],
-            dimension_names=spec.bookkeeping_dims, attributes={ATTR_KEY: layout.bookkeeping_attrs(spec)},
+            spec.bookkeeping_path,
+            shape=(nr, nc, spec.record_length),
+            chunks=(1, 1, spec.record_length),
+            dtype=np.float64,
+            fill_value=np.nan,
+            serializer=BytesCodec(),
+            compressors=[Crc32cCodec()],
+            dimension_names=spec.bookkeeping_dims,
+            attributes={ATTR_KEY: layout.bookkeeping_attrs(spec)},
             config={"write_empty_chunks": True},
         )
         self._specs[name] = spec
@@ -537,7 +571,9 @@ class CodedStore:
                     f"layer {spec.name!r}: block {key} holds NaN/Inf; a store must never hold a known-bad block"
                 )
 
-    def _stored_records(self, spec: LayerSpec, book: zarr.Array, keys: list[BlockKey]) -> dict[BlockKey, np.ndarray | None]:
+    def _stored_records(
+        self, spec: LayerSpec, book: zarr.Array, keys: list[BlockKey]
+    ) -> dict[BlockKey, np.ndarray | None]:
         """Stored bookkeeping of ``keys`` in the writable session; None where absent or unreadable."""
         try:
             whole = book[:]
@@ -614,7 +650,9 @@ class CodedStore:
                     out[(a, b)] = _brief(exc)
         return out
 
-    def load_layer(self, name: str, checkpoint: str | int | None = None, *, seed: int = 0) -> tuple[dict[BlockKey, CodedBlock], GridReport]:
+    def load_layer(
+        self, name: str, checkpoint: str | int | None = None, *, seed: int = 0
+    ) -> tuple[dict[BlockKey, CodedBlock], GridReport]:
         """A layer's blocks, verified against the code and rebuilt in memory where damaged.
 
         Raises :class:`BlocksLostError` naming the blocks if any cannot be rebuilt or verified.

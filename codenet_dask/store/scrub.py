@@ -102,11 +102,15 @@ def _scrub_layer(store: CodedStore, name: str, checkpoint: str | None, seed: int
     for key in rep.located:
         reasons[key] = "inconsistent with its row/column codewords (wrong values)"
     for key in rep.unverified:
-        reasons[key] = "unverified: no check of the code among the trusted blocks involves it (too much damage around it)"
+        reasons[key] = (
+            "unverified: no check of the code among the trusted blocks involves it (too much damage around it)"
+        )
     return LayerScrub(name, rep, reasons), result.blocks
 
 
-def scrub(store: CodedStore, *, repair: bool = False, checkpoint: str | int | None = None, seed: int = 0) -> ScrubReport:
+def scrub(
+    store: CodedStore, *, repair: bool = False, checkpoint: str | int | None = None, seed: int = 0
+) -> ScrubReport:
     """Verify every block of a checkpoint (default: the latest); with ``repair``, rebuild what
     the code can and commit it as a new checkpoint at the same step."""
     if repair:
