@@ -27,9 +27,9 @@ from .codes import ProductCode, require_real_float
 from .errors import CodeParameterError, NonFiniteInputError, ShapeMismatchError, StepTimeoutError, UncorrectableError
 from .executors import Executor, Handle, as_executor
 from .faults import CorruptionHook, NoFaults
-from .kernels import shards
+from .kernels import scrub, shards
 from .kernels.blocks import CodedBlock
-from .kernels.checks import Rejected, projection_matrix
+from .kernels.checks import Rejected
 from .kernels.shards import Label, OperandSpec, Transform
 from .protocol.keys import KeyMaker, step_word
 from .protocol.placement import Coord, round_robin_owners
@@ -38,10 +38,8 @@ from .protocol.plans import (
     assemble_plan,
     copies_plan,
     encode_plan,
-    patch_plan,
-    repair_plan,
-    scrub_locate_plan,
-    scrub_repair_plan,
+    scrub_plan,
+    second_round_plan,
     sharded_product_plan,
     systematic_plan,
     update_plan,
@@ -136,9 +134,6 @@ class CodedLayer:
     #: Stems of this instance's task keys: unique, so two runs on one cluster never share a key
     #: and no operation of this layer reuses one.
     keys: KeyMaker = field(default_factory=lambda: KeyMaker("layer"))
-
-    #: How products are decoded: check and correct.
-    decode_kind = "coded"
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
@@ -305,48 +300,44 @@ class CodedLayer:
         """Check the resident grid's parity relations and rebuild wrong blocks in place.
 
         A wrong update persists in a block (every later product then corrects around it); a
-        scrub finds such blocks and rebuilds them from the rest of their row or column, without
-        a rollback. Every worker projects its own blocks (``scrub-project``) and one task checks
-        the projections (``scrub-locate``): no block moves. Only if something is wrong does a
-        ``scrub-repair`` task gather the grid, rebuild and re-verify; repaired blocks go back
-        into their owners' shards. Returns the grid report (``repaired``, ``unrepairable``, ...).
+        scrub finds such entries and rebuilds them from the rest of their codeword, without a
+        rollback (``kernels.scrub``: every worker ships its share of the stored syndromes, then
+        decodes them all and corrects its own blocks; no block moves). Returns the report
+        (``erased``, ``located``, ``repaired``, ``unrepairable`` blocks, ``ok``).
         """
         self.ops += 1
         return self._scrub(self.ops)
 
     def _scrub(self, op: int) -> dict:
-        seed = self._check_seed(op)
-        index = {w: i for i, w in enumerate(self.workers)}
-        plan, report = scrub_locate_plan(
-            self.keys.stem(op), self.code, self.shards, index, self.block_shape, seed, self.workers[0]
-        )
-        [found] = self.executor.gather(self.executor.run(plan, [report]), f"scrub {self.name}")
-        if found["erased"] or found["located"] or found["unverified"]:
-            return self._repair_grid(op, seed)
+        words = self._stored_words()
+        if not words:
+            return {
+                "checked": 0,
+                "erased": [],
+                "located": [],
+                "repaired": [],
+                "unrepairable": [],
+                "entries": 0,
+                "ok": True,
+            }
+        jobs = {w: scrub.ScrubJob(self.name, op, self._index(w), words) for w in self.workers}
+        sp = scrub_plan(self.keys.stem(op), jobs, self.shards, self.hook)
+        handles = self.executor.run(sp.plan, [sp.shards[w] for w in jobs] + [sp.reports[w] for w in jobs])
+        shards_out, reports = handles[: len(jobs)], handles[len(jobs) :]
+        found = scrub.merge_reports(self.executor.gather(reports, f"scrub {self.name}"))
+        self.executor.wait(shards_out, f"scrub {self.name}")
+        self.shards = dict(zip(jobs, shards_out))
         return found
 
-    def _repair_grid(self, op: int, seed: int) -> dict:
-        """The rare full scrub: the whole grid on one worker, rebuilt and verified there."""
-        plan, checked, report = scrub_repair_plan(self.keys.stem(op), self.code, self.shards, seed, self.workers[0])
-        outcome, summary = self.executor.run(plan, [checked, report])
-        [found] = self.executor.gather([summary], f"scrub {self.name}")
-        by_worker: dict[str, tuple[list, list[Label]]] = {}
-        for label in (tuple(c) for c in found["repaired"]):
-            sources, labels = by_worker.setdefault(self.placement[label], ([], []))
-            sources.append(outcome)
-            labels.append(label)
-        self._patch(by_worker, op)
-        return found
-
-    def _patch(self, sources: dict[str, tuple[list, list[Label]]], op: int) -> None:
-        """Replace blocks in their owners' shards by the scrub outcomes in ``sources`` (per worker)."""
-        if not sources:
-            return
-        index = {w: i for i, w in enumerate(self.workers)}
-        plan, patched = patch_plan(self.keys.stem(op), self.shards, sources, index)
-        handles = self.executor.run(plan, list(patched.values()))
-        self.executor.wait(handles, f"scrub {self.name}")
-        self.shards.update(zip(patched, handles))
+    def _stored_words(self) -> tuple[scrub.StoredWord, ...]:
+        """The stored grid's codewords a scrub decodes: the block-columns under the row code (or,
+        without parity rows, the block-rows under the column code)."""
+        nr, nc = self.code.coded_shape
+        if self.code.pr:
+            return tuple(scrub.StoredWord(self.code.row_code, tuple((a, j) for a in range(nr))) for j in range(nc))
+        if self.code.pc:
+            return tuple(scrub.StoredWord(self.code.col_code, tuple((i, b) for b in range(nc))) for i in range(nr))
+        return ()
 
     # -- inspection -----------------------------------------------------------------------
     @property
@@ -453,21 +444,32 @@ class CodedLayer:
         copies = dict(zip(refs, self.executor.run(plan, list(refs.values()))))
         return Shipped(copies, length, data.shape[1], (count, size))
 
-    def _positions(self, step: str) -> dict[str, list[tuple[Label, shards.Position]]]:
-        """Per worker, its blocks taking part in a product and their (position, codeword, copy).
+    def _members(self, step: str) -> dict[str, list[shards.Member]]:
+        """Per worker, its blocks taking part in a product and where each sits.
 
-        Forward checks down block-columns (codeword j = column, position = block-row), backward
-        along block-rows; parity columns sit out of the forward, parity rows of the backward.
+        Forward: the summed codeword runs down the block-rows (position = block-row, piece =
+        block-column); backward along the block-columns. Parity columns sit out of the forward,
+        parity rows of the backward.
         """
         forward = step == "forward"
-        members: dict[str, list[tuple[Label, shards.Position]]] = {w: [] for w in self.workers}
+        members: dict[str, list[shards.Member]] = {w: [] for w in self.workers}
         for label, w in sorted(self.placement.items()):
-            a, b, r = label[0], label[1], (label[2] if len(label) > 2 else 0)
+            a, b = label[0], label[1]
             if forward and b < self.code.kc:
-                members[w].append((label, (a, b, r)))
+                members[w].append(shards.Member(label, 0, a, b))
             elif not forward and a < self.code.kr:
-                members[w].append((label, (b, a, r)))
+                members[w].append(shards.Member(label, 0, b, a))
         return members
+
+    def _codewords(self, step: str) -> tuple[shards.SummedCodeword, ...]:
+        """The product code's one summed codeword: its systematic positions are the output chunks."""
+        code = self.code.row_code if step == "forward" else self.code.col_code
+        return (shards.SummedCodeword(code, tuple(range(code.k))),)
+
+    @property
+    def checked(self) -> bool:
+        """Whether products are checked (the uncoded baseline checks nothing)."""
+        return True
 
     def _product(self, step: str, data: Operand) -> ProductResult:
         """Run one product, recomputing (new attempt, new keys) while an output is rejected.
@@ -485,10 +487,9 @@ class CodedLayer:
         spec, refs, batch = self._operand(data, length, count, size, "x" if forward else "delta")
         self.ops += 1
         rows = self.shape[0] if forward else self.shape[1]
-        v = projection_matrix(batch, self._check_seed(self.ops))
         report = ProductReport(step, self.name, op=self.ops, blocks_checked=self._blocks_checked(step))
         for attempt in range(self.max_attempts):
-            product = self._sharded_product(step, attempt, spec, refs, v)
+            product = self._sharded_product(step, attempt, spec, refs)
             try:
                 outputs = self._run(product, report, attempt)
             except StepTimeoutError as exc:
@@ -500,7 +501,7 @@ class CodedLayer:
                 report.accepted_attempt = attempt
                 return ProductResult(self.executor, dict(zip(product.jobs, outputs)), rows, batch, report)
             report.recomputed += 1
-            if self.decode_kind != "uncoded" and attempt + 1 < self.max_attempts and report.uncorrectable_codewords:
+            if self.checked and attempt + 1 < self.max_attempts and report.uncorrectable_codewords:
                 report.repaired += [tuple(c) for c in self._scrub(self.ops)["repaired"]]
         raise UncorrectableError(
             f"{step} of layer {self.name} stayed uncorrectable after {self.max_attempts} attempts; roll back to the last checkpoint",
@@ -508,7 +509,8 @@ class CodedLayer:
         )
 
     def _run(self, product: ShardedProduct, report: ProductReport, attempt: int) -> list[Handle]:
-        """One attempt: the plan, then (rarely) the repair round; verdicts go into ``report``."""
+        """One attempt: the plan, then (when the first round flagged entries) the second round;
+        verdicts go into ``report``."""
         what = f"{product.jobs[next(iter(product.jobs))].step} {self.name}"
         pp = sharded_product_plan(product)
         workers = list(product.jobs)
@@ -518,28 +520,30 @@ class CodedLayer:
         handles = self.executor.run(pp.plan, outputs + verdicts + kept)
         out, found = handles[: len(outputs)], handles[len(outputs) : len(outputs) + len(verdicts)]
         self.executor.wait(out + found, what)
-        report.merge_verdicts(attempt, self.executor.gather(found, what), self._label(product.jobs[workers[0]]))
-        if any(self.executor.holds(out, shards.NeedsRepair)):
+        report.merge_findings(attempt, self.executor.gather(found, what))
+        if any(self.executor.holds(out, shards.Pending)):
             rest = dict(zip([r.key for r in kept], handles[len(outputs) + len(verdicts) :]))
-            second = repair_plan(
+            second = second_round_plan(
                 product,
                 {w: rest[pp.products[w].key] for w in workers},
                 {w: rest[pp.decoded[w].key] for w in workers},
                 [rest[r.key] for r in pp.summaries],
             )
-            out = self.executor.run(second.plan, [second.outputs[w] for w in workers])
-            self.executor.wait(out, what)
+            handles = self.executor.run(
+                second.plan, [second.outputs[w] for w in workers] + [second.verdicts[w] for w in workers]
+            )
+            out, found = handles[: len(workers)], handles[len(workers) :]
+            self.executor.wait(handles, what)
+            report.merge_findings(attempt, self.executor.gather(found, what))
         return out
 
-    def _sharded_product(
-        self, step: str, attempt: int, spec: OperandSpec, refs: dict[str, list], v: np.ndarray
-    ) -> ShardedProduct:
+    def _sharded_product(self, step: str, attempt: int, spec: OperandSpec, refs: dict[str, list]) -> ShardedProduct:
         forward = step == "forward"
-        code = self.code.row_code if forward else self.code.col_code
         outputs, chunk_rows = (self.code.kr, self.block_shape[0]) if forward else (self.code.kc, self.block_shape[1])
-        codewords = self.code.kc if forward else self.code.kr
+        pieces = self.code.kc if forward else self.code.kr
+        codewords = self._codewords(step)
         jobs, decode_jobs = {}, {}
-        for w, members in self._positions(step).items():
+        for w, members in self._members(step).items():
             wid = self._index(w)
             jobs[w] = shards.ProductJob(
                 step,
@@ -549,35 +553,17 @@ class CodedLayer:
                 wid,
                 not forward,
                 tuple(members),
+                codewords,
                 outputs,
                 chunk_rows,
                 spec,
-                checked=self.decode_kind != "uncoded",
+                self.checked,
             )
-            decode_jobs[w] = shards.DecodeJob(self.name, self.ops, attempt, wid, codewords, outputs, self.copies)
-        # Only the coded grid checks with its code; replication votes (code None), uncoded sums.
+            decode_jobs[w] = shards.DecodeJob(
+                self.name, self.ops, attempt, wid, codewords, outputs, chunk_rows, pieces, self.checked
+            )
         name = f"{step_word(step)}-{self.keys.stem(self.ops, attempt)}"
-        return ShardedProduct(
-            name,
-            jobs,
-            decode_jobs,
-            self.shards,
-            refs,
-            self.decode_kind,
-            code if self.decode_kind == "coded" else None,
-            v,
-            self.hook,
-        )
-
-    @property
-    def copies(self) -> int:
-        """Replicas per block (1: the grid itself carries the redundancy)."""
-        return 1
-
-    def _label(self, job: shards.ProductJob):
-        """``label(decoder, codeword, position)``: the block a verdict names."""
-        forward = job.step == "forward"
-        return lambda t, j, a: (a, j) if forward else (j, a)
+        return ShardedProduct(name, jobs, decode_jobs, self.shards, refs, self.hook)
 
     def _blocks_checked(self, step: str) -> int:
         code = self.code.row_code if step == "forward" else self.code.col_code

@@ -23,6 +23,7 @@ from typing import Literal
 import numpy as np
 
 from .faults import InjectedFault, Site
+from .judge import Judge
 from .protocol.reports import ProductReport
 
 Outcome = Literal["corrected", "recomputed", "rolled-back", "benign", "undetected"]
@@ -44,6 +45,9 @@ class FaultLedger:
     products: dict[tuple[str, int], ProductReport] = field(default_factory=dict)
     repairs: dict[str, list[tuple[int, tuple[int, ...]]]] = field(default_factory=dict)
     rolled_back: set[tuple[str, int]] = field(default_factory=set)
+    #: The independent judge of the run (``codenet_dask.judge``); without one, faults the system
+    #: did not catch are classed by their size against ``BENIGN_TOLERANCE`` instead.
+    judge: Judge | None = None
 
     @property
     def tolerance(self) -> float:
@@ -74,6 +78,8 @@ class FaultLedger:
                 return "rolled-back"
             if fault.attempt != report.accepted_attempt:
                 return "recomputed"
+            if self.judge is not None:
+                return self._judged_product(fault, report)
             # An activation fault lives inside one consumer block task: it shows as that block.
             if (site.step.startswith("block-") or site.step == "activation") and site.block in (
                 report.detected_by_attempt.get(fault.attempt, [])
@@ -81,9 +87,45 @@ class FaultLedger:
                 return "corrected"
             if site.step == "project" and fault.relative_magnitude > self.tolerance:
                 return "corrected"  # the verifier excluded it; data never flows through projections
+        elif self.judge is not None:
+            return self._judged_weights(site)
         elif self._weight_fault_handled(site):
             return "corrected"
         return "benign" if fault.relative_magnitude <= self.tolerance else "undetected"
+
+    def _judged_product(self, fault: InjectedFault, report: ProductReport) -> Outcome:
+        """A fault in an accepted attempt: undetected if the judge found the output wrong; else
+        corrected where the system placed it, benign (below the standard) where it did not."""
+        assert self.judge is not None
+        verdict = self.judge.products.get((fault.site.layer, fault.site.op))
+        if verdict is not None and not verdict.correct:
+            return "undetected"
+        found = report.detected_by_attempt.get(fault.attempt, [])
+        return "corrected" if tuple(fault.site.block) in found else "benign"
+
+    def _judged_weights(self, site: Site) -> Outcome:
+        """A fault in stored weights (encode, update and its factors): undetected if the judge still
+        found its blocks wrong at the next checkpoint, or a product using them wrong meanwhile;
+        corrected if its blocks were wrong and then repaired in time (or the system rebuilt or
+        corrected around them); benign if they never were wrong by the standard."""
+        assert self.judge is not None
+        matches = _weight_matcher(site)
+        first, kept = self.judge.weights_wrong_after(site.layer, site.op)
+        hit = {c for c in first if matches(c, coords=True)}
+        if hit and (kept is None or any(matches(c, coords=True) for c in kept)):
+            return "undetected"
+        repaired = any(op >= site.op and matches(tuple(c)) for op, c in self.repairs.get(site.layer, []))
+        detected = any(
+            any(matches(tuple(d)) for d in r.detected)
+            for (layer, op), r in self.products.items()
+            if layer == site.layer and op > site.op
+        )
+        if hit:
+            wrong_use = any(
+                not v.correct for (layer, op), v in self.judge.products.items() if layer == site.layer and op > site.op
+            )
+            return "undetected" if wrong_use else "corrected"
+        return "corrected" if repaired or detected else "benign"
 
     def _weight_fault_handled(self, site: Site) -> bool:
         """A fault in stored blocks (encode/update): rebuilt by a scrub, or corrected at each use."""
@@ -104,7 +146,7 @@ class FaultLedger:
         return {"injected": len(self.injected), **{k: counts.get(k, 0) for k in OUTCOMES}}
 
 
-def _weight_matcher(site: Site) -> Callable[[tuple[int, ...]], bool]:
+def _weight_matcher(site: Site) -> Callable[..., bool]:
     """Which stored blocks a weight fault can have spoilt, as a predicate on block labels.
 
     Encode and update sites name one block, ``(a, b)`` or replica ``(a, b, r)``. An update's factor
@@ -115,6 +157,12 @@ def _weight_matcher(site: Site) -> Callable[[tuple[int, ...]], bool]:
     """
     if site.op > 0 and site.step in ("activation", "encode"):
         side, index, copy = site.block[0], site.block[1], tuple(site.block[3:])
-        return lambda label: label[side] == index and tuple(label[2:]) == copy
+        return lambda label, coords=False: label[side] == index and (coords or tuple(label[2:]) == copy)
     own = tuple(site.block)
-    return lambda label: label == own or (len(own) == 2 and label == (*own, 0))
+
+    def matches(label: tuple[int, ...], coords: bool = False) -> bool:
+        if coords:  # a systematic block coordinate (the judge's): any replica of it
+            return tuple(label) == own[:2]
+        return label == own or (len(own) == 2 and label == (*own, 0))
+
+    return matches

@@ -19,13 +19,14 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .errors import CodeParameterError, UncorrectableError
+from .codes import mds_code
+from .errors import CodeParameterError
 from .faults import CorruptionHook
+from .kernels import scrub, shards
 from .kernels.blocks import CodedBlock
-from .kernels.shards import Label
 from .layer import CodedLayer, holders, scatter_pieces
 from .protocol.placement import Coord
-from .protocol.plans import replace_plan, replica_plan, systematic_plan
+from .protocol.plans import replica_plan, systematic_plan
 from .protocol.types import Plan
 
 Strategy = Literal["codenet", "uncoded", "replication"]
@@ -35,7 +36,15 @@ STRATEGIES: tuple[str, ...] = ("codenet", "uncoded", "replication")
 class UncodedLayer(CodedLayer):
     """No redundancy: same grid and workers as the coded layer, nothing checked."""
 
-    decode_kind = "uncoded"
+    checked = False
+
+    def _codewords(self, step: str) -> tuple[shards.SummedCodeword, ...]:
+        """One trivial codeword per output chunk: the chunk is the plain sum of its blocks."""
+        outputs = self.code.kr if step == "forward" else self.code.kc
+        return tuple(shards.SummedCodeword(mds_code(1, 0), (t,)) for t in range(outputs))
+
+    def _members(self, step: str) -> dict[str, list[shards.Member]]:
+        return _by_output_chunk(self, step)
 
     @classmethod
     def encode(
@@ -65,7 +74,6 @@ class ReplicatedLayer(CodedLayer):
     sites, so Dask never mistakes one for another.
     """
 
-    decode_kind = "replicated"
     replicas: int = 3
 
     @classmethod
@@ -78,14 +86,19 @@ class ReplicatedLayer(CodedLayer):
         *,
         replicas: int = 3,
         hook: CorruptionHook | None = None,
+        verify_encoding: bool = True,
         **kwargs,
     ) -> ReplicatedLayer:
+        """Every replica made from ``weights`` on its own worker; with ``verify_encoding`` the copies
+        are scrubbed once (``encode_report``) before any product uses them."""
         if not (isinstance(replicas, int) and replicas >= 2):
             raise CodeParameterError(f"replication needs at least 2 replicas, got {replicas!r}")
         if tuple(parity) != (0, 0):
             raise CodeParameterError("replication has no parity blocks; give --replicas instead of --parity")
         layer: ReplicatedLayer = super().encode(target, weights, grid, (0, 0), hook=hook, **kwargs)  # type: ignore[assignment]
         layer._replicate(replicas, np.asarray(weights))
+        if verify_encoding:
+            layer.encode_report = layer._scrub(op=0)
         return layer
 
     @classmethod
@@ -128,60 +141,40 @@ class ReplicatedLayer(CodedLayer):
     def copies(self) -> int:
         return self.replicas
 
-    def _label(self, job):
-        """Replication's verdicts come per block (index ``t * codewords + j``), positions are replicas."""
-        forward = job.step == "forward"
-        codewords = self.code.kc if forward else self.code.kr
+    def _codewords(self, step: str) -> tuple[shards.SummedCodeword, ...]:
+        """Per output chunk, the repetition code over the copies (copy 0 systematic): the chunk
+        summed over a copy's blocks is a codeword of it, as every copy holds the same weights."""
+        outputs = self.code.kr if step == "forward" else self.code.kc
+        return tuple(shards.SummedCodeword(mds_code(1, self.copies - 1), (t,)) for t in range(outputs))
 
-        def label(_: int, index: int, r: int) -> Label:
-            t, j = divmod(index, codewords)
-            return (t, j, r) if forward else (j, t, r)
-
-        return label
+    def _members(self, step: str) -> dict[str, list[shards.Member]]:
+        return _by_output_chunk(self, step)
 
     def _blocks_checked(self, step: str) -> int:
         return self.copies * self.code.kr * self.code.kc
 
     def gather_blocks(self) -> dict[Coord, CodedBlock]:
-        """Every block as its replicas' majority (bit-identical copies), for checkpoints.
+        """Every block as replica 0 holds it (for checkpoints, which scrub first: a replica a faulty
+        update left wrong is repaired from the others before anything is saved)."""
+        return {label[:2]: block for label, block in super().gather_blocks().items() if label[2] == 0}  # type: ignore[misc]
 
-        A faulty update leaves one replica wrong for good; saving replica 0 blindly could store it.
-        """
-        majority, _ = self._vote_replicas()
-        return majority
+    def _stored_words(self) -> tuple[scrub.StoredWord, ...]:
+        """Every block's copies under the repetition code: r = 2 detects a disagreement, r >= 3
+        repairs a copy the others outvote, entry by entry."""
+        code = mds_code(1, self.copies - 1)
+        blocks = sorted({label[:2] for label in self.placement})
+        return tuple(scrub.StoredWord(code, tuple((a, b, r) for r in range(self.copies))) for a, b in blocks)
 
-    def _scrub(self, op: int) -> dict:
-        """Overwrite replicas that disagree with their block's majority by a fresh copy of it.
 
-        With r = 2 a disagreement has no majority: UncorrectableError (roll back).
-        """
-        majority, outvoted = self._vote_replicas()
-        by_worker: dict[str, dict[Label, CodedBlock]] = {}
-        for label in outvoted:
-            by_worker.setdefault(self.placement[label], {})[label] = majority[label[:2]]
-        if by_worker:
-            index = {w: i for i, w in enumerate(self.workers)}
-            plan, patched = replace_plan(self.keys.stem(op), self.shards, by_worker, index)
-            handles = self.executor.run(plan, list(patched.values()))
-            self.executor.wait(handles, f"scrub {self.name}")
-            self.shards.update(zip(patched, handles))
-        return {"repaired": [list(k) for k in outvoted], "unrepairable": [], "ok": True}
-
-    def _vote_replicas(self) -> tuple[dict[Coord, CodedBlock], list[Label]]:
-        """Per block, the value a majority of replicas hold, and the replicas that differ."""
-        everything = super().gather_blocks()
-        majority, outvoted = {}, []
-        for a, b in sorted({label[:2] for label in everything}):
-            copies = [everything[(a, b, r)] for r in range(self.copies)]
-            votes = [sum(np.array_equal(c.values, d.values) for d in copies) for c in copies]
-            best = int(np.argmax(votes))
-            if votes[best] * 2 <= len(copies):
-                raise UncorrectableError(
-                    f"layer {self.name}: the {len(copies)} replicas of block {(a, b)} have no majority; roll back"
-                )
-            majority[(a, b)] = copies[best]
-            outvoted += [(a, b, r) for r, c in enumerate(copies) if not np.array_equal(c.values, copies[best].values)]
-        return majority, outvoted
+def _by_output_chunk(layer: CodedLayer, step: str) -> dict[str, list[shards.Member]]:
+    """Members for codewords per output chunk: block (a, b[, r]) contributes copy r to chunk a
+    forward (piece b), to chunk b backward (piece a)."""
+    members: dict[str, list[shards.Member]] = {w: [] for w in layer.workers}
+    for label, w in sorted(layer.placement.items()):
+        a, b, r = label[0], label[1], (label[2] if len(label) > 2 else 0)
+        chunk, piece = (a, b) if step == "forward" else (b, a)
+        members[w].append(shards.Member(label, chunk, r, piece))
+    return members
 
 
 def build_layer(

@@ -30,9 +30,10 @@ from .data import Dataset, batches
 from .errors import StepTimeoutError, UncorrectableError, WorkerLostError
 from .executors import as_executor
 from .faults import RandomFaults
-from .layer import Activated, CodedLayer
+from .judge import Judge
+from .layer import Activated, CodedLayer, ProductResult
 from .ledger import FaultLedger
-from .nn import Relu, ReluGrad, SoftmaxXentGrad, accuracy, cross_entropy, init_weights
+from .nn import Relu, ReluGrad, SoftmaxXentGrad, accuracy, cross_entropy, init_weights, softmax_grad
 from .store import CodedStore
 from .strategies import ReplicatedLayer, Strategy, build_layer
 
@@ -63,6 +64,8 @@ class TrainConfig:
     checkpoint_every: int = 25
     scrub_every: int = 10
     max_attempts: int = 3
+    #: Judge every accepted result against a fault-free long-double computation (``judge``).
+    judge: bool = True
 
 
 @dataclass
@@ -94,6 +97,35 @@ class Subscriber(Protocol):
     def finish(self) -> None: ...
 
 
+class _Judging:
+    """One step's accepted operands, materialised on the client for the judge (``judge.Judge``)."""
+
+    def __init__(self, trainer: Trainer, x: np.ndarray, y: np.ndarray) -> None:
+        self.trainer, self.judge = trainer, trainer.judge
+        self.inputs: dict[int, np.ndarray] = {0: x}  # layer i's accepted input
+        self.pre: dict[int, np.ndarray] = {}  # layer i's accepted output
+        self.deltas: dict[int, np.ndarray] = {}  # the gradient w.r.t. layer i's output
+        self.y = y
+
+    def forward(self, i: int, result: ProductResult) -> None:
+        layer, out = self.trainer.layers[i], result.to_numpy()
+        self.judge.product(layer.name, result.report.op, self.inputs[i], out, transpose=False)
+        self.pre[i] = out
+        if i + 1 < len(self.trainer.layers):
+            self.inputs[i + 1] = np.maximum(out, 0)
+        else:
+            self.deltas[i] = softmax_grad(out, np.asarray(self.y, dtype=np.int64), self.trainer.data.classes)
+
+    def backward(self, i: int, result: ProductResult) -> None:
+        layer, out = self.trainer.layers[i], result.to_numpy()
+        self.judge.product(layer.name, result.report.op, self.deltas[i], out, transpose=True)
+        self.deltas[i - 1] = np.where(self.pre[i - 1] > 0, out, 0).astype(out.dtype, copy=False)
+
+    def update(self, i: int, lr: float) -> None:
+        layer = self.trainer.layers[i]
+        self.judge.update(layer.name, layer.ops, layer.gather_weights(), self.deltas[i], self.inputs[i], lr)
+
+
 class Trainer:
     """One training run on a cluster; see the module docstring."""
 
@@ -110,7 +142,9 @@ class Trainer:
         self.subscribers: list[Subscriber] = []
         self._tmp = None if store_path else tempfile.TemporaryDirectory(prefix="codenet-store-")
         self.store_path = Path(store_path) if store_path else Path(self._tmp.name) / "model"
-        self.ledger = FaultLedger(dtype=self.dtype)
+        #: The independent judge of every accepted result (``codenet_dask.judge``; ``judge=False``: none).
+        self.judge = Judge() if config.judge else None
+        self.ledger = FaultLedger(dtype=self.dtype, judge=self.judge)
         self.rollbacks = 0
         self.layers: list[CodedLayer] = []
         self.checkpoint_position = 0
@@ -120,6 +154,9 @@ class Trainer:
     def build(self) -> None:
         grid = (self.config.grid, self.config.grid)
         for i, w in enumerate(init_weights(self.sizes, self.dtype, self.config.seed)):
+            if self.judge is not None:
+                bh, bw = -(-w.shape[0] // grid[0]), -(-w.shape[1] // grid[1])
+                self.judge.start(f"dense{i}", w, grid, (bh, bw))
             layer = build_layer(
                 self.config.strategy,
                 self.executor,
@@ -145,11 +182,14 @@ class Trainer:
     # -- one SGD step ---------------------------------------------------------------------
     def step(self, x: np.ndarray, y: np.ndarray, lr: float) -> float:
         """Forward, loss gradient, backward and update of every layer; returns the batch loss."""
+        judged = _Judging(self, x, y) if self.judge is not None else None
         x = self.layers[0].ship(x, "x")  # the first layer's forward and update share it
         pre, operand = [], x
         for i, layer in enumerate(self.layers):
             result = layer.forward(operand)
             self.ledger.add_product(result.report)
+            if judged:
+                judged.forward(i, result)
             pre.append(result)
             operand = Activated((result,), Relu()) if i < len(self.layers) - 1 else result
         logits = pre[-1].to_numpy()[: self.data.classes]
@@ -159,7 +199,11 @@ class Trainer:
             if i > 0:
                 back = layer.backward(delta)
                 self.ledger.add_product(back.report)
+                if judged:
+                    judged.backward(i, back)
             layer.update(delta, x if i == 0 else Activated((pre[i - 1],), Relu()), lr)
+            if judged:
+                judged.update(i, lr)
             if i > 0:
                 delta = Activated((back, pre[i - 1]), ReluGrad())
         return cross_entropy(logits.astype(np.float64), y)
@@ -172,6 +216,8 @@ class Trainer:
             self._scrub()
         for layer in self.layers:
             layer.save(store)
+            if self.judge is not None:
+                self.judge.checkpoint(layer.name, layer.ops, layer.gather_weights())
         store.checkpoint(step=position)
         self.checkpoint_position = position
         self.checkpoint_ops = {layer.name: layer.ops for layer in self.layers}
@@ -198,6 +244,8 @@ class Trainer:
                 f"gave up after {MAX_ROLLBACKS} rollbacks: the fault rate is beyond what the code and "
                 f"checkpoints can absorb; lower --faults or add parity"
             )
+        if self.judge is not None:
+            self.judge.rollback()
         restored = []
         self.executor.wait_for_workers(1, timeout=60)  # a lost worker's replacement may still be starting
         with CodedStore.open(self.store_path) as store:

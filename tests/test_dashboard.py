@@ -83,7 +83,7 @@ def test_tally_folds_increments_per_run_layer_and_worker():
 
 # -- counters == ledger -----------------------------------------------------------------------
 def test_dashboard_counters_equal_the_trainers_ledger(client, tmp_path):
-    """NaN results force recomputations and (with 2 attempts) a rollback; exponent flips in updates
+    """Zeroed block results force recomputations and (with 2 attempts) a rollback; exponent flips in updates
     leave wrong stored blocks that scrubs repair. What the page counts, summed from the events the
     run published, must equal what the Trainer's own ledger holds at the end."""
     data = load_dataset("digits", seed=0)
@@ -94,7 +94,7 @@ def test_dashboard_counters_equal_the_trainers_ledger(client, tmp_path):
         lr=0.5,
         grid=2,
         parity=(2, 2),
-        faults="nan:0.35:steps=block-forward+block-backward,bitflip:0.04:field=exponent:steps=update",
+        faults="zero:0.06:steps=block-forward+block-backward,nan:0.2:steps=block-forward,bitflip:0.04:field=exponent:steps=update",
         checkpoint_every=4,
         scrub_every=2,
         max_attempts=2,

@@ -124,16 +124,34 @@ def test_report_names_the_corrected_blocks(client):
 def test_uncorrectable_product_is_recomputed(client):
     rng = np.random.default_rng(2)
     w, x = rng.standard_normal((64, 64)), rng.standard_normal((64, 5))
+    # Two wrong blocks of one codeword at the same entry: beyond one-error capacity there.
     two_in_one_codeword = CorruptionPlan(
         (
             Corruption("block-forward", block=(0, 1), kind="add", relative=0.3),
-            Corruption("block-forward", block=(3, 1), kind="add", relative=0.2, index=(1, 1)),
+            Corruption("block-forward", block=(3, 1), kind="add", relative=0.2),
         )
     )
     layer = CodedLayer.encode(client, w, grid=(4, 4), parity=(2, 2), name="rec1", hook=two_in_one_codeword)
     result = layer.forward(x)
     assert result.report.recomputed == 1
     assert 1 in result.report.uncorrectable_codewords
+    assert relative(result.to_numpy(), w @ x) < 1e-10
+
+
+def test_two_wrong_blocks_of_one_codeword_at_different_entries_are_both_corrected(client):
+    """Decoding entry by entry: one error per entry and codeword is within capacity, wherever it is."""
+    rng = np.random.default_rng(2)
+    w, x = rng.standard_normal((64, 64)), rng.standard_normal((64, 5))
+    hook = CorruptionPlan(
+        (
+            Corruption("block-forward", block=(0, 1), kind="add", relative=0.3),
+            Corruption("block-forward", block=(3, 1), kind="add", relative=0.2, index=(1, 1)),
+        )
+    )
+    layer = CodedLayer.encode(client, w, grid=(4, 4), parity=(2, 2), name="rec2", hook=hook)
+    result = layer.forward(x)
+    assert result.report.recomputed == 0
+    assert result.report.corrected == [(0, 1), (3, 1)]
     assert relative(result.to_numpy(), w @ x) < 1e-10
 
 
@@ -227,7 +245,7 @@ def test_a_wrong_update_persists_is_corrected_around_and_scrub_repairs_it(client
     assert layer.forward(x).report.detected == []
     with get_task_stream(client) as clean:
         assert layer.scrub()["repaired"] == []
-    # A clean grid is checked from projections where its blocks are; only damage gathers blocks.
+    # Damaged or clean, a scrub is the same tasks where the blocks are: syndrome shares, and each
+    # worker's decode and repair of its own blocks (no block ever moves).
     steps = [{key_split(t["key"]).split("-upd")[0] for t in stream.data} for stream in (dirty, clean)]
-    assert {"scrub-project", "scrub-locate", "scrub-repair"} <= steps[0]
-    assert steps[1] == {"scrub-project", "scrub-locate"}
+    assert steps[0] == steps[1] == {"scrub-share", "scrub", "scrub-shard", "scrub-report"}

@@ -60,7 +60,7 @@ def run_product(code, blocks, x_pieces, hook, op: int, ledger: FaultLedger, refe
         plan = product_plan(spec, x_pieces, v, hook, Plan())
         results = EXECUTOR.gather(EXECUTOR.run(plan.plan, plan.outputs + plan.reports), "mc")
         chunks, verdicts = results[: len(plan.outputs)], results[len(plan.outputs) :]
-        report.merge_verdicts(attempt, verdicts, lambda t, j, a: (a, j))
+        report.merge_checks(attempt, verdicts, lambda t, j, a: (a, j))
         if not any(isinstance(c, Rejected) for c in chunks):
             report.accepted_attempt = attempt
             for got, want in zip(chunks, reference):  # accepted means right

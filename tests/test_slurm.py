@@ -85,7 +85,7 @@ def job_ids_in(stderr: str) -> list[str]:
 # -- against a real SLURM ---------------------------------------------------------------------------
 @needs_slurm
 def test_training_runs_on_workers_started_by_sbatch(capsys):
-    from codenet_dask import hpc
+    from codenet_dask.cluster import hpc
     from codenet_dask.data import load_dataset
     from codenet_dask.training import TrainConfig, Trainer
 
@@ -285,7 +285,7 @@ def test_config_defaults_then_user_config_then_arguments():
 def test_worker_job_script_is_single_threaded_and_imports_this_checkout(kind):
     """The script dask-jobqueue would submit (built, not submitted): directives from the options, one
     single-threaded worker process per core, BLAS at one thread, this checkout first on PYTHONPATH."""
-    from codenet_dask import hpc
+    from codenet_dask.cluster import hpc
 
     spec = ClusterSpec.from_config(
         kind=kind,

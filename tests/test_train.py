@@ -73,8 +73,9 @@ def test_train_json_end_to_end(tmp_path):
 
 def test_uncorrectable_steps_roll_back_and_training_still_converges(client, tmp_path):
     data = load_dataset("digits", seed=0)
-    # NaN results are erasures: three in one 4-block codeword exceed its 2 parities (detected, never
-    # miscorrected). With a single attempt per product, such a product forces a rollback.
+    # A block result stuck at zero is wrong at every entry: two such in one 4-block codeword exceed
+    # what its 2 parities can place (detected, never miscorrected). With a single attempt per
+    # product, such a product forces a rollback.
     config = TrainConfig(
         hidden=(16,),
         epochs=2,
@@ -82,7 +83,7 @@ def test_uncorrectable_steps_roll_back_and_training_still_converges(client, tmp_
         lr=0.5,
         grid=2,
         parity=(2, 2),
-        faults="nan:0.2:steps=block-forward",
+        faults="zero:0.08:steps=block-forward",
         checkpoint_every=5,
         seed=5,
         max_attempts=1,

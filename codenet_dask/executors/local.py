@@ -2,13 +2,16 @@
 
 Workers are names ("0", "1", ...) whose values live in :class:`Cell` handles; a task runs with its
 worker set as the fault injector's current worker (``faults.context``) and BLAS on one thread, as
-on a Dask worker, so a plan gives the same bits here as on a cluster. A key run twice is an error
-here (Dask would silently reuse the first value). No Dask: this is what the tests and Monte Carlo
+on a Dask worker, so a plan gives the same bits here as on a cluster. Values are shared between
+the tasks of one worker and copied whenever they cross to another worker, from the client or back
+to it, as Dask's serialisation does (a kernel that updates a block in place relies on that). A key
+run twice is an error here (Dask would silently reuse the first value). No Dask: this is what the tests and Monte Carlo
 runs hold the Dask executor against, and what runs many thousands of seeded steps in CI time.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -73,7 +76,7 @@ class LocalExecutor:
                 cell = Cell(task.key, task.worker)
                 cells[task.key] = cell
                 try:
-                    args = self._resolve(task.args, cells)
+                    args = self._resolve(task.args, cells, task.worker)
                     if task.worker is not None and task.worker in self._lost:
                         raise WorkerLostError(f"worker {task.worker} left the cluster")
                     token = WORKER.set(task.worker)
@@ -85,16 +88,18 @@ class LocalExecutor:
                     cell.error = exc
         return [cells[ref.key] for ref in wanted]
 
-    def _resolve(self, args: Any, cells: dict[Key, Cell]) -> Any:
-        if isinstance(args, Ref):
-            return self._value(cells[args.key])
-        if isinstance(args, Cell):
-            return self._value(args)
+    def _resolve(self, args: Any, cells: dict[Key, Cell], worker: str | None) -> Any:
+        """Arguments as the task on ``worker`` sees them: its own worker's values as they are,
+        every other value (another worker's, the client's) a copy."""
+        if isinstance(args, (Ref, Cell)):
+            cell = cells[args.key] if isinstance(args, Ref) else args
+            value = self._value(cell)
+            return value if worker is not None and cell.worker == worker else copy.deepcopy(value)
         if isinstance(args, list):
-            return [self._resolve(a, cells) for a in args]
+            return [self._resolve(a, cells, worker) for a in args]
         if isinstance(args, tuple):
-            return tuple(self._resolve(a, cells) for a in args)
-        return args
+            return tuple(self._resolve(a, cells, worker) for a in args)
+        return args  # a plan's literals are never written to (data goes in by scatter)
 
     def _value(self, cell: Cell) -> Any:
         if cell.worker is not None and cell.worker in self._lost:
@@ -107,7 +112,7 @@ class LocalExecutor:
         cells = []
         for value in values:
             self._scattered += 1
-            cells.append(Cell(("scatter", self._scattered), worker, value))
+            cells.append(Cell(("scatter", self._scattered), worker, copy.deepcopy(value)))
         return cells
 
     def wait(self, handles: Sequence[Cell], what: str) -> None:
@@ -115,7 +120,7 @@ class LocalExecutor:
             self._value(cell)
 
     def gather(self, handles: Sequence[Cell], what: str) -> list[Any]:
-        return [self._value(cell) for cell in handles]
+        return [copy.deepcopy(self._value(cell)) for cell in handles]
 
     def holds(self, handles: Sequence[Cell], kind: type) -> list[bool]:
         return [cell.error is None and isinstance(cell.value, kind) for cell in handles]

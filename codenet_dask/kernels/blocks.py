@@ -4,8 +4,9 @@ A block carries, besides its values, cheap upper bounds that the checks need: th
 row and column (how large a product with it can be, hence how much roundoff it can carry) and
 ``err``, how far the stored values may be from the exact codeword after encoding and all updates
 (floating-point encoding is never exact). The bounds are updated with each rank-B update by the
-triangle inequality in O((rows + cols) * B) work, and recomputed exactly every
-``REFRESH_EVERY`` updates, so no step needs an extra pass over the block.
+triangle inequality in O((rows + cols) * B) work, and recomputed exactly only by a scrub that
+verified the values (``kernels.scrub``): refreshed from unverified values, a stored error would
+enter the very bounds that are meant to expose it.
 Pure numpy: this runs inside worker tasks.
 """
 
@@ -17,9 +18,6 @@ import numpy as np
 from scipy.linalg.blas import get_blas_funcs
 
 from ..codes import gamma, unit_roundoff
-
-#: Recompute the exact row/column norms every this many updates (bounds only loosen in between).
-REFRESH_EVERY = 16
 
 
 @dataclass(frozen=True)
@@ -123,8 +121,6 @@ def apply_update(block: CodedBlock, delta: Factor, inputs: Factor, lr: float, *,
         + 2 * unit_roundoff(dtype) * new_max
     )
     updates = block.updates + 1
-    if updates % REFRESH_EVERY == 0:
-        return CodedBlock.from_values(values, err, updates)
     grow = 1 + gamma(batch + 2, dtype)
     row_step = abs(lr) * (delta.abs_values @ inputs.col_norms)
     col_step = abs(lr) * (inputs.abs_values @ delta.col_norms)

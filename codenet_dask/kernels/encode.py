@@ -1,12 +1,15 @@
 """Making coded blocks on their workers: systematic pieces, parity combinations, replicas, operand copies.
 
-Each function passes its fresh output through the fault hook: encoding may be faulty too.
-Pure numpy: these run inside worker tasks.
+Each function passes its fresh output through the fault hook: encoding may be faulty too. A block's
+bookkeeping (norms, largest magnitude) is measured from the values as computed, before the hook:
+a soft error hits the stored values, and a wrong value must stand out against bounds it did not
+make (``stored``). Pure numpy: these run inside worker tasks.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -23,7 +26,7 @@ def encode_parity(
     values = sum(dtype.type(c) * s.values for c, s in zip(coeffs, sources))
     abs_max = float(sum(abs(c) * s.max_abs for c, s in zip(coeffs, sources)))
     err = encoding_error(len(sources), abs_max, dtype) + float(sum(abs(c) * s.err for c, s in zip(coeffs, sources)))
-    return CodedBlock.from_values(hook.apply(site, np.asarray(values), attempt), err)
+    return stored(CodedBlock.from_values(np.asarray(values), err), hook, site, attempt)
 
 
 def local_copy(values: np.ndarray) -> np.ndarray:
@@ -41,7 +44,7 @@ def checked_input(values: np.ndarray) -> np.ndarray:
 def systematic_block(values: np.ndarray, hook: CorruptionHook, site: Site, attempt: int) -> CodedBlock:
     """A systematic block as stored on its worker (exact: no encoding error)."""
     values = np.array(checked_input(values), copy=True)
-    return CodedBlock.from_values(hook.apply(site, values, attempt), 0.0)
+    return stored(CodedBlock.from_values(values, 0.0), hook, site, attempt)
 
 
 def replicate_block(source: dict, label: tuple[int, int, int], layer: str, hook: CorruptionHook) -> CodedBlock:
@@ -50,4 +53,9 @@ def replicate_block(source: dict, label: tuple[int, int, int], layer: str, hook:
     if label[2] == 0:
         return block
     site = Site("encode", layer, 0, label)
-    return CodedBlock.from_values(hook.apply(site, block.values.copy(), 0), block.err, block.updates)
+    return stored(CodedBlock.from_values(block.values.copy(), block.err, block.updates), hook, site, 0)
+
+
+def stored(block: CodedBlock, hook: CorruptionHook, site: Site, attempt: int) -> CodedBlock:
+    """``block`` as written to memory: its values through the fault hook, its bookkeeping as measured."""
+    return replace(block, values=hook.apply(site, block.values, attempt))

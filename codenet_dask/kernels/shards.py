@@ -4,10 +4,18 @@ A worker holds a *shard*: the coded blocks (logical nodes) placed on it, by labe
 ``(a, b, r)`` for replica r). Scheduling one Dask task per block costs ~2 ms each, more than a
 block's arithmetic at useful sizes, so each step runs as one task per worker over all its blocks.
 Each block still computes on its own (its own product, its own activation copy, its own fault
-site), so a soft error still spoils exactly one logical node. What crosses the network is small:
-the projections of every block result and one partial sum of the worker's systematic results;
-full block results stay where they were computed and are read again only to repair a wrong one.
-Pure numpy: these functions run inside worker tasks.
+site), so a soft error still spoils exactly one logical node.
+
+A product's results are checked at full resolution, entry by entry, without moving them: the code
+is linear, so the sum over operand pieces of a family of codewords is a codeword again (a *summed
+codeword*), and each worker ships only its partial sums (the systematic ones make the output) and
+its share of the summed codeword's syndrome with the modelled variance of its noise
+(``kernels.noise``). Every worker decodes the output itself: where every syndrome entry is within
+its threshold and nothing was provably wrong, the output is the sum of the partials; the few
+flagged entries go to a second round, in which every worker sends its blocks' own values at just
+those entries and each codeword is decoded there (``codes.entrywise``). An independent verify task
+recomputes each decode and must agree bit for bit. Pure numpy: these functions run inside worker
+tasks.
 """
 
 from __future__ import annotations
@@ -18,15 +26,15 @@ from typing import Protocol
 
 import numpy as np
 
-from ..codes import CodewordCheck, SystematicMDSCode, gamma
-from ..errors import UncorrectableError
-from ..faults.hook import CorruptionHook, Site
-from . import checks
+from ..codes import SystematicMDSCode, gamma
+from ..codes.entrywise import decode_entries
+from ..faults.hook import CorruptionHook, NoFaults, Site
+from . import checks, noise
 from .blocks import CodedBlock, Factor, apply_update, encoding_error
+from .noise import BlockStats, PieceStats
 
 Label = tuple[int, ...]
 Shard = dict[Label, CodedBlock]
-Position = tuple[int, int, int]  # (position a in its codeword, codeword j, copy r)
 
 
 # -- operands ----------------------------------------------------------------------------------
@@ -60,13 +68,46 @@ class OperandSpec:
     def piece(
         self, data: Sequence[np.ndarray], index: int, hook: CorruptionHook, site: Site, attempt: int
     ) -> np.ndarray:
+        return self.pieces(data, index, hook, site, attempt)[1]
+
+    def pieces(
+        self, data: Sequence[np.ndarray], index: int, hook: CorruptionHook, site: Site, attempt: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The piece as computed and as used (through the fault hook): bookkeeping derived from it
+        must come from the first, or a wrong value would hide inside bounds it made itself."""
         window = slice(index * self.rows, (index + 1) * self.rows)
         if self.transform is None:
-            return data[0][window]
-        return hook.apply(site, self.transform(data, window), attempt)
+            return data[0][window], data[0][window]
+        clean = self.transform(data, window)
+        return clean, hook.apply(site, clean, attempt)
 
 
 # -- products ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Member:
+    """One block taking part in a product: which summed codeword and position it contributes to,
+    and ``piece``, the operand piece it multiplies (also its own codeword within the summed one)."""
+
+    label: Label
+    codeword: int
+    position: int
+    piece: int
+
+
+@dataclass(frozen=True)
+class SummedCodeword:
+    """The sum over pieces of one family of codewords: a codeword again, as the code is linear.
+
+    The product code has one (its positions are the block-rows forward, the block-columns
+    backward; its systematic positions are the output chunks); replication has one per output
+    chunk (positions are copies, copy 0 systematic); uncoded one per chunk with a trivial code.
+    ``chunks[i]`` is the output chunk of systematic position ``i``.
+    """
+
+    code: SystematicMDSCode
+    chunks: tuple[int, ...]
+
+
 @dataclass(frozen=True)
 class ProductJob:
     """What one worker computes for one product: its blocks, where each sits in its codeword."""
@@ -77,68 +118,114 @@ class ProductJob:
     attempt: int
     worker: int
     transpose: bool
-    members: tuple[tuple[Label, Position], ...]
-    outputs: int  # k: positions below this are systematic, and name the output chunk
+    members: tuple[Member, ...]
+    codewords: tuple[SummedCodeword, ...]
+    outputs: int  # output chunks
     chunk_rows: int
     operand: OperandSpec
-    #: Whether results are summarised for checking (projections); the uncoded baseline checks nothing.
+    #: Whether results are checked (the uncoded baseline checks nothing).
     checked: bool = True
 
 
 @dataclass(frozen=True)
 class ShardSummary:
-    """What a worker ships after a product: every block result's projection, and per copy r the
-    sum of its systematic results placed at their output chunks."""
+    """What a worker ships after a product (every decoder fetches every worker's).
 
-    projections: dict[Position, checks.Projection]
+    ``partials[t]``: the sum of its systematic contributions to output chunk ``t`` (erased entries
+    left out); ``syndromes[c]``: its share ``sum H[:, pos] R`` of summed codeword ``c``'s syndrome
+    (float64, ``p x rows x B``); ``variances[c]``: the modelled variance of that share's noise;
+    ``erased[(c, pos)]``: flat indices of entries it found provably wrong (non-finite, or larger than
+    any correct product), left out of both.
+    """
+
     partials: dict[int, np.ndarray]
+    syndromes: dict[int, np.ndarray]
+    variances: dict[int, np.ndarray]
+    erased: dict[tuple[int, int], np.ndarray]
 
 
 @dataclass(frozen=True)
 class ShardProducts:
     """A worker's block results of one product (stay on the worker) and their summary."""
 
-    results: dict[Position, np.ndarray]
+    results: dict[Label, np.ndarray]
+    stats: dict[Label, tuple[BlockStats, PieceStats, np.ndarray | None]]
     summary: ShardSummary
 
 
-def shard_products(
-    shard: Shard, operand: Sequence[np.ndarray], job: ProductJob, v: np.ndarray, hook: CorruptionHook
-) -> ShardProducts:
-    """Every block product of this worker in one task; each block through its own fault site."""
-    results: dict[Position, np.ndarray] = {}
-    projections: dict[Position, checks.Projection] = {}
-    partials: dict[int, np.ndarray] = {}
-    plain: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-    for label, (a, j, r) in job.members:
-        piece, norms2, norms1 = plain.get(j) or _input(job, operand, j, label, hook)
+def shard_products(shard: Shard, operand: Sequence[np.ndarray], job: ProductJob, hook: CorruptionHook) -> ShardProducts:
+    """Every block product of this worker in one task; each block through its own fault site.
+
+    The worker's per-position partial sums are formed in float64 and pass through the ``project``
+    fault site before anything is derived from them, so a fault there shows in the syndrome too.
+    """
+    results: dict[Label, np.ndarray] = {}
+    stats: dict[Label, tuple[BlockStats, PieceStats, np.ndarray | None]] = {}
+    plain: dict[int, tuple[np.ndarray, PieceStats | None]] = {}
+    sums: dict[tuple[int, int], np.ndarray] = {}
+    variances: dict[int, np.ndarray] = {}
+    erased: dict[tuple[int, int], list[np.ndarray]] = {}
+    dtype = None
+    for member in job.members:
+        piece, piece_stats = plain.get(member.piece) or _input(job, operand, member, hook)
         if job.operand.plain:
-            plain[j] = (piece, norms2, norms1)
-        block = shard[label]
-        weights, row_norms = (block.values.T, block.col_norms) if job.transpose else (block.values, block.row_norms)
-        site = Site(f"block-{job.step}", job.layer, job.op, label)
+            plain[member.piece] = (piece, piece_stats)
+        block = shard[member.label]
+        weights = block.values.T if job.transpose else block.values
+        site = Site(f"block-{job.step}", job.layer, job.op, member.label)
         values = hook.apply(site, weights @ piece, job.attempt)
-        if job.checked:
-            result = checks.BlockResult(values, row_norms, block.err, norms2, norms1, piece.shape[0])
-            summary = checks.project(result, v)
-            projections[(a, j, r)] = replace(
-                summary, z=hook.apply(Site("project", job.layer, job.op, label), summary.z, job.attempt)
-            )
-        results[(a, j, r)] = values
-        if a < job.outputs:
-            total = partials.get(r)
-            if total is None:
-                total = partials[r] = np.zeros((job.outputs * job.chunk_rows, values.shape[1]), values.dtype)
-            total[a * job.chunk_rows : (a + 1) * job.chunk_rows] += values
-    return ShardProducts(results, ShardSummary(projections, partials))
+        dtype = values.dtype
+        results[member.label] = values
+        word = job.codewords[member.codeword]
+        key = (member.codeword, member.position)
+        if not job.checked:
+            total = sums.get(key)
+            sums[key] = values.astype(np.float64) if total is None else total + values
+            continue
+        block_stats = noise.block_stats(block, job.transpose, piece.shape[0], values.dtype)
+        spread = noise.exact_spread(weights, piece)
+        stats[member.label] = (block_stats, piece_stats, spread)
+        contribution, wrong = noise.screen(values, block_stats, piece_stats)
+        if wrong.size:
+            erased.setdefault(key, []).append(wrong)
+        total = sums.get(key)
+        sums[key] = contribution if total is None else total + contribution
+        h = word.code.check_matrix[:, member.position]
+        variance = noise.product_variance(
+            contribution, block_stats, piece_stats, len(job.members) + word.code.n, spread
+        )
+        share = (h**2)[:, None, None] * variance[None]
+        variances[member.codeword] = share if member.codeword not in variances else variances[member.codeword] + share
+    sums = {
+        key: hook.apply(Site("project", job.layer, job.op, (job.worker, *key)), total, job.attempt)
+        for key, total in sums.items()
+    }
+    partials: dict[int, np.ndarray] = {}
+    syndromes: dict[int, np.ndarray] = {}
+    for (c, position), total in sums.items():
+        word = job.codewords[c]
+        if position < word.code.k:
+            partials[word.chunks[position]] = total.astype(dtype, copy=False)
+        if job.checked and word.code.p:
+            share = word.code.check_matrix[:, position][:, None, None] * total[None]
+            syndromes[c] = share if c not in syndromes else syndromes[c] + share
+    summary = ShardSummary(
+        partials,
+        syndromes,
+        {c: v.astype(np.float32) for c, v in variances.items() if job.codewords[c].code.p},
+        {key: np.unique(np.concatenate(parts)) for key, parts in erased.items()},
+    )
+    return ShardProducts(results, stats, summary)
 
 
-def _input(job: ProductJob, operand: Sequence[np.ndarray], index: int, label: Label, hook: CorruptionHook):
-    """Input piece ``index`` as this block sees it, with the column norms its check needs."""
-    piece = job.operand.piece(operand, index, hook, Site("activation", job.layer, job.op, label), job.attempt)
-    if not job.checked:
-        return piece, None, None
-    return piece, np.linalg.norm(piece, axis=0).astype(np.float64), np.abs(piece).sum(axis=0, dtype=np.float64)
+def _input(
+    job: ProductJob, operand: Sequence[np.ndarray], member: Member, hook: CorruptionHook
+) -> tuple[np.ndarray, PieceStats | None]:
+    """Input piece ``member.piece`` as this block sees it, with the column statistics its check needs
+    (of the piece as computed: see ``OperandSpec.pieces``)."""
+    site = Site("activation", job.layer, job.op, member.label)
+    clean, piece = job.operand.pieces(operand, member.piece, hook, site, job.attempt)
+    return piece, (PieceStats.of(clean) if job.checked else None)
 
 
 def summary_of(products: ShardProducts) -> ShardSummary:
@@ -148,28 +235,6 @@ def summary_of(products: ShardProducts) -> ShardSummary:
 
 # -- decoding ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Decoded:
-    """A worker's own decode of a whole product output.
-
-    ``values`` is the sum of every worker's partials (including wrong systematic results);
-    ``repairs`` lists the ``(t, j, bad positions)`` whose result must still be replaced by its
-    rebuilt value; ``failed`` is set if some codeword is beyond capacity.
-    """
-
-    values: np.ndarray
-    checks: tuple[CodewordCheck, ...]
-    repairs: tuple[tuple[int, int, tuple[int, ...]], ...] = ()
-    failed: bool = False
-
-
-@dataclass(frozen=True)
-class NeedsRepair:
-    """A verify task's answer when some systematic result must be rebuilt first."""
-
-    repairs: tuple[tuple[int, int, tuple[int, ...]], ...]
-
-
-@dataclass(frozen=True)
 class DecodeJob:
     """What a decoder needs to know about a product's layout."""
 
@@ -177,237 +242,215 @@ class DecodeJob:
     op: int
     attempt: int
     worker: int
-    codewords: int
+    codewords: tuple[SummedCodeword, ...]
     outputs: int
-    copies: int = 1  # replicas per block (replication); 1 otherwise
-
-
-def _projections(summaries: Sequence[ShardSummary]) -> dict[Position, checks.Projection]:
-    merged: dict[Position, checks.Projection] = {}
-    for s in summaries:
-        merged.update(s.projections)
-    return merged
-
-
-def _total(summaries: Sequence[ShardSummary], copy: int) -> np.ndarray:
-    parts = [s.partials[copy] for s in summaries if copy in s.partials]
-    total = parts[0].copy()
-    for p in parts[1:]:
-        total += p
-    return total
-
-
-def decode_coded(
-    code: SystematicMDSCode, summaries: Sequence[ShardSummary], job: DecodeJob, hook: CorruptionHook
-) -> Decoded:
-    """Check every codeword from the projections and sum the partials; list what needs repair."""
-    projections = _projections(summaries)
-    verdicts, repairs = [], []
-    for j in range(job.codewords):
-        verdict = checks.check_projections(code, [projections[(a, j, 0)] for a in range(code.n)])
-        verdicts.append(verdict)
-        if verdict.status != "uncorrectable":
-            repairs += [(t, j, verdict.bad) for t in verdict.bad if t < job.outputs]
-    site = Site("decode", job.layer, job.op, (job.worker,))
-    return Decoded(
-        hook.apply(site, _total(summaries, 0), job.attempt),
-        tuple(verdicts),
-        tuple(repairs),
-        any(v.status == "uncorrectable" for v in verdicts),
-    )
-
-
-def decode_uncoded(summaries: Sequence[ShardSummary], job: DecodeJob, hook: CorruptionHook) -> np.ndarray:
-    """The uncoded baseline: the plain sum of the partials, unchecked."""
-    return hook.apply(Site("decode", job.layer, job.op, (job.worker,)), _total(summaries, 0), job.attempt)
-
-
-def _agree(x: checks.Projection, y: checks.Projection) -> bool:
-    """Whether two replicas' projections agree within their roundoff bounds."""
-    if x.erased or y.erased:
-        return False
-    return bool(np.all(np.abs(x.z - y.z) <= x.noise + y.noise))
+    chunk_rows: int
+    pieces: int  # operand pieces: codewords per summed codeword
+    checked: bool = True
 
 
 @dataclass(frozen=True)
-class Vote:
-    """Replication's verdicts: per block ``(t, j)`` the replicas outvoted, and per output chunk the
-    copy whose every block won (None: the winners are spread over copies; the chunk needs a
-    repair round that sums each block's own winner)."""
+class Finding:
+    """A block found wrong by a decode: at how many entries, and how (``erased``: provably wrong on
+    its own; ``located``: placed by the code)."""
 
-    verdicts: tuple[CodewordCheck, ...]  # index t * codewords + j
-    outvoted: dict[tuple[int, int], tuple[int, ...]]  # blocks with a majority only
-    copy: dict[int, int | None]
-    copies: int
-
-    @property
-    def failed(self) -> bool:
-        return any(v.status == "uncorrectable" for v in self.verdicts)
-
-    def chosen(self, t: int, j: int) -> int:
-        """The replica of block (t, j) a decoder of chunk t uses."""
-        whole = self.copy.get(t)
-        return whole if whole is not None else first_not_outvoted(self.copies, self.outvoted[(t, j)])
+    label: Label
+    entries: int
+    kind: str
 
 
-def first_not_outvoted(copies: int, outvoted: Sequence[int]) -> int:
-    """The replica of a block a repair uses: the first one its majority did not outvote."""
-    return min(set(range(copies)) - set(outvoted))
+@dataclass(frozen=True)
+class Decoded:
+    """A worker's own decode of a whole product output (``rows x B``, the chunks stacked).
 
-
-def _vote(projections: dict[Position, checks.Projection], job: DecodeJob) -> Vote:
-    """Per block a verdict over its replicas, and per output chunk a copy whose blocks all won.
-
-    r = 2: a disagreement is detected, not resolved; r >= 3: a replica another agrees with wins,
-    and the replicas it disagrees with are outvoted.
+    ``findings``: the blocks it found wrong; ``failed``: the codewords (``summed * pieces + piece``)
+    with some entry beyond what the code can correct, or ambiguous (``ambiguous`` counts those
+    entries); the output is then unusable.
     """
-    verdicts, outvoted, copy = [], {}, {}
-    for t in range(job.outputs):
-        good_copies = set(range(job.copies))
-        for j in range(job.codewords):
-            replicas = [projections[(t, j, r)] for r in range(job.copies)]
-            agree = [[_agree(replicas[a], replicas[b]) for b in range(job.copies)] for a in range(job.copies)]
-            winner = next((a for a in range(job.copies) if any(agree[a][b] for b in range(job.copies) if b != a)), None)
-            if winner is None or (job.copies == 2 and not agree[0][1]):
-                verdicts.append(CodewordCheck((), (), "uncorrectable", float("inf")))
-                good_copies = set()
+
+    values: np.ndarray
+    findings: tuple[Finding, ...] = ()
+    failed: tuple[int, ...] = ()
+    ambiguous: int = 0
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A first-round decode that found entries its summed syndromes cannot vouch for: ``entries[c]``
+    (flat indices into one chunk) of summed codeword ``c`` need every block's own values there."""
+
+    decoded: Decoded
+    entries: dict[int, np.ndarray]
+
+
+def _sum_partials(summaries: Sequence[ShardSummary], job: DecodeJob) -> np.ndarray:
+    """The output as the sum of every worker's partials (chunks stacked)."""
+    first = next(p for s in summaries for p in s.partials.values())
+    values = np.zeros((job.outputs * job.chunk_rows, first.shape[1]), first.dtype)
+    for s in summaries:
+        for t, part in s.partials.items():
+            values[t * job.chunk_rows : (t + 1) * job.chunk_rows] += part
+    return values
+
+
+def suspicious_entries(summaries: Sequence[ShardSummary], job: DecodeJob) -> dict[int, np.ndarray]:
+    """Per summed codeword, the entries some syndrome value exceeds its threshold at, or some
+    worker reported erased (flat indices into one chunk)."""
+    found: dict[int, np.ndarray] = {}
+    for c in range(len(job.codewords)):
+        parts = [s.syndromes[c] for s in summaries if c in s.syndromes]
+        erased = [idx for s in summaries for (cc, _), idx in s.erased.items() if cc == c]
+        loud = np.zeros(0, np.int64)
+        if parts:
+            syndrome = sum(parts[1:], parts[0].copy())
+            variance = sum((s.variances[c].astype(np.float64) for s in summaries if c in s.variances), 0.0)
+            rigorous = gamma(len(parts) + 1, np.float64) * sum(np.abs(part) for part in parts)
+            tau = noise.LAMBDA * np.sqrt(variance) + rigorous
+            with np.errstate(invalid="ignore"):
+                loud = np.flatnonzero(~np.all(np.abs(syndrome) <= tau, axis=0).ravel())
+        if loud.size or erased:
+            found[c] = np.unique(np.concatenate([loud, *erased]))
+    return found
+
+
+def decode(summaries: Sequence[ShardSummary], job: DecodeJob, hook: CorruptionHook) -> Decoded | Pending | np.ndarray:
+    """The first round: sum the partials; entries the summed syndromes flag need a second round.
+    (The uncoded baseline checks nothing: its output is the plain sum.)"""
+    values = hook.apply(Site("decode", job.layer, job.op, (job.worker,)), _sum_partials(summaries, job), job.attempt)
+    if not job.checked:
+        return values
+    entries = suspicious_entries(summaries, job)
+    return Pending(Decoded(values), entries) if entries else Decoded(values)
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """One worker's block values (float64) at the entries a first round flagged, with their noise
+    variances and which of them are provably wrong."""
+
+    members: tuple[Member, ...]
+    values: tuple[np.ndarray, ...]
+    variances: tuple[np.ndarray, ...]
+    wrong: tuple[np.ndarray, ...]
+
+
+def attribute(
+    products: ShardProducts, pending: Decoded | Pending, job: ProductJob, hook: CorruptionHook
+) -> Attribution:
+    """This worker's blocks at the flagged entries (nothing if its own decode flagged none)."""
+    entries = pending.entries if isinstance(pending, Pending) else {}
+    members, values, variances, wrong = [], [], [], []
+    for member in job.members:
+        idx = entries.get(member.codeword)
+        if idx is None:
+            continue
+        result = products.results[member.label]
+        block_stats, piece_stats, spread = products.stats[member.label]
+        site = Site("project", job.layer, job.op, (job.worker, *member.label))
+        at = hook.apply(site, result.reshape(-1)[idx].astype(np.float64), job.attempt)
+        bad, variance = noise.at_entries(at, idx, result.shape, block_stats, piece_stats, spread)
+        members.append(member)
+        values.append(np.where(bad, 0.0, at))
+        variances.append(variance)
+        wrong.append(bad)
+    return Attribution(tuple(members), tuple(values), tuple(variances), tuple(wrong))
+
+
+def resolve(
+    pending: Decoded | Pending, attributions: Sequence[Attribution], job: DecodeJob, hook: CorruptionHook
+) -> Decoded:
+    """The second round: every flagged entry decoded per codeword from the blocks' own values.
+
+    Each summed codeword splits back into its codewords (one per operand piece); at every flagged
+    entry a codeword's syndrome is recomputed from the attributed values, wrong positions are found
+    entry by entry (``codes.entrywise``) and the output entry becomes the sum of corrected values.
+    """
+    if not isinstance(pending, Pending):
+        return pending
+    values = pending.decoded.values.copy()
+    findings: dict[Label, list] = {}
+    failed: set[int] = set()
+    ambiguous = 0
+    for c, idx in pending.entries.items():
+        word = job.codewords[c]
+        n = word.code.n
+        by_piece: dict[int, dict[int, tuple[Label, np.ndarray, np.ndarray, np.ndarray]]] = {}
+        for att in attributions:
+            for member, v, var, bad in zip(att.members, att.values, att.variances, att.wrong):
+                if member.codeword == c and v.shape == idx.shape:
+                    by_piece.setdefault(member.piece, {})[member.position] = (member.label, v, var, bad)
+        total = np.zeros((word.code.k, idx.size))
+        for piece in range(job.pieces):
+            positions = by_piece.get(piece, {})
+            if len(positions) != n:
+                failed.add(c * job.pieces + piece)  # some block's values are missing: nothing to decode with
                 continue
-            lost = tuple(r for r in range(job.copies) if r != winner and not agree[winner][r])
-            verdicts.append(CodewordCheck((), lost, "corrected" if lost else "clean", 0.0))
-            outvoted[(t, j)] = lost
-            good_copies -= set(lost)
-        copy[t] = min(good_copies) if good_copies else None
-    return Vote(tuple(verdicts), outvoted, copy, job.copies)
-
-
-def decode_replicated(summaries: Sequence[ShardSummary], job: DecodeJob, hook: CorruptionHook) -> Decoded:
-    """Replication's decode: per output chunk, the partials of a copy whose every block won its vote.
-
-    A chunk whose winners are spread over copies is listed for repair: each worker then sums the
-    winning replicas it holds (:func:`repair_shares`).
-    """
-    vote = _vote(_projections(summaries), job)
-    whole = {t: r for t, r in vote.copy.items() if r is not None}
-    totals = {r: _total(summaries, r) for r in set(whole.values())}
-    first = next(iter(summaries[0].partials.values()))
-    rows = first.shape[0] // job.outputs
-    values = np.zeros_like(first)
-    for t, r in whole.items():
-        values[t * rows : (t + 1) * rows] = totals[r][t * rows : (t + 1) * rows]
-    repairs = (
-        ()
-        if vote.failed
-        else tuple(
-            (t, j, vote.outvoted[(t, j)]) for t in range(job.outputs) if t not in whole for j in range(job.codewords)
-        )
+            y = np.stack([positions[a][1] for a in range(n)])
+            variance = np.stack([positions[a][2] for a in range(n)])
+            h = word.code.check_matrix
+            tau = noise.LAMBDA * np.sqrt((h**2) @ variance) + gamma(n + 1, np.float64) * (np.abs(h) @ np.abs(y))
+            erased = {a: np.flatnonzero(positions[a][3]) for a in range(n)}
+            verdict = decode_entries(word.code, h @ y, tau, erased)
+            fixed = y.copy()
+            if verdict.entries.size:
+                fixed[:, verdict.entries] -= verdict.errors
+                if verdict.failed.any():
+                    failed.add(c * job.pieces + piece)
+                ambiguous += int(verdict.ambiguous.sum())
+                for a in range(n):
+                    hits = verdict.bad[a] & ~verdict.failed
+                    if hits.any():
+                        kind = "erased" if positions[a][3].any() else "located"
+                        findings.setdefault(positions[a][0], []).append((int(hits.sum()), kind))
+            total += fixed[: word.code.k]
+        rows = values.shape[0] // job.outputs
+        for i, t in enumerate(word.chunks):
+            chunk = values[t * rows : (t + 1) * rows].reshape(-1)
+            chunk[idx] = total[i].astype(values.dtype)
+    decoded = Decoded(
+        hook.apply(Site("decode", job.layer, job.op, (job.worker, 1)), values, job.attempt),
+        tuple(Finding(label, sum(e for e, _ in hits), hits[0][1]) for label, hits in sorted(findings.items())),
+        tuple(sorted(failed)),
+        ambiguous,
     )
-    site = Site("decode", job.layer, job.op, (job.worker,))
-    return Decoded(hook.apply(site, values, job.attempt), vote.verdicts, repairs, vote.failed)
+    return decoded
 
 
-def verdicts_of(decoded: Decoded) -> tuple[CodewordCheck, ...]:
+def verdicts_of(decoded: Decoded | Pending) -> Decoded:
     """Only the verdicts of a decode (small: what the client gathers for the report)."""
-    return decoded.checks
+    if isinstance(decoded, Pending):
+        return Decoded(np.zeros(0))
+    return replace(decoded, values=np.zeros(0))
 
 
 # -- verification ------------------------------------------------------------------------------
 def verify(
-    code: SystematicMDSCode | None,
-    decoded: Decoded,
+    decoded: Decoded | Pending,
     summaries: Sequence[ShardSummary],
+    attributions: Sequence[Attribution] | None,
     job: DecodeJob,
-    v: np.ndarray,
     hook: CorruptionHook,
-) -> np.ndarray | checks.Rejected | NeedsRepair:
+) -> np.ndarray | checks.Rejected | Pending:
     """Independent acceptance of a worker's decode; returns the decoded array itself.
 
-    The expectation comes from the producers' projections, checked again here (or voted again,
-    for replication, ``code`` None). A soft error here only spoils the verdict: a false alarm
-    and a recomputation, never data.
+    The same output is computed again here, from the same inputs, and must agree bit for bit (the
+    arithmetic is the same and in the same order: only a soft error makes them differ). A soft error
+    here only spoils the verdict: a false alarm and a recomputation, never data. A first-round decode
+    that still needs a second round passes through.
     """
+    if isinstance(decoded, Pending):
+        return decoded
     if decoded.failed:
-        return checks.Rejected("UncorrectableError", "a codeword holds more wrong blocks than the code can correct")
-    if decoded.repairs:
-        return NeedsRepair(decoded.repairs)
-    try:
-        dtype = decoded.values.dtype
-        projections = _projections(summaries)
-        if code is None:
-            expected, tolerance, magnitude = _voted_expectation(projections, job, dtype)
-        else:
-            codewords = [[projections[(a, j, 0)] for a in range(code.n)] for j in range(job.codewords)]
-            expected, tolerance, magnitude = checks.expected_projections(code, codewords, dtype)
-        site = Site("verify", job.layer, job.op, (job.worker,))
-        observed = hook.apply(site, decoded.values.astype(np.float64, copy=False) @ v, job.attempt)
-        return checks.accept_values(decoded.values, observed, expected, tolerance, magnitude, v)
-    except UncorrectableError as exc:
-        return checks.Rejected(type(exc).__name__, str(exc))
-
-
-def _voted_expectation(
-    projections: dict[Position, checks.Projection], job: DecodeJob, dtype: np.dtype
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Replication's (expected, tolerance, magnitude) of ``decoded @ V``, from the replicas a
-    decoder uses (the same :class:`Vote`, taken again here from the producers' projections)."""
-    vote = _vote(projections, job)
-    if vote.failed:
-        raise UncorrectableError("replicas disagree with no majority")
-    expected, tolerance, magnitudes = [], [], []
-    for t in range(job.outputs):
-        chosen = [projections[(t, j, vote.chosen(t, j))] for j in range(job.codewords)]
-        magnitude = sum(p.magnitude for p in chosen)
-        expected.append(sum(p.z for p in chosen))
-        tolerance.append(sum(p.noise for p in chosen) + gamma(job.codewords + 1, dtype) * magnitude)
-        magnitudes.append(magnitude)
-    return np.concatenate(expected), np.concatenate(tolerance), np.concatenate(magnitudes)
-
-
-# -- repairs (rare: a systematic result was wrong) ---------------------------------------------
-def repair_shares(
-    code: SystematicMDSCode | None,
-    products: ShardProducts,
-    decoded: Decoded,
-    job: DecodeJob,
-    hook: CorruptionHook,
-) -> dict[int, np.ndarray]:
-    """This worker's new partial sum of every output chunk under repair.
-
-    Coded (``code``): its good systematic results of the chunk, plus its share
-    ``sum_{good a here} c_a R[a, j]`` of each wrong result rebuilt from the good positions of
-    codeword j. Replication (``code`` None): the replica of each block it holds that was not
-    outvoted. The wrong result never enters an arithmetic (a NaN or 1e300 would swamp the sum
-    otherwise). Summed over workers, the new partials are the repaired chunk.
-    """
-    wrong = {(t, j): bad for t, j, bad in decoded.repairs}
-    chunks: dict[int, np.ndarray] = {}
-    for t in sorted({t for t, _ in wrong}):
-        terms = []
-        for j in range(job.codewords):
-            bad = wrong.get((t, j))
-            if code is None or bad is None:
-                copy = 0 if bad is None else first_not_outvoted(job.copies, bad)
-                terms += [products.results[(t, j, copy)]] if (t, j, copy) in products.results else []
-                continue
-            known = [a for a in range(code.n) if a not in bad]
-            terms += [
-                r.dtype.type(c) * r
-                for c, a in zip(code.rebuild_matrix(known, [t])[0], known)
-                if (r := products.results.get((a, j, 0))) is not None
-            ]
-        if terms:
-            chunk = sum(terms[1:], terms[0].copy())
-            chunks[t] = hook.apply(Site("decode", job.layer, job.op, (job.worker, t)), chunk, job.attempt)
-    return chunks
-
-
-def apply_repairs(decoded: Decoded, shares: Sequence[dict[int, np.ndarray]]) -> Decoded:
-    """The decode with every repaired output chunk replaced by the sum of the workers' new partials."""
-    values = decoded.values.copy()
-    for t in sorted({t for t, _, _ in decoded.repairs}):
-        parts = [worker_shares[t] for worker_shares in shares if t in worker_shares]
-        rows = parts[0].shape[0]
-        values[t * rows : (t + 1) * rows] = sum(parts[1:], parts[0].copy())
-    return replace(decoded, values=values, repairs=())
+        reason = "ambiguous" if decoded.ambiguous else "beyond what the code can correct"
+        return checks.Rejected("UncorrectableError", f"some output entries are {reason}")
+    again = _sum_partials(summaries, job)
+    if attributions is not None:
+        first = Pending(Decoded(again), suspicious_entries(summaries, job))
+        again = resolve(first, attributions, job, NoFaults()).values
+    again = hook.apply(Site("verify", job.layer, job.op, (job.worker,)), again, job.attempt)
+    if not np.array_equal(again, decoded.values, equal_nan=False):
+        return checks.Rejected("DecodeMismatchError", "the decode disagrees with its independent recomputation")
+    return decoded.values
 
 
 # -- updates -----------------------------------------------------------------------------------
@@ -477,21 +520,23 @@ def _factors(
     """
     side, copy = where
     needed = set(range(k)) if any(i >= k for i in wanted) else wanted
-    pieces = {
-        i: spec.piece(data, i, hook, Site("activation", job.layer, job.op, (side, i, job.worker, *copy)), 0)
+    both = {
+        i: spec.pieces(data, i, hook, Site("activation", job.layer, job.op, (side, i, job.worker, *copy)), 0)
         for i in sorted(needed)
     }
-    factors = {i: Factor.of(pieces[i]) for i in wanted if i < k}
+    # Values as used (faults included); statistics of the values as computed (see OperandSpec.pieces).
+    factors = {i: replace(Factor.of(both[i][0]), values=both[i][1]) for i in wanted if i < k}
     parity_rows = sorted(i for i in wanted if i >= k)
     if parity_rows:
-        stacked = np.stack([pieces[i] for i in range(k)])  # k x rows x B
-        maxima = np.array([float(np.max(np.abs(pieces[i]), initial=0.0)) for i in range(k)])
+        clean = np.stack([both[i][0] for i in range(k)])  # k x rows x B
+        used = np.stack([both[i][1] for i in range(k)])
+        maxima = np.array([float(np.max(np.abs(both[i][0]), initial=0.0)) for i in range(k)])
         for q in parity_rows:
-            coeffs = parity[q - k]
-            values = np.tensordot(coeffs.astype(stacked.dtype), stacked, axes=1)
-            err = encoding_error(k, float(np.abs(coeffs) @ maxima), stacked.dtype)
+            coeffs = parity[q - k].astype(used.dtype)
+            err = encoding_error(k, float(np.abs(parity[q - k]) @ maxima), used.dtype)
             site = Site("encode", job.layer, job.op, (side, q, job.worker, *copy))
-            factors[q] = Factor.of(hook.apply(site, values, 0), err)
+            values = hook.apply(site, np.tensordot(coeffs, used, axes=1), 0)
+            factors[q] = replace(Factor.of(np.tensordot(coeffs, clean, axes=1), err), values=values)
     return factors
 
 

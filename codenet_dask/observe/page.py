@@ -10,19 +10,24 @@ from __future__ import annotations
 
 import html
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bokeh.layouts import column
 from bokeh.models import ColumnDataSource, Div, FactorRange
 from bokeh.plotting import figure
 from bokeh.transform import factor_cmap
 
-from .tally import COUNTS
+from .tally import COUNTS, Tally
 
 if TYPE_CHECKING:
     from bokeh.document import Document
 
-    from .plugin import CodeNetDashboard
+
+class TallySource(Protocol):
+    """Where the page reads its counters (the scheduler plugin, ``plugin.CodeNetDashboard``)."""
+
+    tally: Tally
+
 
 REFRESH_MS = 500
 COLORS = ("#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#1f77b4")  # detected, corrected, recomputed, ...
@@ -129,7 +134,7 @@ def render_workers(run: dict[str, Any] | None) -> str:
 class CodeNetPage:
     """The page's models and their refresh."""
 
-    def __init__(self, plugin: CodeNetDashboard) -> None:
+    def __init__(self, plugin: TallySource) -> None:
         self.plugin = plugin
         self._run: str | None = None
         self.header = Div(text="", sizing_mode="stretch_width")
@@ -205,7 +210,7 @@ class CodeNetPage:
             }
 
 
-def codenet_doc(plugin: CodeNetDashboard, extra: dict[str, Any], doc: Document) -> None:
+def codenet_doc(plugin: TallySource, extra: dict[str, Any], doc: Document) -> None:
     """Bokeh app entry point (one call per browser session)."""
     from distributed.dashboard.components.scheduler import BOKEH_THEME, env
 

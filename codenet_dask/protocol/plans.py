@@ -22,7 +22,6 @@ import numpy as np
 from ..codes import ProductCode, SystematicMDSCode
 from ..faults.hook import CorruptionHook, Site
 from ..kernels import blockwise, encode, scrub, shards
-from ..kernels.grid import project_blocks
 from .types import Plan, Ref
 
 Coord = tuple[int, int]
@@ -241,26 +240,24 @@ def copies_plan(source: Arg, workers: Sequence[str], index: Mapping[str, int], k
 # -- products of a layer: one task per worker per step (see ``kernels.shards``) -----------------
 @dataclass(frozen=True)
 class ShardedProduct:
-    """One attempt of one product over a layer's shards: the per-worker jobs and references.
-
-    ``decode`` is ``coded`` (check and correct), ``replicated`` (vote) or ``uncoded`` (sum only).
-    """
+    """One attempt of one product over a layer's shards: the per-worker jobs and references."""
 
     name: str  # key stem: step, layer key name, op, attempt, serial
     jobs: dict[str, shards.ProductJob]
     decode_jobs: dict[str, shards.DecodeJob]
     shards: Mapping[str, Arg]
     operand: Mapping[str, list[Arg]]
-    decode: str
-    code: SystematicMDSCode | None
-    v: np.ndarray
     hook: CorruptionHook
+
+    @property
+    def checked(self) -> bool:
+        return next(iter(self.jobs.values())).checked
 
 
 @dataclass
 class ProductPlan:
     """A :func:`sharded_product_plan`: per worker its (verified) output and verdicts, and what a
-    repair round would read."""
+    second round would read."""
 
     plan: Plan
     outputs: dict[str, Ref] = field(default_factory=dict)
@@ -271,78 +268,69 @@ class ProductPlan:
 
 
 def sharded_product_plan(p: ShardedProduct) -> ProductPlan:
-    """Products, summaries, per-worker decodes, verifies and verdicts of one product."""
+    """Products, summaries, per-worker decodes, verifies and verdicts of one product (the uncoded
+    baseline: products and sums only)."""
     out = ProductPlan(Plan())
     plan = out.plan
     workers = list(p.jobs)
-    summaries = {}
     for w in workers:
         wid = p.jobs[w].worker
         out.products[w] = plan.add(
-            (f"block-{p.name}", wid), shards.shard_products, p.shards[w], p.operand[w], p.jobs[w], p.v, p.hook, worker=w
+            (f"block-{p.name}", wid), shards.shard_products, p.shards[w], p.operand[w], p.jobs[w], p.hook, worker=w
         )
-        summaries[w] = plan.add((f"summary-{p.name}", wid), shards.summary_of, out.products[w], worker=w)
-    out.summaries = [summaries[w] for w in workers]
-    every = out.summaries
+    out.summaries = [
+        plan.add((f"summary-{p.name}", p.jobs[w].worker), shards.summary_of, out.products[w], worker=w) for w in workers
+    ]
     for w in workers:
         wid, job = p.jobs[w].worker, p.decode_jobs[w]
-        if p.decode == "uncoded":
-            out.outputs[w] = plan.add((f"decode-{p.name}", wid), shards.decode_uncoded, every, job, p.hook, worker=w)
+        decoded = plan.add((f"decode-{p.name}", wid), shards.decode, out.summaries, job, p.hook, worker=w)
+        if not p.checked:
+            out.outputs[w] = decoded
             continue
-        if p.decode == "coded":
-            decoded = plan.add((f"decode-{p.name}", wid), shards.decode_coded, p.code, every, job, p.hook, worker=w)
-        else:
-            decoded = plan.add((f"decode-{p.name}", wid), shards.decode_replicated, every, job, p.hook, worker=w)
         out.decoded[w] = decoded
         out.verdicts[w] = plan.add((f"verdicts-{p.name}", wid), shards.verdicts_of, decoded, worker=w)
         out.outputs[w] = plan.add(
-            (f"verify-{p.name}", wid), shards.verify, p.code, decoded, every, job, p.v, p.hook, worker=w
+            (f"verify-{p.name}", wid), shards.verify, decoded, out.summaries, None, job, p.hook, worker=w
         )
     return out
 
 
 @dataclass
-class RepairPlan:
-    """A :func:`repair_plan`: per worker its verified, repaired output."""
+class SecondRound:
+    """A :func:`second_round_plan`: per worker its verified output and its verdicts."""
 
     plan: Plan
     outputs: dict[str, Ref]
+    verdicts: dict[str, Ref]
 
 
-def repair_plan(
+def second_round_plan(
     p: ShardedProduct, products: Mapping[str, Arg], decoded: Mapping[str, Arg], summaries: list[Arg]
-) -> RepairPlan:
-    """The rare second round: every worker's share of the rebuilt results, added by each decoder."""
+) -> SecondRound:
+    """The entries a first round flagged: every worker's blocks' values there, then every decoder
+    decodes those entries per codeword and an independent task verifies it."""
     plan = Plan()
-    shares = [
+    attributions = [
         plan.add(
-            (f"repair-share-{p.name}", p.jobs[w].worker),
-            shards.repair_shares,
-            p.code,
+            (f"attribute-{p.name}", p.jobs[w].worker),
+            shards.attribute,
             products[w],
             decoded[w],
-            p.decode_jobs[w],
+            p.jobs[w],
             p.hook,
             worker=w,
         )
         for w in p.jobs
     ]
-    outputs = {}
+    outputs, verdicts = {}, {}
     for w in p.jobs:
-        wid = p.jobs[w].worker
-        fixed = plan.add((f"repair-{p.name}", wid), shards.apply_repairs, decoded[w], shares, worker=w)
+        wid, job = p.jobs[w].worker, p.decode_jobs[w]
+        resolved = plan.add((f"resolve-{p.name}", wid), shards.resolve, decoded[w], attributions, job, p.hook, worker=w)
+        verdicts[w] = plan.add((f"verdicts-resolved-{p.name}", wid), shards.verdicts_of, resolved, worker=w)
         outputs[w] = plan.add(
-            (f"verify-repaired-{p.name}", wid),
-            shards.verify,
-            p.code,
-            fixed,
-            summaries,
-            p.decode_jobs[w],
-            p.v,
-            p.hook,
-            worker=w,
+            (f"verify-resolved-{p.name}", wid), shards.verify, resolved, summaries, attributions, job, p.hook, worker=w
         )
-    return RepairPlan(plan, outputs)
+    return SecondRound(plan, outputs, verdicts)
 
 
 def update_plan(
@@ -372,62 +360,28 @@ def update_plan(
 
 
 # -- scrubs of a resident grid ------------------------------------------------------------------
-def scrub_locate_plan(
-    name: str,
-    code: ProductCode,
-    shard_refs: Mapping[str, Arg],
-    index: Mapping[str, int],
-    block_shape: tuple[int, int],
-    seed: int,
-    locator: str,
-) -> tuple[Plan, Ref]:
-    """Every worker projects its own blocks; one task on ``locator`` checks the projections (no
-    block moves)."""
+@dataclass
+class ScrubPlan:
+    """A :func:`scrub_plan`: per worker its scrubbed shard and its report."""
+
+    plan: Plan
+    shards: dict[str, Ref]
+    reports: dict[str, Ref]
+
+
+def scrub_plan(
+    name: str, jobs: Mapping[str, scrub.ScrubJob], shard_refs: Mapping[str, Arg], hook: CorruptionHook
+) -> ScrubPlan:
+    """Every worker ships its share of the stored grid's syndromes, then decodes every codeword and
+    corrects its own blocks (no block moves; no single task decides for the others)."""
     plan = Plan()
-    projected = [
-        plan.add((f"scrub-project-{name}", index[w]), project_blocks, shard, block_shape, seed, worker=w)
-        for w, shard in shard_refs.items()
+    shares = [
+        plan.add((f"scrub-share-{name}", job.worker), scrub.stored_share, shard_refs[w], job, hook, worker=w)
+        for w, job in jobs.items()
     ]
-    report = plan.add(f"scrub-locate-{name}", scrub.locate_grid, code, projected, block_shape, seed, worker=locator)
-    return plan, report
-
-
-def scrub_repair_plan(
-    name: str, code: ProductCode, shard_refs: Mapping[str, Arg], seed: int, repairer: str
-) -> tuple[Plan, Ref, Ref]:
-    """The rare full scrub: the whole grid gathered on ``repairer``, rebuilt and verified there.
-
-    Returns the plan, the outcome (rebuilt blocks, stays on the cluster) and its small report."""
-    plan = Plan()
-    checked = plan.add(
-        f"scrub-repair-{name}", scrub.scrub_grid, code, [shard_refs[w] for w in shard_refs], seed, worker=repairer
-    )
-    report = plan.add(f"scrub-report-{name}", scrub.scrub_report, checked, worker=repairer)
-    return plan, checked, report
-
-
-def patch_plan(
-    name: str,
-    shard_refs: Mapping[str, Arg],
-    sources: Mapping[str, tuple[list[Arg], list[Label]]],
-    index: Mapping[str, int],
-) -> tuple[Plan, dict[str, Ref]]:
-    """Per worker in ``sources``: its shard with the given rebuilt blocks put back in place."""
-    plan = Plan()
-    patched = {
-        w: plan.add((f"repair-{name}", index[w]), scrub.patch_shard, shard_refs[w], outcomes, labels, worker=w)
-        for w, (outcomes, labels) in sources.items()
-    }
-    return plan, patched
-
-
-def replace_plan(
-    name: str, shard_refs: Mapping[str, Arg], blocks: Mapping[str, dict], index: Mapping[str, int]
-) -> tuple[Plan, dict[str, Ref]]:
-    """Per worker in ``blocks``: its shard with some blocks replaced by the given ones."""
-    plan = Plan()
-    patched = {
-        w: plan.add((f"repair-{name}", index[w]), scrub.patch_blocks, shard_refs[w], given, worker=w)
-        for w, given in blocks.items()
-    }
-    return plan, patched
+    shards_out, reports = {}, {}
+    for w, job in jobs.items():
+        outcome = plan.add((f"scrub-{name}", job.worker), scrub.scrub_shard, shard_refs[w], shares, job, hook, worker=w)
+        shards_out[w] = plan.add((f"scrub-shard-{name}", job.worker), scrub.shard_of, outcome, worker=w)
+        reports[w] = plan.add((f"scrub-report-{name}", job.worker), scrub.report_of, outcome, worker=w)
+    return ScrubPlan(plan, shards_out, reports)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..codes import CodewordCheck
 
@@ -22,14 +23,33 @@ class ProductReport:
     recomputed: int = 0
     #: Attempts that passed their deadline (counted in ``recomputed`` too).
     timeouts: int = 0
+    #: Output entries two error patterns explained equally well (never accepted: recomputed).
+    ambiguous: int = 0
     #: Blocks found wrong in each attempt, and which attempt's result was accepted (None: none).
     detected_by_attempt: dict[int, list[tuple[int, ...]]] = field(default_factory=dict)
     accepted_attempt: int | None = None
     #: Stored blocks a scrub between attempts rebuilt (a faulty update had left them wrong).
     repaired: list[tuple[int, ...]] = field(default_factory=list)
 
-    def merge_verdicts(self, attempt: int, verdicts: Sequence[tuple[CodewordCheck, ...]], label) -> None:
-        """Fold in what every decoder of one attempt found (``label(t, j, a)`` names the block)."""
+    def merge_findings(self, attempt: int, verdicts: Sequence[Any]) -> None:
+        """Fold in what every decoder of one attempt found (``kernels.shards.Decoded`` verdicts)."""
+        detected, corrected = set(self.detected), set(self.corrected)
+        found = set(self.detected_by_attempt.get(attempt, []))
+        for verdict in verdicts:
+            for finding in verdict.findings:
+                found.add(tuple(finding.label))
+                if not verdict.failed:
+                    corrected.add(tuple(finding.label))
+            for codeword in verdict.failed:
+                if codeword not in self.uncorrectable_codewords:
+                    self.uncorrectable_codewords.append(codeword)
+            self.ambiguous = max(self.ambiguous, verdict.ambiguous)
+        self.detected_by_attempt[attempt] = sorted(found)
+        self.detected, self.corrected = sorted(detected | found), sorted(corrected)
+
+    def merge_checks(self, attempt: int, verdicts: Sequence[tuple[CodewordCheck, ...]], label) -> None:
+        """Fold in the codeword checks of every decoder of one attempt of the one-task-per-block
+        product (``label(t, j, a)`` names the block)."""
         detected, corrected = set(self.detected), set(self.corrected)
         found = set(self.detected_by_attempt.get(attempt, []))
         for t, per_decoder in enumerate(verdicts):
@@ -64,6 +84,7 @@ class ProductReport:
             "uncorrectable_codewords": list(self.uncorrectable_codewords),
             "recomputed": self.recomputed,
             "timeouts": self.timeouts,
+            "ambiguous": self.ambiguous,
             "accepted_attempt": self.accepted_attempt,
             "repaired": [list(x) for x in self.repaired],
         }

@@ -5,7 +5,9 @@ Planners (``protocol.plans``) build plans without touching a cluster or a disk; 
 Monte Carlo runs, and the two are held against each other. Inside a task's arguments a
 :class:`Ref` names the output of another task of the same plan, and may sit at the top level or in
 (nested) lists; a *handle* an executor returned earlier (a value already on the cluster) may sit
-anywhere the executor can find it (the same places).
+anywhere the executor can find it (the same places). Other arguments are literals shipped with the
+plan: small, and never written to by a task; data a task may modify goes in by the executor's
+``scatter`` (as on Dask, where large literals would also pass through the scheduler).
 """
 
 from __future__ import annotations

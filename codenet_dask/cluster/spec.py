@@ -1,26 +1,18 @@
-"""Where the work runs: a LocalCluster sized for the machine, an existing scheduler, or worker jobs
-on an HPC batch system (SLURM or PBS, through dask-jobqueue; see :mod:`codenet_dask.hpc`).
-
-Every worker is a single-threaded process with single-threaded BLAS, wherever it runs: a coded block
-is one logical node of the paper, and its task must not share cores with another block's.
-"""
+"""What cluster to run on, checked before anything starts: kind, workers, job resources, walltime."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from dask.utils import parse_bytes
-from distributed import Client, LocalCluster
 
-from . import config
-from .errors import ClusterConfigError, CodeNetError
+from .. import config
+from ..errors import ClusterConfigError, CodeNetError
 
 KINDS: tuple[str, ...] = ("local", "slurm", "pbs")
 HPC_KINDS: tuple[str, ...] = ("slurm", "pbs")
@@ -162,65 +154,3 @@ def resolve_workers(spec: ClusterSpec, needed: int | None = None) -> int:
 def workers_for_grid(grid: tuple[int, int], parity: tuple[int, int] = (0, 0), replicas: int = 1) -> int:
     """Logical nodes of one layer: a worker per coded block (the paper's setting), per copy if replicated."""
     return (grid[0] + parity[0]) * (grid[1] + parity[1]) * max(1, replicas)
-
-
-@contextlib.contextmanager
-def connect(
-    scheduler: str | None = None,
-    workers: int | None = None,
-    timeout: float = 10.0,
-    *,
-    spec: ClusterSpec | None = None,
-    needed: int | None = None,
-    notify: Callable[[str], None] | None = None,
-) -> Iterator[Client]:
-    """A Client on ``scheduler`` (an address), or on a cluster it starts and always stops.
-
-    ``spec`` picks the cluster (default: a LocalCluster); ``workers`` overrides its worker count and
-    ``needed`` is what the code grid needs when nobody asked (HPC only). ``notify`` receives progress
-    lines (submitted job ids, workers registered).
-    """
-    spec = spec or ClusterSpec(kind="local")
-    if workers is not None:
-        spec = dataclasses.replace(spec, workers=workers)
-    if scheduler and spec.is_hpc:
-        raise ClusterConfigError(
-            f"--scheduler and --cluster {spec.kind} exclude each other: connect to an existing scheduler "
-            f"or start worker jobs, not both"
-        )
-    spec = spec.validated()
-    if scheduler:
-        with _connect_scheduler(scheduler, timeout) as client:
-            yield client
-        return
-    n = resolve_workers(spec, needed)
-    if spec.is_hpc:
-        from .hpc import jobqueue_client
-
-        with jobqueue_client(spec, n, notify=notify) as client:
-            yield client
-        return
-    with (
-        LocalCluster(
-            n_workers=n,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",
-            env=dict(SINGLE_THREADED_ENV),
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        yield client
-
-
-@contextlib.contextmanager
-def _connect_scheduler(scheduler: str, timeout: float) -> Iterator[Client]:
-    try:
-        client = Client(scheduler, timeout=timeout)
-    except (OSError, TimeoutError) as exc:
-        raise ClusterError(
-            f"cannot reach the Dask scheduler at {scheduler} within {timeout:.0f} s ({exc}); "
-            f"check the address or omit --scheduler to start a local cluster"
-        ) from None
-    with client:
-        yield client

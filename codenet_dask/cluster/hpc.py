@@ -25,8 +25,8 @@ from pathlib import Path
 
 from distributed import Client
 
-from .cluster import SINGLE_THREADED_ENV, ClusterError, ClusterSpec
-from .errors import ClusterConfigError
+from ..errors import ClusterConfigError
+from .spec import SINGLE_THREADED_ENV, ClusterError, ClusterSpec
 
 logger = logging.getLogger(__name__)
 
