@@ -14,12 +14,14 @@ resident grids are scrubbed (rebuilding blocks a faulty update left wrong); ever
 from __future__ import annotations
 
 import itertools
+import math
 import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import CancelledError
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from distributed import Client
@@ -27,7 +29,7 @@ from distributed.comm.core import CommClosedError
 from distributed.scheduler import KilledWorker
 
 from .data import Dataset, batches
-from .errors import UncorrectableError, WorkerLostError
+from .errors import DivergedError, GaveUpError, NonFiniteInputError, UncorrectableError, WorkerLostError
 from .faults import RandomFaults, collect_injected
 from .layer import CodedLayer, Relu, ReluGrad, SoftmaxXentGrad
 from .ledger import FaultLedger
@@ -41,6 +43,9 @@ RECOVERABLE = (UncorrectableError, WorkerLostError, CommClosedError, KilledWorke
 
 #: Rollbacks after which a run gives up (the fault rate is beyond what checkpoints can absorb).
 MAX_ROLLBACKS = 20
+
+#: How a run ended (``running`` only inside a store whose run was interrupted).
+Status = Literal["running", "completed", "diverged", "gave-up"]
 
 
 @dataclass(frozen=True)
@@ -80,9 +85,31 @@ class TrainSummary:
     store: str
     dataset: str = "mnist"
     accuracy_by_epoch: list[float] = field(default_factory=list)
+    #: ``completed``, ``diverged`` (NaN/Inf reached the weights or the loss) or ``gave-up``.
+    status: Status = "completed"
+    #: The last step the run reached: ``iterations`` if completed, else the step that failed.
+    step: int = 0
+    #: Why a run did not complete (None if it did).
+    reason: str | None = None
+    #: The checkpoint step a resumed run started from (0 for a fresh run).
+    resumed_from_step: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def to_json(self) -> dict:
+        """:meth:`as_dict` with NaN/Inf as None, so the object is strict JSON (``null``)."""
+        return _finite_or_none(self.as_dict())
+
+
+def _finite_or_none(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_none(v) for v in value]
+    return value
 
 
 def init_weights(sizes: list[int], dtype: np.dtype, seed: int) -> list[np.ndarray]:
@@ -123,6 +150,12 @@ class Trainer:
         self.layers: list[CodedLayer] = []
         self.checkpoint_position = 0
         self.checkpoint_ops: dict[str, int] = {}
+        #: Where the run is: steps done, the step being run, losses and evaluations so far, the outcome.
+        self.position = self.step_reached = self.resumed_from_step = 0
+        self.last_loss = float("nan")
+        self.accuracy_by_epoch: list[float] = []
+        self.status: Status = "running"
+        self.reason: str | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
     def build(self) -> None:
@@ -179,8 +212,11 @@ class Trainer:
         changed blocks and commit."""
         if not scrubbed:
             self._scrub()
-        for layer in self.layers:
-            layer.save(store)
+        try:
+            for layer in self.layers:
+                layer.save(store)
+        except NonFiniteInputError as exc:  # the store refuses known-bad blocks: the weights diverged
+            raise DivergedError(f"NaN/Inf reached the weights by step {position} ({exc})") from None
         store.checkpoint(step=position)
         self.checkpoint_position = position
         self.checkpoint_ops = {layer.name: layer.ops for layer in self.layers}
@@ -203,7 +239,7 @@ class Trainer:
             # run gives up below: those faults were caught, not accepted).
             self.ledger.add_rollback(layer.name, range(self.checkpoint_ops[layer.name] + 1, layer.ops + 1))
         if self.rollbacks > MAX_ROLLBACKS:
-            raise UncorrectableError(
+            raise GaveUpError(
                 f"gave up after {MAX_ROLLBACKS} rollbacks: the fault rate is beyond what the code and "
                 f"checkpoints can absorb; lower --faults or add parity"
             )
@@ -223,73 +259,99 @@ class Trainer:
 
     # -- the loop -------------------------------------------------------------------------
     def run(self, progress: Callable[[dict], None] | None = None) -> TrainSummary:
+        """Train to the end, or until the run diverges or gives up; the summary says which."""
         start = time.perf_counter()
         if not self.layers:
             self.build()
         self.observer = DashboardPublisher(self)  # observe: the dashboard's CodeNet page (codenet_dask/observe)
-        per_epoch = -(-self.data.y_train.size // self.config.batch_size)
-        total = per_epoch * self.config.epochs
-        epoch_batches: tuple[int, list] = (-1, [])
-        position, loss, by_epoch = 0, float("nan"), []
         with CodedStore.open(self.store_path, mode="r+") as store:
-            while position < total:
-                self.observer.publish(position, total)  # observe
-                epoch, index = divmod(position, per_epoch)
-                if epoch_batches[0] != epoch:  # one epoch in memory; a rollback may regenerate one
-                    epoch_batches = (
-                        epoch,
-                        list(
-                            batches(
-                                self.data.x_train,
-                                self.data.y_train,
-                                self.config.batch_size,
-                                seed=self.config.seed,
-                                epoch=epoch,
-                            )
-                        ),
-                    )
-                xb, yb = epoch_batches[1][index]
-                lr = self.config.lr * self.config.lr_decay**epoch
-                try:
-                    loss = self.step(xb.astype(self.dtype, copy=False), yb, lr)
-                    end_of_epoch = (position + 1) % per_epoch == 0
-                    if end_of_epoch:  # before the checkpoint: an evaluation that fails rolls back past it
-                        by_epoch.append(self.test_accuracy())  # scrubs first
-                    if (position + 1) % self.config.checkpoint_every == 0:
-                        self._checkpoint(store, position + 1, scrubbed=end_of_epoch)
-                    elif (position + 1) % self.config.scrub_every == 0 and not end_of_epoch:
-                        self._scrub()
-                except RECOVERABLE:
-                    position = self._rollback()
-                    del by_epoch[position // per_epoch :]  # a rollback past an epoch's end takes its evaluation back
-                    continue
-                position += 1
-                if progress:
-                    progress(
-                        {
-                            "epoch": epoch + 1,
-                            "position": position,
-                            "of": total,
-                            "loss": loss,
-                            "rollbacks": self.rollbacks,
-                            "test_accuracy": by_epoch[-1] if end_of_epoch else None,
-                        }
-                    )
-            if self.checkpoint_position != position:  # the run ends at an epoch's end: evaluated, so scrubbed
-                self._checkpoint(store, position, scrubbed=True)
+            try:
+                self._train(store, progress)
+                self.status, self.reason = "completed", None
+                if self.checkpoint_position != self.position:  # the run ends at an epoch's end: evaluated, so scrubbed
+                    self._checkpoint(store, self.position, scrubbed=True)
+            except DivergedError as exc:
+                self.status, self.reason = "diverged", str(exc)
+            except GaveUpError as exc:
+                self.status, self.reason = "gave-up", str(exc)
         self.ledger.add_injected(collect_injected(self.client))
         self.observer.finish()  # observe
+        return self.summary(time.perf_counter() - start)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return -(-self.data.y_train.size // self.config.batch_size)
+
+    def _train(self, store: CodedStore, progress: Callable[[dict], None] | None) -> None:
+        """The loop: steps from ``self.position`` to the end, checkpoints, scrubs, evaluations, rollbacks."""
+        per_epoch = self.steps_per_epoch
+        total = per_epoch * self.config.epochs
+        epoch_batches: tuple[int, list] = (-1, [])
+        position, by_epoch = self.position, self.accuracy_by_epoch
+        while position < total:
+            self.observer.publish(position, total)  # observe
+            self.step_reached = position + 1
+            epoch, index = divmod(position, per_epoch)
+            if epoch_batches[0] != epoch:  # one epoch in memory; a rollback may regenerate one
+                epoch_batches = (
+                    epoch,
+                    list(
+                        batches(
+                            self.data.x_train,
+                            self.data.y_train,
+                            self.config.batch_size,
+                            seed=self.config.seed,
+                            epoch=epoch,
+                        )
+                    ),
+                )
+            xb, yb = epoch_batches[1][index]
+            lr = self.config.lr * self.config.lr_decay**epoch
+            try:
+                loss = self.step(xb.astype(self.dtype, copy=False), yb, lr)
+                if not math.isfinite(loss):
+                    raise DivergedError(f"the loss of step {position + 1} is {loss}: NaN/Inf reached the outputs")
+                end_of_epoch = (position + 1) % per_epoch == 0
+                if end_of_epoch:  # before the checkpoint: an evaluation that fails rolls back past it
+                    by_epoch.append(self.test_accuracy())  # scrubs first
+                if (position + 1) % self.config.checkpoint_every == 0:
+                    self._checkpoint(store, position + 1, scrubbed=end_of_epoch)
+                elif (position + 1) % self.config.scrub_every == 0 and not end_of_epoch:
+                    self._scrub()
+            except RECOVERABLE:
+                position = self.position = self._rollback()
+                del by_epoch[position // per_epoch :]  # a rollback past an epoch's end takes its evaluation back
+                continue
+            position = self.position = position + 1
+            self.last_loss = loss
+            if progress:
+                progress(
+                    {
+                        "epoch": epoch + 1,
+                        "position": position,
+                        "of": total,
+                        "loss": loss,
+                        "rollbacks": self.rollbacks,
+                        "test_accuracy": by_epoch[-1] if end_of_epoch else None,
+                        "detected": sum(len(r.detected) for r in self.ledger.products.values()),
+                    }
+                )
+        self.step_reached = total
+
+    def summary(self, wall_seconds: float) -> TrainSummary:
+        """The run's summary as of now (the ``train --json`` object)."""
         led = self.ledger.summary()
         detected = sum(len(r.detected) for r in self.ledger.products.values())
+        completed = self.status == "completed"
         return TrainSummary(
             strategy=self.config.strategy,
             workers=len(self.client.nthreads()),
             layers=self.sizes,
             epochs=self.config.epochs,
-            iterations=total,
-            test_accuracy=by_epoch[-1] if by_epoch else self.test_accuracy(),
-            final_loss=loss,
-            wall_seconds=time.perf_counter() - start,
+            iterations=self.steps_per_epoch * self.config.epochs,
+            test_accuracy=self.accuracy_by_epoch[-1] if completed else float("nan"),
+            final_loss=self.last_loss,
+            wall_seconds=wall_seconds,
             faults={
                 "injected": led["injected"],
                 "detected": detected,
@@ -302,7 +364,11 @@ class Trainer:
             },
             store=str(self.store_path) if self._tmp is None else "(temporary)",
             dataset=self.data.name,
-            accuracy_by_epoch=by_epoch,
+            accuracy_by_epoch=list(self.accuracy_by_epoch),
+            status=self.status,
+            step=self.step_reached,
+            reason=self.reason,
+            resumed_from_step=self.resumed_from_step,
         )
 
     def test_accuracy(self) -> float:

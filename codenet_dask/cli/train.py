@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -13,13 +14,38 @@ from ..errors import CodeParameterError, DataError, FaultSpecError
 from ..faults import parse_fault_spec
 from .cluster_options import add_cluster_options, cluster_spec_from_args, connect_from_args
 from .common import UsageError, check_output, parse_pair
+from .progress import TrainProgress
 
 DESCRIPTION = """\
 Train a multi-layer perceptron (ReLU hidden layers, softmax cross-entropy) whose every layer is
 encoded over the Dask workers (codenet), or kept uncoded or replicated for comparison, while a
 seeded injector corrupts the workers' results. Uncorrectable products are recomputed; if that
-fails the run rolls back to the last checkpoint in the store. Prints progress, the dashboard link
-and a final table; --json prints one JSON object on stdout instead."""
+fails the run rolls back to the last checkpoint in the store. Prints progress (stderr), the
+dashboard link and a final table; --json prints one JSON object on stdout instead."""
+
+#: Exit codes of ``train`` (also in the README); usage errors exit 2, other failures 1.
+EXIT_COMPLETED = 0
+EXIT_UNDETECTED = 3
+EXIT_DIVERGED = 4
+EXIT_GAVE_UP = 5
+
+EPILOG = f"""\
+--layers: either the hidden widths only (128,64 on MNIST builds 784-128-64-10), or the full
+  IN,...,OUT spec whose ends are the data's feature and class counts (784,128,64,10: the same
+  network). A list that starts with the feature count or ends with the class count without
+  matching both ends is refused (ambiguous: 784,64 would otherwise build 784-784-64-10).
+
+exit codes (the summary, and with --json the JSON object, are printed in every case):
+  {EXIT_COMPLETED}  completed, and the ledger counts no undetected fault
+  {EXIT_UNDETECTED}  completed, but the ledger counts undetected faults (faults.undetected > 0)
+  {EXIT_DIVERGED}  diverged: NaN/Inf reached the weights or the loss (status "diverged")
+  {EXIT_GAVE_UP}  gave up after too many rollbacks (status "gave-up")
+  2  usage error (one line on stderr; nothing written)
+  1  any other failure (a clear message on stderr)"""
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults in the option help, the description and the epilog as written."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,13 +57,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         "train",
         help="train an MLP of coded layers under soft errors",
         description=DESCRIPTION,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog=EPILOG,
+        formatter_class=_HelpFormatter,
     )
     p.add_argument("--strategy", choices=STRATEGIES, default=d.strategy)
     p.add_argument("--grid", default=f"{d.grid}x{d.grid}", help="block grid of every layer, KxK")
     p.add_argument("--parity", default=f"{d.parity[0]}x{d.parity[1]}", help="parity block-rows x columns (codenet)")
     p.add_argument("--replicas", type=int, default=d.replicas, help="copies per block (replication)")
-    p.add_argument("--layers", default=",".join(map(str, d.hidden)), help="hidden layer widths, comma separated")
+    p.add_argument(
+        "--layers",
+        default=",".join(map(str, d.hidden)),
+        help="hidden widths (128,64) or the full IN,...,OUT spec (784,128,64,10); see below",
+    )
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr, help="learning rate (decays by --lr-decay per epoch)")
@@ -57,14 +88,54 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="write a Dask performance report of the run (task stream, profiles, bandwidth) to FILE.html",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr (it is off anyway when not a terminal)")
     add_cluster_options(p)
     p.set_defaults(run=run)
 
 
-def config_from(args: argparse.Namespace):
-    """A validated TrainConfig, or a UsageError naming the bad option."""
-    from ..training import TrainConfig
+def parse_widths(text: str) -> tuple[int, ...]:
+    """``"128,64"`` -> (128, 64); a UsageError for anything but positive integers."""
+    try:
+        widths = tuple(int(w) for w in text.split(",") if w.strip()) if text.strip() else ()
+    except ValueError:
+        raise UsageError(f"--layers expects comma-separated widths like 128,64, got {text!r}") from None
+    if any(w < 1 for w in widths):
+        raise UsageError(f"--layers widths must be positive integers, got {text!r}")
+    return widths
 
+
+def resolve_layers(widths: tuple[int, ...], features: int, classes: int, grid: int) -> tuple[int, ...]:
+    """The hidden widths ``--layers`` means for data with ``features`` inputs and ``classes`` outputs.
+
+    A list whose ends are the feature and class counts is the full network; any other list is the
+    hidden widths, unless it starts with the feature count or ends with the class count (a full spec
+    with one end wrong, or hidden widths that read like one: refused, with what to write instead).
+    """
+    text = ",".join(map(str, widths))
+    if len(widths) >= 2 and widths[0] == features and widths[-1] == classes:
+        hidden = widths[1:-1]
+    elif widths and widths[0] == features:
+        raise UsageError(
+            f"--layers {text} starts with the data's {features} features but does not end with its {classes} "
+            f"classes: give the full spec {','.join(map(str, (*widths, classes)))} or the hidden widths only "
+            f"({','.join(map(str, widths[1:])) or 'an empty list'})"
+        )
+    elif widths and widths[-1] == classes:
+        raise UsageError(
+            f"--layers {text} ends with the data's {classes} classes but does not start with its {features} "
+            f"features: give the full spec {','.join(map(str, (features, *widths[1:])))} (if {widths[0]} was "
+            f"meant as the input width) or {','.join(map(str, (features, *widths, classes)))} (a hidden layer "
+            f"of width {classes})"
+        )
+    else:
+        hidden = widths
+    if any(h < grid for h in hidden):
+        raise UsageError(f"every hidden width must be at least the grid size {grid}, got --layers {text}")
+    return hidden
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Every check of the training options that needs no data; a UsageError naming the bad one."""
     for name in ("epochs", "batch_size", "checkpoint_every", "scrub_every"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
@@ -79,25 +150,32 @@ def config_from(args: argparse.Namespace):
     kr, kc = parse_pair(args.grid, "--grid")
     if kr != kc or kr < 1:
         raise UsageError(f"--grid must be square (KxK, K >= 1) so layers chain, got {args.grid}")
-    parity = parse_pair(args.parity, "--parity") if args.strategy == "codenet" else (0, 0)
+    parse_widths(args.layers)
     try:
-        hidden = tuple(int(h) for h in args.layers.split(",") if h.strip()) if args.layers else ()
-    except ValueError:
-        raise UsageError(f"--layers expects comma-separated widths like 128,64, got {args.layers!r}") from None
-    if any(h < kr for h in hidden):
-        raise UsageError(f"every hidden width must be at least the grid size {kr}, got {args.layers}")
-    try:
-        ProductCode(kr, kc, *parity)
+        ProductCode(kr, kc, *_parity(args))
         parse_fault_spec(args.faults)
     except (CodeParameterError, FaultSpecError) as exc:
         raise UsageError(str(exc)) from None
     if args.store and Path(args.store).exists():
         raise UsageError(f"--store {args.store} already exists; give a new folder (nothing was written)")
+
+
+def _parity(args: argparse.Namespace) -> tuple[int, int]:
+    return parse_pair(args.parity, "--parity") if args.strategy == "codenet" else (0, 0)
+
+
+def config_from(args: argparse.Namespace, features: int, classes: int):
+    """The TrainConfig the (checked) options ask for, for data of ``features`` and ``classes``."""
+    from ..training import TrainConfig
+
+    grid = parse_pair(args.grid, "--grid")[0]
+    if classes < grid:
+        raise UsageError(f"--grid {args.grid} is finer than the {classes} output classes")
     return TrainConfig(
         strategy=args.strategy,
-        hidden=hidden,
-        grid=kr,
-        parity=parity,
+        hidden=resolve_layers(parse_widths(args.layers), features, classes, grid),
+        grid=grid,
+        parity=_parity(args),
         replicas=args.replicas,
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -111,8 +189,17 @@ def config_from(args: argparse.Namespace):
     )
 
 
+def exit_code(summary) -> int:
+    """The documented exit code of a finished run (see EPILOG)."""
+    if summary.status == "diverged":
+        return EXIT_DIVERGED
+    if summary.status == "gave-up":
+        return EXIT_GAVE_UP
+    return EXIT_UNDETECTED if summary.faults["undetected"] else EXIT_COMPLETED
+
+
 def run(args: argparse.Namespace) -> int:
-    config = config_from(args)
+    check_options(args)
     report = check_output(args.report, "--report", ("html",)) if args.report else None
     spec = cluster_spec_from_args(args)  # every cluster check before any data is read or job submitted
     from distributed import performance_report
@@ -123,22 +210,10 @@ def run(args: argparse.Namespace) -> int:
     from ..training import Trainer
 
     try:
-        data = load_dataset(args.dataset, data_dir=args.data_dir, dtype=config.dtype, seed=config.seed)
+        data = load_dataset(args.dataset, data_dir=args.data_dir, dtype=args.dtype, seed=args.seed)
     except DataError as exc:
         raise UsageError(str(exc)) from None
-    if data.classes < config.grid:
-        raise UsageError(f"--grid {args.grid} is finer than the {data.classes} output classes")
-
-    def progress(row: dict) -> None:
-        if args.json:
-            return
-        line = f"\repoch {row['epoch']}/{config.epochs}  step {row['position']}/{row['of']}  loss {row['loss']:.4f}"
-        if row["rollbacks"]:
-            line += f"  rollbacks {row['rollbacks']}"
-        if row["test_accuracy"] is not None:
-            line += f"  test accuracy {row['test_accuracy']:.3f}\n"
-        print(line, end="", file=sys.stderr, flush=True)
-
+    config = config_from(args, data.features, data.classes)
     needed = workers_for_grid(
         (config.grid, config.grid), config.parity, config.replicas if config.strategy == "replication" else 1
     )
@@ -149,22 +224,34 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         trainer = Trainer(client, data, config, args.store)
+        progress = TrainProgress(config.epochs, trainer.steps_per_epoch, quiet=args.quiet)
         try:
             with performance_report(filename=str(report)) if report else contextlib.nullcontext():
                 summary = trainer.run(progress)
         finally:
+            progress.close()
             trainer.close()
         if report:
             print(f"performance report: {report}", file=sys.stderr)
     if args.json:
-        print(json.dumps(summary.as_dict()))
-        return 0
+        print(json.dumps(summary.to_json()))
+    else:
+        print_summary(summary)
+    if summary.reason:
+        print(f"codenet-dask train: {summary.status}: {summary.reason}", file=sys.stderr)
+    return exit_code(summary)
+
+
+def print_summary(summary) -> None:
+    """The final table (stdout)."""
     f = summary.faults
+    status = summary.status if summary.status == "completed" else f"{summary.status.upper()} at step {summary.step}"
     rows = [
         ("network", f"{'-'.join(map(str, summary.layers))} on {summary.dataset}, {summary.strategy}"),
+        ("status", status),
         ("epochs / steps", f"{summary.epochs} / {summary.iterations}"),
-        ("test accuracy", f"{summary.test_accuracy:.4f}"),
-        ("final loss", f"{summary.final_loss:.4f}"),
+        ("test accuracy", _number(summary.test_accuracy)),
+        ("final loss", _number(summary.final_loss)),
         ("faults injected", str(f["injected"])),
         ("  corrected", str(f["corrected"])),
         ("  recomputed", str(f["recomputed"])),
@@ -174,6 +261,11 @@ def run(args: argparse.Namespace) -> int:
         ("wall time", f"{summary.wall_seconds:.1f} s"),
         ("store", summary.store),
     ]
+    if summary.resumed_from_step:
+        rows.insert(3, ("resumed from step", str(summary.resumed_from_step)))
     width = max(len(k) for k, _ in rows)
     print("\n".join(f"{k:<{width}}  {v}" for k, v in rows))
-    return 0
+
+
+def _number(value: float) -> str:
+    return f"{value:.4f}" if math.isfinite(value) else "-"
