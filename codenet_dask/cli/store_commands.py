@@ -125,6 +125,12 @@ def run_inspect(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=1))
         return 0
     print(f"store {info['store']}  model {info['model']!r}  step {info['step']}")
+    if info["run"]:
+        run = info["run"]
+        print(
+            f"training run: {'-'.join(map(str, run['layers']))} on {run['data']}, {run['strategy']}; {run['status']} "
+            f"(step {run['step']}, checkpoint at step {run['checkpoint_step']}, test accuracy {run['test_accuracy']})"
+        )
     for layer in info["layers"]:
         code = layer["code"]
         print(

@@ -539,20 +539,25 @@ class CodedStore:
         digest = hashlib.sha256(journal).hexdigest()
         group[TRAINING_GROUP].update_attributes({ATTR_KEY: layout.training_attrs(record, len(journal), digest)})
 
-    def read_run(self, checkpoint: str | int | None = None) -> tuple[dict[str, Any], bytes] | None:
-        """The training run's record and journal as of a checkpoint; None if the store has none
-        (written by the Python API, or by a version before format 2)."""
+    def read_run(
+        self, checkpoint: str | int | None = None, *, journal: bool = True
+    ) -> tuple[dict[str, Any], bytes] | None:
+        """The training run's record and journal as of a checkpoint (``journal=False``: the record
+        only, with empty bytes); None if the store has none (written by the Python API, or by a
+        version before format 2)."""
         root = zarr.open_group(self._read_store(checkpoint), mode="r")
         if TRAINING_GROUP not in root:
             return None
         record, size, digest = layout.parse_training_attrs(dict(root[TRAINING_GROUP].attrs))
+        if not journal:
+            return record, b""
         try:
-            journal = np.asarray(root[JOURNAL_PATH][:], dtype=np.uint8).tobytes()
+            data = np.asarray(root[JOURNAL_PATH][:], dtype=np.uint8).tobytes()
         except Exception as exc:  # untrusted bytes: any failure to fetch or decode
             raise StoreCorruptError(f"{self.root}: the training journal is unreadable ({_brief(exc)})") from None
-        if len(journal) != size or hashlib.sha256(journal).hexdigest() != digest:
+        if len(data) != size or hashlib.sha256(data).hexdigest() != digest:
             raise StoreCorruptError(f"{self.root}: the training journal does not match its digest (damaged)")
-        return record, journal
+        return record, data
 
     def _info(self, sid: str) -> Checkpoint:
         info = self._repo.lookup_snapshot(sid)
