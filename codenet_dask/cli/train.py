@@ -179,9 +179,8 @@ def resolve_layers(widths: tuple[int, ...], features: int, classes: int, grid: i
     elif widths and widths[-1] == classes:
         raise UsageError(
             f"--layers {text} ends with the data's {classes} classes but does not start with its {features} "
-            f"features: give the full spec {','.join(map(str, (features, *widths[1:])))} (if {widths[0]} was "
-            f"meant as the input width) or {','.join(map(str, (features, *widths, classes)))} (a hidden layer "
-            f"of width {classes})"
+            f"features: give the full spec {features},{text} (if {classes} is the output layer) or "
+            f"{features},{text},{classes} (a last hidden layer of width {classes})"
         )
     else:
         hidden = widths
