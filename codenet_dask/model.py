@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ShapeMismatchError
+from .training import accuracy
 from .training import predict as forward
 
 
@@ -44,16 +45,19 @@ class TrainedModel:
     def classes_(self) -> np.ndarray:
         return np.arange(self.weights[-1].shape[0])
 
-    def decision_function(self, x: np.ndarray) -> np.ndarray:
-        """Class scores (logits), shape (samples, classes)."""
+    def _columns(self, x: np.ndarray) -> np.ndarray:
+        """Samples as contiguous columns in the weights' dtype: the layout the training evaluates."""
         x = np.asarray(x)
         if x.ndim != 2 or x.shape[1] != self.layers[0]:
             raise ShapeMismatchError(
                 f"x must have shape (samples, {self.layers[0]}) for this {'-'.join(map(str, self.layers))} "
                 f"network, got {x.shape}"
             )
-        columns = np.ascontiguousarray(x.astype(self.weights[0].dtype, copy=False).T)  # the training's layout
-        return forward(self.weights, columns).T
+        return np.ascontiguousarray(x.astype(self.weights[0].dtype, copy=False).T)
+
+    def decision_function(self, x: np.ndarray) -> np.ndarray:
+        """Class scores (logits), shape (samples, classes)."""
+        return forward(self.weights, self._columns(x)).T
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """Softmax probabilities, shape (samples, classes); rows sum to 1."""
@@ -67,7 +71,7 @@ class TrainedModel:
 
     def score(self, x: np.ndarray, y: np.ndarray) -> float:
         """Accuracy on ``(x, y)``."""
-        return float(np.mean(self.predict(x) == np.asarray(y)))
+        return accuracy(self.weights, self._columns(x), np.asarray(y))
 
 
 def load_model(path: str | os.PathLike[str], checkpoint: str | int | None = None) -> TrainedModel:
