@@ -15,6 +15,7 @@ from .errors import (
 )
 from .layer import CodedLayer, ProductResult, Shipped
 from .matmul import matmul
+from .model import TrainedModel, load_model
 
 __all__ = [
     "CodeNetError",
@@ -25,7 +26,9 @@ __all__ = [
     "ProductResult",
     "ShapeMismatchError",
     "Shipped",
+    "TrainedModel",
     "UncorrectableError",
     "UnsupportedDtypeError",
+    "load_model",
     "matmul",
 ]

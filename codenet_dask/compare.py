@@ -4,9 +4,9 @@ Every run of one comparison shares the data, the batches (they depend only on se
 the injector seed, so the injector — a pure function of seed and task site — draws the same faults
 wherever the task sites of two strategies coincide. Nothing here changes training: test accuracy
 is read between steps from the ``progress`` callback (the evaluation time is excluded from the
-clock), and a run that fails (for instance an uncoded run whose weights went non-finite, or
-rollbacks beyond ``MAX_ROLLBACKS``) is recorded with NaN accuracy and a status instead of ending
-the experiment.
+clock), and a run that does not complete (an uncoded run whose weights went non-finite is
+``diverged``, rollbacks beyond ``MAX_ROLLBACKS`` ``gave-up``, any other error ``failed``) is
+recorded with NaN accuracy and a status instead of ending the experiment.
 
 The fault spec for rate ``r`` is ``MODEL:r[:OPTIONS]`` from ``fault_model`` (``MODEL[:OPTIONS]``),
 with ``steps=block-forward+block-backward+update`` added unless it names its own steps; rate 0 is
@@ -200,8 +200,8 @@ class _Recorder:
 
 
 def run_one(client: Client, data: Dataset, config: TrainConfig, positions: Sequence[int]) -> RunRecord:
-    """Train once. A CodeNetError ends the run with status ``failed: <error>`` and NaN accuracy; a run
-    that completes with a non-finite loss is ``diverged`` and keeps its measured accuracy."""
+    """Train once. A run that diverges or gives up is recorded with status ``diverged: <reason>`` or
+    ``gave-up: <reason>`` and NaN accuracy; any other CodeNetError with ``failed: <error>``."""
     record = RunRecord()
     trainer = Trainer(client, data, config)
     trainer.subscribers.append(DashboardPublisher(trainer, client))
@@ -211,8 +211,8 @@ def run_one(client: Client, data: Dataset, config: TrainConfig, positions: Seque
         recorder.mark(0, None, math.nan)
         summary = trainer.run(recorder)
         record.final_accuracy, record.final_loss = summary.test_accuracy, summary.final_loss
-        if not math.isfinite(summary.final_loss):
-            record.status = "diverged"
+        if summary.status != "completed":
+            record.status = f"{summary.status}: {summary.reason}"
     except CodeNetError as exc:
         record.status = f"failed: {type(exc).__name__}: {exc}"
         record.final_loss = record.loss[max(record.loss)] if record.loss else math.nan
@@ -471,7 +471,7 @@ def plot_accuracy_vs_time(ds: xr.Dataset, path: Path) -> Path:
             run = ds.sel(strategy=label, seed=seed)
             hit = run.sel(fault_rate=top)
             axes.plot(hit.elapsed, hit.accuracy, "-o", ms=3, color=colour, label=str(label) if k == 0 else None)
-            if str(hit.status.item()).startswith("failed"):
+            if str(hit.status.item()) != "ok":  # failed, diverged or gave up: a cross where it stopped
                 done = hit.accuracy.notnull()
                 axes.plot(hit.elapsed[done][-1:], hit.accuracy[done][-1:], "x", ms=10, mew=2, color=colour)
             if top != clean:

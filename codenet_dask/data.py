@@ -2,21 +2,30 @@
 
 Samples are columns (features x samples) because every layer computes ``W @ X``; pixels are scaled
 to [0, 1]. Nothing here needs the network: the default data ships inside an installed wheel, and
-the optional IDX files are parsed by hand so no downloader library is involved.
+the optional IDX files are parsed by hand so no downloader library is involved. A user's own
+arrays (``.npz``, NetCDF, Zarr) are read by :mod:`codenet_dask.userdata`.
+
+What a training run uses of a data set (:class:`Dataset` here, or a streamed one): ``features``,
+``classes``, ``name``, ``y_train``, ``epoch_batches`` (one epoch's mini-batches, by index),
+``test_batches`` (the test set in pieces) and ``describe`` (how to load it again, with a
+fingerprint a resumed run checks).
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import importlib.util
 import math
 import numbers
 import operator
 import os
 import zlib
-from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -51,6 +60,8 @@ class Dataset:
     y_test: np.ndarray
     classes: int
     name: str
+    #: How to load the same data again (what ``describe`` records; empty for arrays given in code).
+    source: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check_part("train", self.x_train, self.y_train, self.classes)
@@ -60,17 +71,46 @@ class Dataset:
                 f"dataset {self.name!r}: train has {self.x_train.shape[0]} features of {self.x_train.dtype}, "
                 f"test {self.x_test.shape[0]} of {self.x_test.dtype}; both must match"
             )
-        for field in fields(self):
-            value = getattr(self, field.name)
+        for part in fields(self):
+            value = getattr(self, part.name)
             if isinstance(value, np.ndarray):
                 view = value.view()
                 view.flags.writeable = False
-                object.__setattr__(self, field.name, view)
+                object.__setattr__(self, part.name, view)
 
     @property
     def features(self) -> int:
         """Rows of X, i.e. the input width of the first layer."""
         return self.x_train.shape[0]
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """BLAKE2b of every array (values, shapes, dtypes): the same data, or not."""
+        h = hashlib.blake2b(digest_size=16)
+        for part in (self.x_train, self.y_train, self.x_test, self.y_test):
+            h.update(f"{part.dtype.str}{part.shape}".encode())
+            h.update(np.ascontiguousarray(part).tobytes())
+        return h.hexdigest()
+
+    def describe(self) -> dict[str, Any]:
+        """Where the data came from and what it is, as plain JSON data (stored with a training run)."""
+        return {
+            "name": self.name,
+            **self.source,
+            "features": self.features,
+            "classes": self.classes,
+            "train": int(self.y_train.size),
+            "test": int(self.y_test.size),
+            "fingerprint": self.fingerprint,
+        }
+
+    def epoch_batches(self, batch_size: int, *, seed: int, epoch: int) -> Sequence[tuple[np.ndarray, np.ndarray]]:
+        """One epoch's mini-batches (see :func:`batches`), indexable: a rollback may go back in it."""
+        return list(batches(self.x_train, self.y_train, batch_size, seed=seed, epoch=epoch))
+
+    def test_batches(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The test set as ``(x, y)`` pieces (here: one)."""
+        yield self.x_test, self.y_test
 
 
 def load_dataset(
@@ -98,12 +138,13 @@ def load_dataset(
     if data_dir is not None:
         if key != "mnist":
             raise DataError(f"data_dir holds MNIST IDX files, so it goes with dataset 'mnist', not {name!r}")
-        return _load_idx(Path(data_dir).expanduser(), dtype)
+        return load_idx(Path(data_dir).expanduser(), dtype)
+    source = {"kind": "builtin", "dataset": key, "test_fraction": test_fraction, "seed": seed}
     if key == "mnist":
         pixels, labels = _read_mnist_subset()
-        return _split(pixels, labels, 255, "mnist-5k", dtype, test_fraction, seed)
+        return _split(pixels, labels, 255, "mnist-5k", dtype, test_fraction, seed, source)
     pixels, labels = _read_digits()
-    return _split(pixels, labels, 16, "digits", dtype, test_fraction, seed)
+    return _split(pixels, labels, 16, "digits", dtype, test_fraction, seed, source)
 
 
 def batches(
@@ -179,9 +220,10 @@ def _split(
     dtype: np.dtype,
     test_fraction: float,
     seed: int,
+    source: dict[str, Any],
 ) -> Dataset:
     """A Dataset from samples x features integers and a seeded stratified split."""
-    train, test = _stratified_split(labels, test_fraction, seed)
+    train, test = stratified_split(labels, test_fraction, seed)
     return Dataset(
         x_train=_columns(pixels[train], scale, dtype),
         y_train=labels[train].astype(np.int64),
@@ -189,10 +231,11 @@ def _split(
         y_test=labels[test].astype(np.int64),
         classes=MNIST_CLASSES,
         name=name,
+        source=source,
     )
 
 
-def _stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Train and test indices, each in shuffled order.
 
     Test samples are taken evenly spaced from the shuffled, label-sorted order, so every class keeps
@@ -261,7 +304,7 @@ def _read_digits() -> tuple[np.ndarray, np.ndarray]:
     return pixels.astype(np.uint8), labels
 
 
-def _load_idx(directory: Path, dtype: np.dtype) -> Dataset:
+def load_idx(directory: Path, dtype: np.dtype) -> Dataset:
     """MNIST from the four IDX files in ``directory``, with their own 60,000/10,000 split."""
     files = _find_idx_files(directory)
     train_pixels, train_labels = _read_idx_pair(files[IDX_FILES[0]], files[IDX_FILES[1]])
@@ -278,6 +321,7 @@ def _load_idx(directory: Path, dtype: np.dtype) -> Dataset:
         y_test=test_labels.astype(np.int64),
         classes=MNIST_CLASSES,
         name="mnist-idx",
+        source={"kind": "idx", "path": str(directory.absolute())},
     )
 
 

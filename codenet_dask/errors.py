@@ -42,6 +42,21 @@ class UncorrectableError(CodeNetError, RuntimeError):
         self.report = report
 
 
+class GaveUpError(UncorrectableError):
+    """Rollbacks beyond the limit: the fault rate is beyond what the code and checkpoints absorb.
+
+    A run that raises it ends with status ``gave-up`` (its summary and ledger are still reported).
+    """
+
+
+class DivergedError(CodeNetError, ArithmeticError):
+    """NaN/Inf reached the weights or the loss: training cannot go on from this state.
+
+    Not a soft error to correct: an uncoded run hit by faults, or a learning rate too large. A run
+    that raises it ends with status ``diverged``; its last finite checkpoint stays in the store.
+    """
+
+
 class FaultSpecError(CodeNetError, ValueError):
     """A ``--faults`` string (or a fault rule built in code) that does not describe a fault model.
 

@@ -1,7 +1,7 @@
 """The independent judge: is an accepted result right, whatever the checks said?
 
 A result is right when it matches the same computation done fault-free in higher precision
-(``np.longdouble``) within ``FACTOR`` (20) times that computation's own error in the working dtype
+(float64 for a float32 run, ``np.longdouble`` for a float64 one: ``higher``) within ``FACTOR`` (20) times that computation's own error in the working dtype
 (never less than one unit roundoff of the result's magnitude, so an exactly representable clean
 result does not make the standard zero). The judge knows nothing of codes, thresholds or reports:
 
@@ -26,7 +26,12 @@ import numpy as np
 
 #: An accepted result may be at most this many times the clean computation's own error.
 FACTOR = 20.0
-HIGH = np.longdouble
+
+
+def higher(dtype: np.dtype) -> type:
+    """The precision results of ``dtype`` are judged in: float64 for float32 (through BLAS, fast),
+    long double for float64 (11 more bits on x86; computed without BLAS, so slower)."""
+    return np.float64 if np.dtype(dtype) == np.float32 else np.longdouble
 
 
 @dataclass(frozen=True)
@@ -41,12 +46,13 @@ class Verdict:
 
 def error_ratio(accepted: np.ndarray, exact: np.ndarray, clean: np.ndarray) -> float:
     """``max |accepted - exact|`` over ``max(max |clean - exact|, u max |exact|)``."""
-    exact = np.asarray(exact, dtype=HIGH)
+    high = higher(clean.dtype)
+    exact = np.asarray(exact, dtype=high)
     u = float(np.finfo(clean.dtype).eps) / 2
     with np.errstate(invalid="ignore", over="ignore"):
-        own = float(np.max(np.abs(clean.astype(HIGH) - exact), initial=0.0))
+        own = float(np.max(np.abs(clean.astype(high) - exact), initial=0.0))
         unit = max(own, u * float(np.max(np.abs(exact), initial=0.0)), np.finfo(np.float64).tiny)
-        got = float(np.max(np.abs(accepted.astype(HIGH) - exact), initial=0.0))
+        got = float(np.max(np.abs(accepted.astype(high) - exact), initial=0.0))
     return got / unit if np.isfinite(got) else float("inf")
 
 
@@ -73,13 +79,25 @@ class Judge:
 
     def start(self, name: str, weights: np.ndarray, blocks: tuple[int, int], block_shape: tuple[int, int]) -> None:
         """Follow layer ``name`` from its initial (user-given, exact) weights."""
-        self._weights[name] = _Weights(np.asarray(weights, dtype=HIGH), np.array(weights), blocks, block_shape)
+        self.follow(name, np.asarray(weights, dtype=higher(weights.dtype)), np.array(weights), blocks, block_shape)
+
+    def follow(
+        self, name: str, shadow: np.ndarray, twin: np.ndarray, blocks: tuple[int, int], block_shape: tuple[int, int]
+    ) -> None:
+        """Follow layer ``name`` from a given shadow and twin (a resumed run's, from its journal);
+        they are also what a rollback returns to until the next checkpoint."""
+        self._weights[name] = _Weights(shadow, twin, blocks, block_shape)
+        self._saved[name] = copy.deepcopy(self._weights[name])
+
+    def saved_weights(self) -> dict[str, _Weights]:
+        """The shadows and twins as of the last checkpoint (what a resumed run continues from)."""
+        return self._saved
 
     def product(self, name: str, op: int, operand: np.ndarray, accepted: np.ndarray, transpose: bool) -> Verdict:
         """Judge an accepted ``W @ operand`` (``W.T`` for backprop)."""
         w = self._weights[name]
         shadow, twin = (w.shadow.T, w.twin.T) if transpose else (w.shadow, w.twin)
-        exact = shadow @ operand.astype(HIGH)
+        exact = shadow @ operand.astype(shadow.dtype)
         clean = twin @ operand
         ratio = error_ratio(accepted, exact, clean)
         verdict = Verdict(ratio <= FACTOR, ratio)
@@ -89,7 +107,8 @@ class Judge:
     def update(self, name: str, op: int, stored: np.ndarray, delta: np.ndarray, x: np.ndarray, lr: float) -> Verdict:
         """Follow an accepted update; ``stored``: the systematic weights the layer now holds."""
         w = self._weights[name]
-        w.shadow = w.shadow - HIGH(lr) * (delta.astype(HIGH) @ x.astype(HIGH).T)
+        high = w.shadow.dtype.type
+        w.shadow = w.shadow - high(lr) * (delta.astype(high) @ x.astype(high).T)
         w.twin = w.twin - w.twin.dtype.type(lr) * (delta @ x.T)
         verdict = self._compare(w, stored)
         self.checks.setdefault(name, []).append((op, False, frozenset(verdict.wrong)))

@@ -13,29 +13,40 @@ resident grids are scrubbed (rebuilding blocks a faulty update left wrong); ever
 
 from __future__ import annotations
 
+import math
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 from distributed.comm.core import CommClosedError
 from distributed.scheduler import KilledWorker
 
-from .data import Dataset, batches
-from .errors import StepTimeoutError, UncorrectableError, WorkerLostError
+from . import journal
+from .data import Dataset
+from .errors import (
+    DivergedError,
+    GaveUpError,
+    NonFiniteInputError,
+    StepTimeoutError,
+    StoreFormatError,
+    UncorrectableError,
+    WorkerLostError,
+)
 from .executors import as_executor
 from .faults import RandomFaults
 from .judge import Judge
 from .layer import Activated, CodedLayer, ProductResult
 from .ledger import FaultLedger
-from .nn import Relu, ReluGrad, SoftmaxXentGrad, accuracy, cross_entropy, init_weights, softmax_grad
+from .nn import Relu, ReluGrad, SoftmaxXentGrad, cross_entropy, init_weights, predict, softmax_grad
+from .runstate import RunState
 from .store import CodedStore
-from .strategies import ReplicatedLayer, Strategy, build_layer
+from .strategies import ReplicatedLayer, Strategy, UncodedLayer, build_layer
 
 #: What a rollback to the last checkpoint recovers from: products wrong beyond what recomputation
 #: fixed, and work lost with a worker (pinned tasks noticing it, scatters and fetches to it failing).
@@ -43,6 +54,9 @@ RECOVERABLE = (UncorrectableError, WorkerLostError, StepTimeoutError, CommClosed
 
 #: Rollbacks after which a run gives up (the fault rate is beyond what checkpoints can absorb).
 MAX_ROLLBACKS = 20
+
+#: How a run ended (``running`` only inside a store whose run was interrupted).
+Status = Literal["running", "completed", "diverged", "gave-up"]
 
 
 @dataclass(frozen=True)
@@ -64,8 +78,24 @@ class TrainConfig:
     checkpoint_every: int = 25
     scrub_every: int = 10
     max_attempts: int = 3
+    #: Checkpoints the store keeps (older ones are expired and garbage-collected after each new one).
+    keep_checkpoints: int = 3
     #: Judge every accepted result against a fault-free long-double computation (``judge``).
     judge: bool = True
+
+    def to_dict(self) -> dict:
+        """Plain JSON data (tuples as lists), as the store records it."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        """The config :meth:`to_dict` wrote (fields it lacks take their defaults, as when it was written)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise StoreFormatError(f"training config has fields {unknown} this codenet_dask does not know")
+        typed = {k: tuple(v) if k in ("hidden", "parity") else v for k, v in values.items()}
+        return cls(**typed)
 
 
 @dataclass
@@ -84,9 +114,64 @@ class TrainSummary:
     store: str
     dataset: str = "mnist"
     accuracy_by_epoch: list[float] = field(default_factory=list)
+    #: ``completed``, ``diverged`` (NaN/Inf reached the weights or the loss) or ``gave-up``.
+    status: Status = "completed"
+    #: The last step the run reached: ``iterations`` if completed, else the step that failed.
+    step: int = 0
+    #: Why a run did not complete (None if it did).
+    reason: str | None = None
+    #: The checkpoint step a resumed run started from (0 for a fresh run).
+    resumed_from_step: int = 0
+
+    @classmethod
+    def from_state(cls, state: RunState, ledger: FaultLedger, wall_seconds: float, store: str) -> TrainSummary:
+        """The summary of a run's state (live, or as a store recorded it) and its fault ledger."""
+        led = ledger.summary()
+        config = TrainConfig.from_dict(state.config)
+        return cls(
+            strategy=config.strategy,
+            workers=state.workers,
+            layers=list(state.layers),
+            epochs=config.epochs,
+            iterations=-(-state.data["train"] // config.batch_size) * config.epochs,
+            test_accuracy=state.test_accuracy,
+            final_loss=state.last_loss,
+            wall_seconds=wall_seconds,
+            faults={
+                "injected": led["injected"],
+                "detected": sum(len(r.detected) for r in ledger.products.values()),
+                "corrected": led["corrected"],
+                "recomputed": led["recomputed"],
+                "rollbacks": state.rollbacks,
+                "rolled_back": led["rolled-back"],
+                "benign": led["benign"],
+                "undetected": led["undetected"],
+            },
+            store=store,
+            dataset=state.data["name"],
+            accuracy_by_epoch=list(state.accuracy_by_epoch),
+            status=state.status,  # type: ignore[arg-type]
+            step=state.step,
+            reason=state.reason,
+            resumed_from_step=state.resumed_from_step,
+        )
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def to_json(self) -> dict:
+        """:meth:`as_dict` with NaN/Inf as None, so the object is strict JSON (``null``)."""
+        return _finite_or_none(self.as_dict())
+
+
+def _finite_or_none(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_none(v) for v in value]
+    return value
 
 
 class Subscriber(Protocol):
@@ -149,9 +234,17 @@ class Trainer:
         self.layers: list[CodedLayer] = []
         self.checkpoint_position = 0
         self.checkpoint_ops: dict[str, int] = {}
+        #: Where the run is: steps done, the step being run, losses and evaluations so far, the outcome.
+        self.workers = 0
+        self.position = self.step_reached = self.resumed_from_step = 0
+        self.last_loss = float("nan")
+        self.accuracy_by_epoch: list[float] = []
+        self.status: Status = "running"
+        self.reason: str | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
     def build(self) -> None:
+        self.workers = len(self.executor.workers())
         grid = (self.config.grid, self.config.grid)
         for i, w in enumerate(init_weights(self.sizes, self.dtype, self.config.seed)):
             if self.judge is not None:
@@ -214,13 +307,70 @@ class Trainer:
         changed blocks and commit."""
         if not scrubbed:
             self._scrub()
-        for layer in self.layers:
-            layer.save(store)
-            if self.judge is not None:
-                self.judge.checkpoint(layer.name, layer.ops, layer.gather_weights())
-        store.checkpoint(step=position)
+        try:
+            for layer in self.layers:
+                layer.save(store)
+                if self.judge is not None:
+                    self.judge.checkpoint(layer.name, layer.ops, layer.gather_weights())
+        except NonFiniteInputError as exc:  # the store refuses known-bad blocks: the weights diverged
+            raise DivergedError(f"NaN/Inf reached the weights by step {position} ({exc})") from None
         self.checkpoint_position = position
         self.checkpoint_ops = {layer.name: layer.ops for layer in self.layers}
+        self._commit_state(store, position)
+
+    def _commit_state(self, store: CodedStore, position: int, message: str = "") -> None:
+        """Write the run's state and fault ledger (faults collected from the workers so far) with
+        the written blocks as one checkpoint; then expire checkpoints beyond ``keep_checkpoints``."""
+        self.ledger.add_injected(self.executor.collect_faults(self.run_id))
+        store.write_run(self.state().to_record(), journal.dumps(self.ledger))
+        store.checkpoint(step=position, message=message)
+        store.expire(self.config.keep_checkpoints)
+
+    def _record_outcome(self, store: CodedStore) -> None:
+        """The run's outcome into the store, next to its last checkpoint's blocks (writes of a
+        checkpoint that failed half-way are dropped first)."""
+        if store.has_uncommitted_changes():
+            store.discard()
+        self._commit_state(store, self.checkpoint_position, f"run {self.status} at step {self.step_reached}")
+
+    def state(self) -> RunState:
+        """The run as of its last checkpoint (and its outcome, once it has one), for the store."""
+        return RunState(
+            config=self.config.to_dict(),
+            data=self.data.describe(),
+            layers=list(self.sizes),
+            workers=self.workers,
+            position=self.checkpoint_position,
+            ops=dict(self.checkpoint_ops),
+            rollbacks=self.rollbacks,
+            accuracy_by_epoch=list(self.accuracy_by_epoch),
+            last_loss=self.last_loss,
+            status=self.status,
+            reason=self.reason,
+            step=self.step_reached,
+            resumed_from_step=self.resumed_from_step,
+        )
+
+    def restore(self, state: RunState, ledger: FaultLedger) -> None:
+        """Continue the run of ``state`` (read from the store's latest checkpoint): its verified
+        blocks go back to the workers, and counters, evaluations and the ledger come back as they
+        were, so the rest of the run is the one an uninterrupted run would have done."""
+        self.workers = len(self.executor.workers())
+        kind = {"codenet": CodedLayer, "uncoded": UncodedLayer, "replication": ReplicatedLayer}[self.config.strategy]
+        kwargs = {"replicas": self.config.replicas} if self.config.strategy == "replication" else {}
+        with CodedStore.open(self.store_path) as store:
+            self.layers = []
+            for name, ops in state.ops.items():
+                layer = kind.from_store(self.executor, store, name, hook=self.hook, seed=self.config.seed, **kwargs)
+                layer.ops, layer.max_attempts = ops, self.config.max_attempts
+                self.layers.append(layer)
+        self.ledger = ledger
+        self.judge = ledger.judge
+        self.checkpoint_position = self.position = self.step_reached = self.resumed_from_step = state.position
+        self.checkpoint_ops = dict(state.ops)
+        self.rollbacks = state.rollbacks
+        self.accuracy_by_epoch = list(state.accuracy_by_epoch)
+        self.last_loss = state.last_loss
 
     def _scrub(self) -> None:
         """Repair stored blocks a faulty update or encode left wrong (uncoded layers have nothing to check)."""
@@ -240,7 +390,7 @@ class Trainer:
             # run gives up below: those faults were caught, not accepted).
             self.ledger.add_rollback(layer.name, range(self.checkpoint_ops[layer.name] + 1, layer.ops + 1))
         if self.rollbacks > MAX_ROLLBACKS:
-            raise UncorrectableError(
+            raise GaveUpError(
                 f"gave up after {MAX_ROLLBACKS} rollbacks: the fault rate is beyond what the code and "
                 f"checkpoints can absorb; lower --faults or add parity"
             )
@@ -262,91 +412,94 @@ class Trainer:
 
     # -- the loop -------------------------------------------------------------------------
     def run(self, progress: Callable[[dict], None] | None = None) -> TrainSummary:
+        """Train to the end, or until the run diverges or gives up; the summary says which."""
         start = time.perf_counter()
         if not self.layers:
             self.build()
-        per_epoch = -(-self.data.y_train.size // self.config.batch_size)
-        total = per_epoch * self.config.epochs
-        epoch_batches: tuple[int, list] = (-1, [])
-        position, loss, by_epoch = 0, float("nan"), []
         with CodedStore.open(self.store_path, mode="r+") as store:
-            while position < total:
-                for subscriber in self.subscribers:
-                    subscriber.publish(position, total)
-                epoch, index = divmod(position, per_epoch)
-                if epoch_batches[0] != epoch:  # one epoch in memory; a rollback may regenerate one
-                    epoch_batches = (
-                        epoch,
-                        list(
-                            batches(
-                                self.data.x_train,
-                                self.data.y_train,
-                                self.config.batch_size,
-                                seed=self.config.seed,
-                                epoch=epoch,
-                            )
-                        ),
-                    )
-                xb, yb = epoch_batches[1][index]
-                lr = self.config.lr * self.config.lr_decay**epoch
-                try:
-                    loss = self.step(xb.astype(self.dtype, copy=False), yb, lr)
-                    end_of_epoch = (position + 1) % per_epoch == 0
-                    if end_of_epoch:  # before the checkpoint: an evaluation that fails rolls back past it
-                        by_epoch.append(self.test_accuracy())  # scrubs first
-                    if (position + 1) % self.config.checkpoint_every == 0:
-                        self._checkpoint(store, position + 1, scrubbed=end_of_epoch)
-                    elif (position + 1) % self.config.scrub_every == 0 and not end_of_epoch:
-                        self._scrub()
-                except RECOVERABLE:
-                    position = self._rollback()
-                    del by_epoch[position // per_epoch :]  # a rollback past an epoch's end takes its evaluation back
-                    continue
-                position += 1
-                if progress:
-                    progress(
-                        {
-                            "epoch": epoch + 1,
-                            "position": position,
-                            "of": total,
-                            "loss": loss,
-                            "rollbacks": self.rollbacks,
-                            "test_accuracy": by_epoch[-1] if end_of_epoch else None,
-                        }
-                    )
-            if self.checkpoint_position != position:  # the run ends at an epoch's end: evaluated, so scrubbed
-                self._checkpoint(store, position, scrubbed=True)
+            try:
+                self._train(store, progress)
+                self.status, self.reason = "completed", None
+                if self.checkpoint_position != self.position:  # the run ends at an epoch's end: evaluated, so scrubbed
+                    self._checkpoint(store, self.position, scrubbed=True)
+                else:
+                    self._record_outcome(store)
+            except DivergedError as exc:
+                self.status, self.reason = "diverged", str(exc)
+                self._record_outcome(store)
+            except GaveUpError as exc:
+                self.status, self.reason = "gave-up", str(exc)
+                self._record_outcome(store)
         self.ledger.add_injected(self.executor.collect_faults(self.run_id))
         for subscriber in self.subscribers:
             subscriber.finish()
-        led = self.ledger.summary()
-        detected = sum(len(r.detected) for r in self.ledger.products.values())
-        return TrainSummary(
-            strategy=self.config.strategy,
-            workers=len(self.executor.workers()),
-            layers=self.sizes,
-            epochs=self.config.epochs,
-            iterations=total,
-            test_accuracy=by_epoch[-1] if by_epoch else self.test_accuracy(),
-            final_loss=loss,
-            wall_seconds=time.perf_counter() - start,
-            faults={
-                "injected": led["injected"],
-                "detected": detected,
-                "corrected": led["corrected"],
-                "recomputed": led["recomputed"],
-                "rollbacks": self.rollbacks,
-                "rolled_back": led["rolled-back"],
-                "benign": led["benign"],
-                "undetected": led["undetected"],
-            },
-            store=str(self.store_path) if self._tmp is None else "(temporary)",
-            dataset=self.data.name,
-            accuracy_by_epoch=by_epoch,
-        )
+        return self.summary(time.perf_counter() - start)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return -(-self.data.y_train.size // self.config.batch_size)
+
+    def _train(self, store: CodedStore, progress: Callable[[dict], None] | None) -> None:
+        """The loop: steps from ``self.position`` to the end, checkpoints, scrubs, evaluations, rollbacks."""
+        per_epoch = self.steps_per_epoch
+        total = per_epoch * self.config.epochs
+        epoch_batches: tuple[int, Sequence] = (-1, [])
+        position, by_epoch = self.position, self.accuracy_by_epoch
+        while position < total:
+            for subscriber in self.subscribers:
+                subscriber.publish(position, total)
+            self.step_reached = position + 1
+            epoch, index = divmod(position, per_epoch)
+            if epoch_batches[0] != epoch:  # one epoch at a time; a rollback may regenerate one
+                epoch_batches = (
+                    epoch,
+                    self.data.epoch_batches(self.config.batch_size, seed=self.config.seed, epoch=epoch),
+                )
+            xb, yb = epoch_batches[1][index]
+            lr = self.config.lr * self.config.lr_decay**epoch
+            try:
+                loss = self.step(xb.astype(self.dtype, copy=False), yb, lr)
+                if not math.isfinite(loss):
+                    raise DivergedError(f"the loss of step {position + 1} is {loss}: NaN/Inf reached the outputs")
+                end_of_epoch = (position + 1) % per_epoch == 0
+                if end_of_epoch:  # before the checkpoint: an evaluation that fails rolls back past it
+                    by_epoch.append(self.test_accuracy())  # scrubs first
+                if (position + 1) % self.config.checkpoint_every == 0:
+                    self._checkpoint(store, position + 1, scrubbed=end_of_epoch)
+                elif (position + 1) % self.config.scrub_every == 0 and not end_of_epoch:
+                    self._scrub()
+            except RECOVERABLE:
+                position = self.position = self._rollback()
+                del by_epoch[position // per_epoch :]  # a rollback past an epoch's end takes its evaluation back
+                continue
+            position = self.position = position + 1
+            self.last_loss = loss
+            if progress:
+                progress(
+                    {
+                        "epoch": epoch + 1,
+                        "position": position,
+                        "of": total,
+                        "loss": loss,
+                        "rollbacks": self.rollbacks,
+                        "test_accuracy": by_epoch[-1] if end_of_epoch else None,
+                        "detected": sum(len(r.detected) for r in self.ledger.products.values()),
+                    }
+                )
+        self.step_reached = total
+
+    def summary(self, wall_seconds: float) -> TrainSummary:
+        """The run's summary as of now (the ``train --json`` object)."""
+        store = str(self.store_path) if self._tmp is None else "(temporary)"
+        return TrainSummary.from_state(self.state(), self.ledger, wall_seconds, store)
 
     def test_accuracy(self) -> float:
         """Test accuracy of the current weights, scrubbed first so that no block a faulty update
         left wrong is evaluated (UncorrectableError if one cannot be rebuilt: roll back)."""
         self._scrub()
-        return accuracy([layer.gather_weights() for layer in self.layers], self.data.x_test, self.data.y_test)
+        weights = [layer.gather_weights() for layer in self.layers]
+        correct = total = 0
+        for x, y in self.data.test_batches():  # the test set in pieces: it may be streamed from disk
+            correct += int(np.sum(np.argmax(predict(weights, x.astype(self.dtype, copy=False)), axis=0) == y))
+            total += y.size
+        return correct / total

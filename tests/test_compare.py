@@ -159,3 +159,23 @@ def test_non_empty_out_needs_overwrite(tmp_path):
     (tmp_path / "keep.txt").write_text("x")
     done = cli("--out", str(tmp_path), timeout=60)
     assert done.returncode == 2 and "--overwrite" in done.stderr
+
+
+def test_a_run_that_does_not_complete_is_recorded_with_its_status(client, tmp_path):
+    """NaN results reach an uncoded run's outputs: the run is recorded as diverged, with the reason,
+    NaN accuracy and its ledger so far, and the experiment goes on to write its outputs."""
+    ds = run_comparison(
+        client,
+        load_dataset("digits"),
+        ["uncoded", "codenet-2x2+2x2"],
+        [0.2],
+        [0],
+        TINY,
+        tmp_path,
+        fault_model="nan:steps=block-forward",
+    )
+    hit = ds.sel(strategy="uncoded", fault_rate=0.2, seed=0)
+    assert str(hit.status.values).startswith("diverged: ") and "NaN/Inf" in str(hit.status.values)
+    assert np.isnan(float(hit.final_accuracy)) and int(hit.undetected) > 0
+    assert str(ds.status.sel(strategy="codenet-2x2+2x2", fault_rate=0.2, seed=0).values) == "ok"
+    assert (tmp_path / "runs.csv").exists()

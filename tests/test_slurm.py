@@ -179,6 +179,89 @@ def test_interrupted_run_leaves_no_jobs(sig, code):
     assert_left_no_jobs(ids)
 
 
+def _blocks(store: Path) -> dict:
+    from codenet_dask.store import CodedStore
+
+    with CodedStore.open(store) as opened:
+        model = opened.restore()
+    return {
+        (name, key): (b.values.tobytes(), b.err, b.updates) for name, grid in model.items() for key, b in grid.items()
+    }
+
+
+def _release_if_held(job: str) -> None:
+    """Start a requeued job now: SLURM holds one for about two minutes (reason BeginTime) before it
+    may run again. Only the wait is skipped; walltime, signal and requeue are SLURM's own."""
+    state = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T %r"], capture_output=True, text=True, timeout=30)
+    if state.stdout.split() == ["PENDING", "BeginTime"]:
+        subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], capture_output=True, timeout=30)
+
+
+@needs_slurm
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_job_that_hits_its_walltime_requeues_itself_and_resumes_bit_identical(tmp_path, capsys):
+    """workflows/slurm_requeue.sbatch (the README's job script) with a 1-minute walltime and USR1 40 s
+    before it (SLURM sends it up to 60 s early): every attempt is stopped by the signal, the job
+    requeues itself, each attempt resumes the store, and the run ends with the model and ledger of
+    an uninterrupted run."""
+    args = [
+        *SMALL,
+        "--epochs",
+        "8",
+        "--checkpoint-every",
+        "2",
+        "--seed",
+        "3",
+        "--faults",
+        "bitflip:0.02:steps=block-forward+update",
+    ]
+    reference = run_cli("train", *args, "--workers", "2", "--store", str(tmp_path / "reference"), "--json", timeout=300)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    store, log = tmp_path / "store", tmp_path / "job.log"
+    env = dict(
+        os.environ,
+        STORE=str(store),
+        TRAIN_ARGS=" ".join(args),
+        CODENET=f"{sys.executable} -m codenet_dask",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    )
+    submitted = subprocess.run(
+        [
+            "sbatch",
+            "--parsable",
+            "--time=1",
+            "--signal=B:USR1@40",
+            f"--output={log}",
+            str(ROOT / "workflows" / "slurm_requeue.sbatch"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    job = submitted.stdout.strip().split(";")[0]
+    try:
+        deadline = time.monotonic() + 12 * 60
+        while job in queued_jobs():
+            assert time.monotonic() < deadline, f"job {job} still queued after 12 minutes:\n{log.read_text()[-2000:]}"
+            _release_if_held(job)
+            time.sleep(3)
+    finally:
+        subprocess.run(["scancel", job], timeout=60)
+    text = log.read_text()
+    with capsys.disabled():
+        print(f"\n[slurm] job {job}: {text.count(' attempt ')} attempts, {text.count('resume: ')} resumed")
+    assert "walltime near: stopping the training and requeueing" in text and "attempt 2" in text, text[-3000:]
+    assert "resume: " in text and "training ended with exit code 0" in text, text[-3000:]
+    summary, expected = json.loads(Path(f"{store}.json").read_text()), json.loads(reference.stdout)
+    assert summary["status"] == "completed" and summary["resumed_from_step"] > 0
+    assert summary["faults"] == expected["faults"] and summary["accuracy_by_epoch"] == expected["accuracy_by_epoch"]
+    assert _blocks(store) == _blocks(tmp_path / "reference")
+
+
 @needs_slurm
 def test_workers_that_never_start_fail_clearly_and_are_cancelled():
     """Three single-core jobs on a 2-CPU node: one stays pending, the wait times out, all are cancelled."""

@@ -48,7 +48,7 @@ def test_layout_is_plain_zarr_with_named_dimensions(store):
     weights = group["fc1"]
     assert weights.chunks == BLOCK and weights.shape == (16, 20)
     attrs = weights.attrs["codenet_dask"]
-    assert attrs["format_version"] == 1 and attrs["code"]["parity"] == [2, 2] and attrs["block_grid"] == [4, 4]
+    assert attrs["format_version"] == 2 and attrs["code"]["parity"] == [2, 2] and attrs["block_grid"] == [4, 4]
     assert attrs["layer_shape"] == [8, 10] and attrs["dtype"] == "float64" and attrs["step"] == 1
     ds = xr.open_zarr(store.zarr_store(), consolidated=False)
     assert ds["fc1"].dims == ("fc1_row", "fc1_col")

@@ -88,8 +88,9 @@ def test_paths_that_are_not_stores(tmp_path):
 
 
 def test_wrong_format_version(copy):
-    tamper(copy, lambda g: g.update_attributes(resealed(payload(g), format_version=2)))
-    with pytest.raises(StoreVersionError, match="format version 2"):
+    newer = layout.FORMAT_VERSION + 1
+    tamper(copy, lambda g: g.update_attributes(resealed(payload(g), format_version=newer)))
+    with pytest.raises(StoreVersionError, match=f"format version {newer}"):
         CodedStore.open(copy)
 
 

@@ -10,10 +10,10 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import ClusterConfigError, CodeNetError
-from . import bench, compare, demo, store_commands, taskgraph, train
+from . import bench, compare, demo, model_commands, store_commands, taskgraph, train
 from .common import UsageError
 
-SUBCOMMANDS = (train, compare, bench, demo, store_commands, taskgraph)
+SUBCOMMANDS = (train, compare, bench, demo, store_commands, model_commands, taskgraph)
 
 
 def build_parser() -> argparse.ArgumentParser:

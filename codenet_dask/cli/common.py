@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 
@@ -31,3 +32,12 @@ def check_output(path: str, option: str, suffixes: tuple[str, ...]) -> Path:
     if not out.parent.is_dir():
         raise UsageError(f"{option} {path}: folder {out.parent} does not exist")
     return out
+
+
+class Given(argparse.Action):
+    """Store an option's value and remember that it was typed (``namespace.given``), so that a
+    command can tell an explicit value from a default (``train --resume`` refuses changed settings)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, values)
+        namespace.given = frozenset(getattr(namespace, "given", frozenset()) | {self.dest})

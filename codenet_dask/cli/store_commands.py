@@ -1,4 +1,4 @@
-"""``codenet-dask scrub STORE [--repair]`` and ``codenet-dask inspect STORE``: the store at rest.
+"""``codenet-dask scrub STORE [--repair]``, ``inspect STORE`` and ``gc STORE [--keep N]``: the store at rest.
 
 Exit codes of ``scrub``: 0 the model is intact (clean, or repaired and re-verified on disk);
 3 damage was found that the code can repair (rerun with ``--repair``); 4 blocks are lost beyond
@@ -41,6 +41,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("store", metavar="STORE", help="path of the store")
     q.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     q.set_defaults(run=run_inspect)
+
+    g = subparsers.add_parser(
+        "gc",
+        help="keep the newest N checkpoints of a store and delete everything only older ones used",
+        description="Expire every checkpoint but the newest N and delete the objects only they used "
+        "(icechunk's expire_snapshots and garbage_collect). The latest checkpoint always stays. "
+        "`train --keep-checkpoints N` does this after every checkpoint.",
+    )
+    g.add_argument("store", metavar="STORE", help="path of the store")
+    g.add_argument("--keep", type=int, default=3, help="checkpoints to keep (default 3, at least 1)")
+    g.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    g.set_defaults(run=run_gc)
 
 
 def _checkpoint_arg(text: str | None) -> str | int | None:
@@ -113,6 +125,12 @@ def run_inspect(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=1))
         return 0
     print(f"store {info['store']}  model {info['model']!r}  step {info['step']}")
+    if info["run"]:
+        run = info["run"]
+        print(
+            f"training run: {'-'.join(map(str, run['layers']))} on {run['data']}, {run['strategy']}; {run['status']} "
+            f"(step {run['step']}, checkpoint at step {run['checkpoint_step']}, test accuracy {run['test_accuracy']})"
+        )
     for layer in info["layers"]:
         code = layer["code"]
         print(
@@ -128,4 +146,34 @@ def run_inspect(args: argparse.Namespace) -> int:
     total = sum(part["bytes"] for part in info["disk"].values())
     parts = ", ".join(f"{name} {part['objects']} objects / {part['bytes']} B" for name, part in info["disk"].items())
     print(f"on disk: {total} bytes ({parts})")
+    return 0
+
+
+def _disk_bytes(store: CodedStore) -> int:
+    return sum(part["bytes"] for part in store.disk_usage().values())
+
+
+def run_gc(args: argparse.Namespace) -> int:
+    if args.keep < 1:
+        raise UsageError(f"--keep must be at least 1 (the latest checkpoint always stays), got {args.keep}")
+    with CodedStore.open(args.store, "r+") as store:
+        before, bytes_before = len(store.checkpoints()), _disk_bytes(store)
+        report = store.expire(args.keep)
+        after, bytes_after = len(store.checkpoints()), _disk_bytes(store)
+    result = {
+        "store": str(store.root),
+        "keep": args.keep,
+        "checkpoints_before": before,
+        "checkpoints_after": after,
+        "bytes_before": bytes_before,
+        "bytes_after": bytes_after,
+        "collected": report.to_dict(),
+    }
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        print(
+            f"{result['store']}: kept {after} of {before} checkpoints; {bytes_before} -> {bytes_after} bytes on disk "
+            f"({report.chunks_deleted} chunk objects, {report.snapshots_deleted} snapshots deleted)"
+        )
     return 0

@@ -9,13 +9,14 @@ The only part of the package that touches disk.
 
 from .inventory import describe_store
 from .layout import FORMAT_VERSION, LayerSpec
-from .repository import Checkpoint, CodedStore, LayerRead, WriteStats
+from .repository import Checkpoint, CodedStore, ExpiryReport, LayerRead, WriteStats
 from .scrub import LayerScrub, ScrubReport, scrub
 
 __all__ = [
     "FORMAT_VERSION",
     "Checkpoint",
     "CodedStore",
+    "ExpiryReport",
     "LayerRead",
     "LayerScrub",
     "LayerSpec",

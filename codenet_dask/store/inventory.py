@@ -33,10 +33,24 @@ def describe_store(store: CodedStore) -> dict[str, Any]:
                 "uncoded_bytes": spec.layer_shape[0] * spec.layer_shape[1] * spec.dtype.itemsize,
             }
         )
+    run = store.read_run(journal=False)
+    record = run[0] if run else None
     return {
         "store": str(store.root),
         "model": store.model,
         "step": store.step,
+        "run": None
+        if record is None
+        else {
+            "status": record["status"],
+            "step": record["step"],
+            "checkpoint_step": record["position"],
+            "layers": record["layers"],
+            "strategy": record["config"].get("strategy"),
+            "data": record["data"].get("name"),
+            "test_accuracy": record.get("test_accuracy"),
+            "resumed_from_step": record["resumed_from_step"],
+        },
         "layers": layers,
         "checkpoints": [c.to_dict() for c in store.checkpoints()],
         "disk": store.disk_usage(),

@@ -22,12 +22,20 @@ from ..codes import ProductCode
 from ..errors import CodeNetError, StoreFormatError, StoreVersionError
 from .bookkeeping import FIELDS, record_length
 
-#: Bump when the layout changes; readers refuse other versions.
-FORMAT_VERSION = 1
+#: Bump when the layout changes. Version 2 adds the optional ``training`` group (a training run's
+#: record and journal, for resume and export); version 1 stores read the same without it.
+FORMAT_VERSION = 2
+#: Versions this code reads (it writes FORMAT_VERSION; a checkpoint of a version 1 store upgrades it).
+READABLE_VERSIONS = (1, 2)
 #: Every attribute this package writes lives under this key of a node's attributes.
 ATTR_KEY = "codenet_dask"
 #: Group holding one bookkeeping array per layer (norms, err, updates, content digest per block).
 BOOKKEEPING_GROUP = "bookkeeping"
+#: Group holding the training run's record (attributes) and journal (``training/journal``, bytes).
+TRAINING_GROUP = "training"
+JOURNAL_PATH = f"{TRAINING_GROUP}/journal"
+#: Bytes per chunk of the journal array.
+JOURNAL_CHUNK = 2**20
 NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 DTYPES = ("float32", "float64")
 #: Stored generators must match the ones this version builds to this relative tolerance.
@@ -36,9 +44,10 @@ GENERATOR_RTOL = 1e-12
 
 def check_layer_name(name: str) -> str:
     """The name, if it can be an array name in the store; a StoreFormatError otherwise."""
-    if not isinstance(name, str) or not NAME_PATTERN.match(name) or name == BOOKKEEPING_GROUP:
+    if not isinstance(name, str) or not NAME_PATTERN.match(name) or name in (BOOKKEEPING_GROUP, TRAINING_GROUP):
         raise StoreFormatError(
-            f"invalid layer name {name!r}: use a letter then up to 63 of [A-Za-z0-9_.-], and not {BOOKKEEPING_GROUP!r}"
+            f"invalid layer name {name!r}: use a letter then up to 63 of [A-Za-z0-9_.-], "
+            f"and not {BOOKKEEPING_GROUP!r} or {TRAINING_GROUP!r}"
         )
     return name
 
@@ -189,9 +198,10 @@ def _payload(attrs: Mapping[str, Any], where: str, kind: str) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise StoreFormatError(f"{where}: attribute {ATTR_KEY!r} must be an object, got {type(payload).__name__}")
     version = payload.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise StoreVersionError(
-            f"{where}: store format version {version!r}, this codenet_dask reads version {FORMAT_VERSION}"
+            f"{where}: store format version {version!r}, this codenet_dask reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}"
         )
     if payload.get("kind") != kind:
         raise StoreFormatError(f"{where}: expected kind {kind!r}, got {payload.get('kind')!r}")
@@ -330,6 +340,7 @@ def check_bookkeeping_array(
     where = f"bookkeeping of layer {spec.name!r}"
     body = _payload(attrs, where, "coded-layer-bookkeeping")
     expected = {k: v for k, v in bookkeeping_attrs(spec).items() if k != "digest"}
+    expected["format_version"] = body["format_version"]  # written once, with the layer: any readable version
     if body != expected:
         raise StoreFormatError(f"{where}: attributes {body!r} do not describe this layer")
     nr, nc = spec.grid
@@ -339,3 +350,31 @@ def check_bookkeeping_array(
         )
     if np.dtype(dtype) != np.float64:
         raise StoreFormatError(f"{where}: dtype must be float64, got {dtype}")
+
+
+# -- the training run ----------------------------------------------------------------------------
+def training_attrs(record: Mapping[str, Any], journal_bytes: int, journal_sha256: str) -> dict[str, Any]:
+    """The training group's attributes: the run's record (plain JSON data) and its journal's digest."""
+    return _sealed(
+        {
+            "format_version": FORMAT_VERSION,
+            "kind": "training-run",
+            "record": dict(record),
+            "journal": {"path": JOURNAL_PATH, "bytes": int(journal_bytes), "sha256": journal_sha256},
+        }
+    )
+
+
+def parse_training_attrs(attrs: Mapping[str, Any]) -> tuple[dict[str, Any], int, str]:
+    """``(record, journal bytes, journal sha256)`` from the training group's attributes."""
+    where = f"group {TRAINING_GROUP!r}"
+    body = _payload(attrs, where, "training-run")
+    record = _require(body, "record", where)
+    journal = _require(body, "journal", where)
+    if not isinstance(record, dict):
+        raise StoreFormatError(f"{where}: 'record' must be an object")
+    if not (
+        isinstance(journal, dict) and journal.get("path") == JOURNAL_PATH and isinstance(journal.get("sha256"), str)
+    ):
+        raise StoreFormatError(f"{where}: 'journal' must describe {JOURNAL_PATH!r} with its sha256, got {journal!r}")
+    return record, _int(journal.get("bytes"), f"{where}: journal 'bytes'"), journal["sha256"]

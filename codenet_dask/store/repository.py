@@ -22,11 +22,13 @@ from __future__ import annotations
 import asyncio
 import errno
 import fcntl
+import hashlib
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,7 @@ import icechunk
 import numpy as np
 import zarr
 import zarr.api.asynchronous
-from zarr.codecs import BytesCodec, Crc32cCodec
+from zarr.codecs import BytesCodec, Crc32cCodec, ZstdCodec
 from zarr.core.sync import sync
 
 from ..codes import ProductCode
@@ -53,7 +55,17 @@ from ..errors import (
 from ..kernels.blocks import CodedBlock
 from ..kernels.grid import BlockKey, GridReport, check_grid
 from . import bookkeeping, layout
-from .layout import ATTR_KEY, BOOKKEEPING_GROUP, FORMAT_VERSION, LayerSpec
+from .durability import DiskSync
+from .layout import (
+    ATTR_KEY,
+    BOOKKEEPING_GROUP,
+    FORMAT_VERSION,
+    JOURNAL_CHUNK,
+    JOURNAL_PATH,
+    READABLE_VERSIONS,
+    TRAINING_GROUP,
+    LayerSpec,
+)
 
 BRANCH = "main"
 LOCK_NAME = "codenet.lock"
@@ -106,6 +118,21 @@ class WriteStats:
             self.records_written + other.records_written,
             self.bytes_written + other.bytes_written,
         )
+
+
+@dataclass(frozen=True)
+class ExpiryReport:
+    """What one expiry and garbage collection removed (icechunk's own counts)."""
+
+    kept: int
+    snapshots_expired: int = 0
+    snapshots_deleted: int = 0
+    chunks_deleted: int = 0
+    manifests_deleted: int = 0
+    bytes_deleted: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
 
 
 @dataclass(frozen=True)
@@ -194,10 +221,12 @@ class CodedStore:
     training step; default: latest).
     """
 
-    def __init__(self, root: Path, repo: icechunk.Repository, lock: _WriterLock | None) -> None:
+    def __init__(self, root: Path, repo: icechunk.Repository, lock: _WriterLock | None, durable: bool = True) -> None:
         self.root = root
         self._repo = repo
         self._lock = lock
+        #: Fsyncs each commit's objects before its reference moves (see ``durability``); None: crash-safe only.
+        self._sync = DiskSync(root) if lock and durable else None
         try:
             repo.lookup_snapshot(repo.lookup_branch(BRANCH))  # the latest snapshot must decode
             self._session: icechunk.Session | None = repo.writable_session(BRANCH) if lock else None
@@ -209,22 +238,28 @@ class CodedStore:
 
     # -- opening -------------------------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | os.PathLike[str], mode: str = "r") -> CodedStore:
-        """Open and validate a store; ``mode`` is ``"r"`` (read-only) or ``"r+"`` (read-write)."""
+    def open(cls, path: str | os.PathLike[str], mode: str = "r", *, durable: bool = True) -> CodedStore:
+        """Open and validate a store; ``mode`` is ``"r"`` (read-only) or ``"r+"`` (read-write).
+
+        ``durable`` (writers): every checkpoint is fsynced before it becomes the latest, so it
+        survives a power cut, not only a crashed process (``durability``; costs some throughput).
+        """
         if mode not in ("r", "r+"):
             raise ValueError(f"mode must be 'r' or 'r+', got {mode!r}")
         root = Path(path).absolute()
         repo = _open_repository(root)
         lock = _WriterLock(root) if mode == "r+" else None
         try:
-            return cls(root, repo, lock)
+            return cls(root, repo, lock, durable)
         except BaseException:
             if lock:
                 lock.release()
             raise
 
     @classmethod
-    def create(cls, path: str | os.PathLike[str], *, model: str = "model", overwrite: bool = False) -> CodedStore:
+    def create(
+        cls, path: str | os.PathLike[str], *, model: str = "model", overwrite: bool = False, durable: bool = True
+    ) -> CodedStore:
         """A new, empty store at ``path``, open for writing.
 
         The store is built in a temporary sibling directory and renamed into place, so a crash
@@ -252,6 +287,8 @@ class CodedStore:
             group = zarr.create_group(session.store, attributes={ATTR_KEY: layout.model_attrs(model, -1, [])})
             group.create_group(BOOKKEEPING_GROUP)
             session.commit("create codenet_dask store", metadata={"codenet_dask": FORMAT_VERSION, "step": -1})
+            if durable:
+                DiskSync(staging).sync_tree()
             if root.exists():
                 trash = Path(tempfile.mkdtemp(prefix=f".{root.name}.replaced-", dir=root.parent))
                 os.rename(root, trash / "old")
@@ -259,10 +296,12 @@ class CodedStore:
                 shutil.rmtree(trash, ignore_errors=True)
             else:
                 os.rename(staging, root)
+            if durable:
+                DiskSync(root).sync_tree()  # the rename itself (the parent folder's entry)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        return cls.open(root, "r+")
+        return cls.open(root, "r+", durable=durable)
 
     def close(self) -> None:
         """Release the writer lock; uncommitted writes are dropped (they were never a checkpoint)."""
@@ -382,7 +421,7 @@ class CodedStore:
             for info in self._repo.ancestry(branch=BRANCH):
                 meta = info.metadata or {}
                 step = meta.get("step")
-                if meta.get("codenet_dask") != FORMAT_VERSION or not isinstance(step, int) or step < 0:
+                if meta.get("codenet_dask") not in READABLE_VERSIONS or not isinstance(step, int) or step < 0:
                     continue
                 out.append(Checkpoint(info.id, step, info.message, info.written_at.isoformat(), info.parent_id))
         except icechunk.IcechunkError as exc:
@@ -416,15 +455,109 @@ class CodedStore:
             latest = self.checkpoints()
             return latest[0] if latest else None
         metadata = {"codenet_dask": FORMAT_VERSION, "step": step, "layers_written": sorted(self._dirty)}
-        try:
-            sid = session.commit(message or f"checkpoint at step {step}", metadata=metadata)
-        except icechunk.ConflictError:
-            raise StoreLockedError(f"{self.root} was changed by another writer since this handle opened it") from None
+        sid = self._commit(session, message or f"checkpoint at step {step}", metadata)
         self._session = self._repo.writable_session(BRANCH)
         self.step = step
         self._dirty.clear()
         self._new_layers.clear()
         return self._info(sid)
+
+    def _commit(self, session: icechunk.Session, message: str, metadata: dict[str, Any]) -> str:
+        """Commit the session; if durable, with its objects fsynced before the reference moves."""
+        moved = f"{self.root} was changed by another writer since this handle opened it"
+        if self._sync is None:
+            try:
+                return session.commit(message, metadata=metadata)
+            except icechunk.ConflictError:
+                raise StoreLockedError(moved) from None
+        base = session.snapshot_id
+        sid = session.flush(message, metadata=metadata)
+        self._sync.sync()
+        try:
+            self._repo.reset_branch(BRANCH, sid, from_snapshot_id=base)
+        except icechunk.IcechunkError:
+            if self._repo.lookup_branch(BRANCH) != base:
+                raise StoreLockedError(moved) from None
+            raise
+        self._sync.sync_refs()
+        return sid
+
+    def expire(self, keep: int) -> ExpiryReport:
+        """Keep only the newest ``keep`` checkpoints: older snapshots are expired and every object
+        only they used is deleted, with icechunk's own ``expire_snapshots`` and ``garbage_collect``.
+
+        The latest checkpoint (the one a rollback or resume restores) is always kept. Garbage
+        collection would also delete uncommitted writes, so checkpoint or discard them first.
+        """
+        self._require_writable()
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+            raise ValueError(f"keep must be an integer >= 1 (the latest checkpoint stays), got {keep!r}")
+        if self.has_uncommitted_changes():
+            raise StoreError("the store has uncommitted writes; checkpoint or discard them before expiring checkpoints")
+        history = self.checkpoints()
+        if len(history) <= keep:
+            return ExpiryReport(kept=len(history))
+        try:
+            expired = self._repo.expire_snapshots(datetime.fromisoformat(history[keep - 1].written_at))
+            if self._sync is not None:
+                self._sync.sync()  # expiry rewrote the oldest kept snapshot (its new parent)
+            collected = self._repo.garbage_collect(datetime.now(UTC))
+        except icechunk.IcechunkError as exc:
+            raise StoreCorruptError(f"{self.root}: expiring old checkpoints failed ({_brief(exc)})") from None
+        self._session = self._repo.writable_session(BRANCH)
+        return ExpiryReport(
+            kept=keep,
+            snapshots_expired=len(expired),
+            snapshots_deleted=collected.snapshots_deleted,
+            chunks_deleted=collected.chunks_deleted,
+            manifests_deleted=collected.manifests_deleted,
+            bytes_deleted=collected.bytes_deleted,
+        )
+
+    # -- the training run's record --------------------------------------------------------------
+    def write_run(self, record: Mapping[str, Any], journal: bytes) -> None:
+        """Store a training run's ``record`` (plain JSON data, readable as attributes) and its
+        ``journal`` (opaque bytes, e.g. the fault ledger) with the next checkpoint."""
+        session = self._require_writable()
+        group = zarr.open_group(session.store, mode="r+")
+        if TRAINING_GROUP not in group:
+            group.create_group(TRAINING_GROUP).create_array(
+                "journal",
+                shape=(0,),
+                chunks=(JOURNAL_CHUNK,),
+                dtype=np.uint8,
+                fill_value=0,
+                serializer=BytesCodec(),
+                compressors=[ZstdCodec(level=3), Crc32cCodec()],
+                dimension_names=("journal_byte",),
+                config={"write_empty_chunks": True},
+            )
+        array = group[JOURNAL_PATH]
+        array.resize((len(journal),))
+        if journal:
+            array[:] = np.frombuffer(journal, dtype=np.uint8)
+        digest = hashlib.sha256(journal).hexdigest()
+        group[TRAINING_GROUP].update_attributes({ATTR_KEY: layout.training_attrs(record, len(journal), digest)})
+
+    def read_run(
+        self, checkpoint: str | int | None = None, *, journal: bool = True
+    ) -> tuple[dict[str, Any], bytes] | None:
+        """The training run's record and journal as of a checkpoint (``journal=False``: the record
+        only, with empty bytes); None if the store has none (written by the Python API, or by a
+        version before format 2)."""
+        root = zarr.open_group(self._read_store(checkpoint), mode="r")
+        if TRAINING_GROUP not in root:
+            return None
+        record, size, digest = layout.parse_training_attrs(dict(root[TRAINING_GROUP].attrs))
+        if not journal:
+            return record, b""
+        try:
+            data = np.asarray(root[JOURNAL_PATH][:], dtype=np.uint8).tobytes()
+        except Exception as exc:  # untrusted bytes: any failure to fetch or decode
+            raise StoreCorruptError(f"{self.root}: the training journal is unreadable ({_brief(exc)})") from None
+        if len(data) != size or hashlib.sha256(data).hexdigest() != digest:
+            raise StoreCorruptError(f"{self.root}: the training journal does not match its digest (damaged)")
+        return record, data
 
     def _info(self, sid: str) -> Checkpoint:
         info = self._repo.lookup_snapshot(sid)
@@ -453,6 +586,8 @@ class CodedStore:
         model = self.restore(sid)
         self._session.discard_changes()  # type: ignore[union-attr]
         self._repo.reset_branch(BRANCH, sid)
+        if self._sync is not None:
+            self._sync.sync_refs()
         self._session = self._repo.writable_session(BRANCH)
         self.model, self.step, self._specs = self._load_metadata(self._session.store)
         self._dirty.clear()
