@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,7 +27,7 @@ from distributed.comm.core import CommClosedError
 from distributed.scheduler import KilledWorker
 
 from .data import Dataset, batches
-from .errors import UncorrectableError, WorkerLostError
+from .errors import ShapeMismatchError, UncorrectableError, WorkerLostError
 from .faults import RandomFaults, collect_injected
 from .layer import CodedLayer, Relu, ReluGrad, SoftmaxXentGrad
 from .ledger import FaultLedger
@@ -111,10 +111,21 @@ def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
 class Trainer:
     """One training run on a cluster; see the module docstring."""
 
-    def __init__(self, client: Client, data: Dataset, config: TrainConfig, store_path: str | Path | None = None):
+    def __init__(
+        self,
+        client: Client,
+        data: Dataset,
+        config: TrainConfig,
+        store_path: str | Path | None = None,
+        *,
+        initial_weights: Sequence[np.ndarray] | None = None,
+    ):
+        """``initial_weights`` (outputs x inputs per layer) continue a model trained before,
+        e.g. by the estimator's ``partial_fit``; by default the weights are He-initialised from the seed."""
         self.client, self.data, self.config = client, data, config
         self.dtype = np.dtype(config.dtype)
         self.sizes = [data.features, *config.hidden, data.classes]
+        self.initial_weights = _checked_weights(initial_weights, self.sizes, self.dtype)
         self.hook = RandomFaults.from_string(config.faults, seed=config.seed)
         self._tmp = None if store_path else tempfile.TemporaryDirectory(prefix="codenet-store-")
         self.store_path = Path(store_path) if store_path else Path(self._tmp.name) / "model"
@@ -128,7 +139,10 @@ class Trainer:
     def build(self) -> None:
         collect_injected(self.client)  # forget faults of earlier runs on this cluster
         grid = (self.config.grid, self.config.grid)
-        for i, w in enumerate(init_weights(self.sizes, self.dtype, self.config.seed)):
+        weights = self.initial_weights
+        if weights is None:
+            weights = init_weights(self.sizes, self.dtype, self.config.seed)
+        for i, w in enumerate(weights):
             layer = build_layer(
                 self.config.strategy,
                 self.client,
@@ -308,5 +322,26 @@ class Trainer:
     def test_accuracy(self) -> float:
         """Test accuracy of the current weights, scrubbed first so that no block a faulty update
         left wrong is evaluated (UncorrectableError if one cannot be rebuilt: roll back)."""
+        return accuracy(self.verified_weights(), self.data.x_test, self.data.y_test)
+
+    def verified_weights(self) -> list[np.ndarray]:
+        """Every layer's weights (outputs x inputs), from grids scrubbed first: no block a faulty
+        update left wrong is returned (UncorrectableError if one cannot be rebuilt)."""
         self._scrub()
-        return accuracy([layer.gather_weights() for layer in self.layers], self.data.x_test, self.data.y_test)
+        return [layer.gather_weights() for layer in self.layers]
+
+
+def _checked_weights(
+    weights: Sequence[np.ndarray] | None, sizes: list[int], dtype: np.dtype
+) -> list[np.ndarray] | None:
+    """``weights`` as arrays of ``dtype``, one (outputs x inputs) matrix per layer of ``sizes``."""
+    if weights is None:
+        return None
+    expected = [(m, n) for n, m in itertools.pairwise(sizes)]
+    arrays = [np.asarray(w, dtype=dtype) for w in weights]
+    if [a.shape for a in arrays] != expected:
+        raise ShapeMismatchError(
+            f"initial weights have shapes {[a.shape for a in arrays]}, but layers {'-'.join(map(str, sizes))} "
+            f"need {expected} (outputs x inputs)"
+        )
+    return arrays
