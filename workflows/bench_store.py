@@ -24,10 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from codenet_dask.blocks import CodedBlock
-from codenet_dask.codes import ProductCode
-from codenet_dask.codes.grid import encode_blocks
-from codenet_dask.store import CodedStore
+from codenet_dask import CodedBlock, CodedStore, ProductCode
+from codenet_dask.codes import encode_blocks
 
 
 def disk_state(root: Path) -> dict[str, tuple[int, int]]:
