@@ -4,10 +4,10 @@ Soft errors (workers returning wrong numbers without crashing) are detected and 
 real-valued MDS codes over weight blocks; what cannot be corrected is never silently accepted.
 
 Everything a user imports is in ``__all__``: the names below and the public submodules
-(``codes``, ``faults``, ``store``, ``checkpointing``, ``compare``, ``bench``, ``observe``, each
-with an ``__all__`` of its own). Other modules are internals that may change. The estimator and
-the heavier submodules load on first use, so ``import codenet_dask`` (which every worker does)
-does not import scikit-learn, matplotlib or bokeh.
+(``codes``, ``faults``, ``store``, ``executors``, ``nn``, ``checkpointing``, ``compare``,
+``bench``, ``observe``, each with an ``__all__`` of its own). Other modules are internals that
+may change. The estimator and the heavier submodules load on first use, so ``import
+codenet_dask`` (which every worker does) does not import scikit-learn, matplotlib or bokeh.
 """
 
 from __future__ import annotations
@@ -15,9 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from . import codes, faults, store
-from .blocks import CodedBlock
-from .checks import DecodeMismatchError
+from . import codes, executors, faults, nn, store
 from .cli import main
 from .cli.cluster_options import add_cluster_options, cluster_spec_from_args, connect_from_args
 from .cli.common import UsageError, parse_pair
@@ -37,6 +35,7 @@ from .errors import (
     NonFiniteInputError,
     NotAStoreError,
     ShapeMismatchError,
+    StepTimeoutError,
     StoreCorruptError,
     StoreError,
     StoreFormatError,
@@ -47,6 +46,7 @@ from .errors import (
     UnsupportedDtypeError,
     WorkerLostError,
 )
+from .executors import DaskExecutor, LocalExecutor
 from .faults import (
     Corruption,
     CorruptionHook,
@@ -57,6 +57,9 @@ from .faults import (
     collect_injected,
     parse_fault_spec,
 )
+from .kernels.blocks import CodedBlock
+from .kernels.checks import DecodeMismatchError
+from .kernels.grid import encode_blocks
 from .layer import CodedLayer, ProductResult, Shipped
 from .ledger import FaultLedger
 from .matmul import matmul
@@ -90,6 +93,7 @@ __all__ = [
     "Corruption",
     "CorruptionHook",
     "CorruptionPlan",
+    "DaskExecutor",
     "DataError",
     "Dataset",
     "DecodeMismatchError",
@@ -97,6 +101,7 @@ __all__ = [
     "FaultSpecError",
     "GraphError",
     "IllConditionedCodeError",
+    "LocalExecutor",
     "ModelParameterError",
     "NoFaults",
     "NonFiniteInputError",
@@ -107,6 +112,7 @@ __all__ = [
     "ShapeMismatchError",
     "Shipped",
     "Site",
+    "StepTimeoutError",
     "StoreCorruptError",
     "StoreError",
     "StoreFormatError",
@@ -132,10 +138,13 @@ __all__ = [
     "connect",
     "connect_from_args",
     "describe_store",
+    "encode_blocks",
+    "executors",
     "faults",
     "load_dataset",
     "main",
     "matmul",
+    "nn",
     "observe",
     "parse_fault_spec",
     "parse_pair",

@@ -34,7 +34,8 @@ from .checkpointing import RunModel, StepModel, expected_time, plot_expected_tim
 from .codes import ProductCode
 from .data import Dataset
 from .errors import CodeNetError, CodeParameterError, UncorrectableError
-from .faults import collect_injected, parse_fault_spec
+from .faults import parse_fault_spec
+from .observe import DashboardPublisher
 from .training import TrainConfig, Trainer
 
 DEFAULT_FAULT_MODEL = "bitflip:field=exponent"
@@ -203,6 +204,7 @@ def run_one(client: Client, data: Dataset, config: TrainConfig, positions: Seque
     that completes with a non-finite loss is ``diverged`` and keeps its measured accuracy."""
     record = RunRecord()
     trainer = Trainer(client, data, config)
+    trainer.subscribers.append(DashboardPublisher(trainer, client))
     recorder = _Recorder(trainer, positions, record)
     try:
         trainer.build()
@@ -217,7 +219,9 @@ def run_one(client: Client, data: Dataset, config: TrainConfig, positions: Seque
     finally:
         record.wall_seconds = recorder.clock()
         trainer.close()
-    trainer.ledger.add_injected(collect_injected(client))  # a failed run's faults are still on the workers
+    trainer.ledger.add_injected(
+        trainer.executor.collect_faults(trainer.run_id)
+    )  # a failed run's faults are still on the workers
     led = trainer.ledger.summary()
     record.counts = {
         "injected": led["injected"],

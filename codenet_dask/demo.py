@@ -10,6 +10,7 @@ the largest deviation from numpy, which is the honest test of "the right answer"
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -68,7 +69,8 @@ def run_demo(
     """Train one coded ``size x size`` layer for ``steps`` steps; see the module docstring."""
     rng = np.random.default_rng(seed)
     np_dtype = np.dtype(dtype)
-    hook = RandomFaults.from_string(faults, seed=seed)
+    run = uuid.uuid4().hex[:12]
+    hook = RandomFaults.from_string(faults, seed=seed, run=run)
     w = (rng.standard_normal((size, size)) / np.sqrt(size)).astype(np_dtype)
     coded = strategy == "codenet"
     summary = DemoSummary(
@@ -84,7 +86,6 @@ def run_demo(
         faults,
         dashboard=client.dashboard_link,
     )
-    collect_injected(client)  # forget faults of earlier runs on this cluster
     ledger = FaultLedger(dtype=np_dtype)
     start = time.perf_counter()
     layer = build_layer(
@@ -118,7 +119,7 @@ def run_demo(
     summary.max_relative_error = max(summary.max_relative_error, _relative(layer.gather_weights(), reference))
     summary.encode_count = layer.encode_count
     summary.wall_seconds = time.perf_counter() - start
-    ledger.add_injected(collect_injected(client))
+    ledger.add_injected(collect_injected(client, run))
     summary.ledger = ledger.summary()
     return summary
 

@@ -103,6 +103,12 @@ class WorkerLostError(CodeNetError, RuntimeError):
     """A worker holding coded blocks left the cluster: its blocks must come back (restore or rebuild)."""
 
 
+class StepTimeoutError(CodeNetError, RuntimeError):
+    """A wait on the cluster passed its deadline (``codenet.deadline`` in dask config): the attempt
+    failed; it is recomputed, and the run rolls back if that fails too. The message lists what was
+    still pending."""
+
+
 class ClusterConfigError(CodeNetError, ValueError):
     """A cluster request that cannot work (unknown kind, bad walltime or memory, no ``sbatch``...).
 

@@ -34,8 +34,9 @@ from .data import Dataset
 from .errors import FaultSpecError
 from .faults import parse_fault_spec
 from .ledger import OUTCOMES
+from .nn import predict
 from .strategies import STRATEGIES
-from .training import TrainConfig, Trainer, TrainSummary, predict
+from .training import TrainConfig, Trainer, TrainSummary
 
 #: What a seed drawn for ``random_state=None`` or a RandomState may be (the Trainer's seeds are >= 0).
 _MAX_SEED = 2**31 - 1

@@ -1,47 +1,58 @@
-"""A fully connected layer whose weights live coded on Dask workers (CodeNet).
+"""A fully connected layer whose weights live coded on the workers (CodeNet): the user-facing facade.
 
 ``W`` (outputs x inputs) is cut into a ``kr x kc`` block grid and encoded once, at construction,
 into a ``(kr + pr) x (kc + pc)`` product-code grid whose blocks stay resident on the workers, as
 one *shard* (the blocks placed there) per worker. Feedforward ``W @ X``, backprop ``W.T @ D`` and
-the update ``W -= lr * D @ X.T`` run as one task per worker and step (see ``shards``), checked and
-corrected in the same graph; the update touches the coded blocks directly with encoded factors,
+the update ``W -= lr * D @ X.T`` run as one task per worker and step (``kernels.shards``), checked
+and corrected in the same plan; the update touches the coded blocks directly with encoded factors,
 so ``W`` is never re-encoded (``encode_count`` stays 1).
+
+The layer plans its operations (``protocol.plans``) and hands them to an executor: a Dask cluster
+(pass a ``distributed.Client``) or the in-process reference (:class:`~codenet_dask.executors.LocalExecutor`).
+What it decides itself is the protocol's control flow: accept a product, run the repair round,
+recompute a rejected attempt (with a scrub in between), give up after ``max_attempts``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
-import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from distributed import Client, Future, wait
 
-from . import shards, tasks
-from .blocks import CodedBlock
-from .checks import ProductReport, Rejected, projection_matrix
 from .codes import ProductCode, require_real_float
-from .codes.grid import project_blocks
-from .errors import CodeParameterError, NonFiniteInputError, ShapeMismatchError, UncorrectableError, WorkerLostError
-from .faults import CorruptionHook, NoFaults, Site
-from .graph import (
-    Coord,
+from .errors import CodeParameterError, NonFiniteInputError, ShapeMismatchError, StepTimeoutError, UncorrectableError
+from .executors import Executor, Handle, as_executor
+from .faults import CorruptionHook, NoFaults
+from .kernels import shards
+from .kernels.blocks import CodedBlock
+from .kernels.checks import Rejected, projection_matrix
+from .kernels.shards import Label, OperandSpec, Transform
+from .protocol.keys import KeyMaker, step_word
+from .protocol.placement import Coord, round_robin_owners
+from .protocol.plans import (
     ShardedProduct,
-    alphabetic,
+    assemble_plan,
+    copies_plan,
     encode_plan,
+    patch_plan,
     repair_plan,
-    round_robin_owners,
+    scrub_locate_plan,
+    scrub_repair_plan,
     sharded_product_plan,
-    sharded_update_plan,
-    step_word,
+    systematic_plan,
+    update_plan,
 )
-from .shards import Label, OperandSpec
+from .protocol.reports import ProductReport
+from .protocol.types import Plan
 
 if TYPE_CHECKING:
     from .store import CodedStore, WriteStats
+
+log = logging.getLogger(__name__)
 
 #: Attempts of one coded product before it is reported uncorrectable (then: roll back).
 MAX_ATTEMPTS = 3
@@ -51,7 +62,8 @@ MAX_ATTEMPTS = 3
 class ProductResult:
     """A verified product output: one full copy on every worker that decoded it, and the report."""
 
-    copies: dict[str, Future]
+    executor: Executor
+    copies: dict[str, Handle]
     rows: int
     batch: int
     report: ProductReport
@@ -59,44 +71,11 @@ class ProductResult:
     def to_numpy(self) -> np.ndarray:
         """Gather one copy (padding rows dropped)."""
         first = next(iter(self.copies.values()))
-        return np.asarray(first.client.gather(first))[: self.rows]
+        return np.asarray(self.executor.gather([first], f"{self.report.operation} {self.report.layer}")[0])[: self.rows]
 
-    def copy_for(self, worker: str) -> Future:
+    def copy_for(self, worker: str) -> Handle:
         """The copy on ``worker`` (or any, if that worker decoded none)."""
         return self.copies.get(worker) or next(iter(self.copies.values()))
-
-
-def _key_name(name: str) -> str:
-    """A layer instance's name in task keys: its name in letter words plus a random token (which
-    ends the dashboard's task prefix, so the dashboard groups by step and layer)."""
-    return f"{alphabetic(name)}-{uuid.uuid4().hex[:8]}"
-
-
-@dataclass(frozen=True)
-class Relu:
-    """``relu(result)``, computed by each consuming block itself (decentralised activation)."""
-
-    result: ProductResult
-
-
-@dataclass(frozen=True)
-class ReluGrad:
-    """``grad * (pre > 0)``, computed by each consuming block itself (backprop through ReLU)."""
-
-    grad: ProductResult
-    pre: ProductResult
-
-
-@dataclass(frozen=True)
-class SoftmaxXentGrad:
-    """Gradient of softmax cross-entropy of ``logits`` (a verified result) w.r.t. the logits.
-
-    Every consuming block computes its own copy from the (small) logits.
-    """
-
-    logits: ProductResult
-    labels: np.ndarray
-    classes: int
 
 
 @dataclass(frozen=True)
@@ -108,40 +87,55 @@ class Shipped:
     backward and update share ``delta``); a plain numpy operand is shipped at every use.
     """
 
-    copies: dict[str, Future]
+    copies: dict[str, Handle]
     rows: int
     batch: int
     layout: tuple[int, int]  # (pieces, rows per piece) it is padded for
 
-    def copy_for(self, worker: str) -> Future:
+    def copy_for(self, worker: str) -> Handle:
         return self.copies[worker]
 
 
-Operand = np.ndarray | Shipped | ProductResult | Relu | ReluGrad | SoftmaxXentGrad
+@dataclass(frozen=True)
+class Activated:
+    """``transform(*sources)``, computed by each consuming block itself (decentralised activation).
+
+    ``sources`` are verified results (or shipped operands) of the same length; the transforms of a
+    neural network (ReLU, its gradient, the softmax cross-entropy gradient) are in ``codenet_dask.nn``.
+    """
+
+    sources: tuple[ProductResult | Shipped, ...]
+    transform: Transform
+
+
+Operand = np.ndarray | Shipped | ProductResult | Activated
 """A product operand: a numpy matrix (or one shipped already), a previous product's verified result
-on the cluster, or one of those passed through an activation that every consumer applies on its own."""
+on the cluster, or results passed through a transform that every consumer applies on its own."""
 
 
 @dataclass
 class CodedLayer:
-    """One coded fully connected layer on a Dask cluster; build it with :meth:`encode`."""
+    """One coded fully connected layer on a cluster; build it with :meth:`encode`."""
 
-    client: Client
+    executor: Executor
     name: str
     code: ProductCode
     shape: tuple[int, int]
     dtype: np.dtype
     block_shape: tuple[int, int]
-    shards: dict[str, Future]
+    shards: dict[str, Handle]
     placement: dict[Label, str]
+    #: The workers holding blocks, in the executor's order (a worker's index ends its task keys).
+    workers: list[str]
     hook: CorruptionHook = field(default_factory=NoFaults)
     seed: int = 0
     encode_count: int = 0
     encode_report: dict | None = None
     ops: int = 0
     max_attempts: int = MAX_ATTEMPTS
-    #: This instance's name in task keys: unique, so two runs on one cluster never share a key.
-    key_name: str = field(default_factory=lambda: _key_name("layer"))
+    #: Stems of this instance's task keys: unique, so two runs on one cluster never share a key
+    #: and no operation of this layer reuses one.
+    keys: KeyMaker = field(default_factory=lambda: KeyMaker("layer"))
 
     #: How products are decoded: check and correct.
     decode_kind = "coded"
@@ -150,7 +144,7 @@ class CodedLayer:
     @classmethod
     def encode(
         cls,
-        client: Client,
+        target: Any,
         weights: np.ndarray,
         grid: tuple[int, int] = (4, 4),
         parity: tuple[int, int] = (2, 2),
@@ -158,14 +152,16 @@ class CodedLayer:
         name: str = "dense0",
         hook: CorruptionHook | None = None,
         seed: int = 0,
-        workers: Sequence[str] | None = None,
+        workers: list[str] | None = None,
         verify_encoding: bool = True,
     ) -> CodedLayer:
-        """Encode ``weights`` once into the coded grid, resident on the cluster's workers.
+        """Encode ``weights`` once into the coded grid, resident on the workers of ``target`` (a
+        ``distributed.Client`` or an executor).
 
         Encoding may be faulty too: with ``verify_encoding`` the fresh grid is scrubbed once
         (``encode_report``) before any product uses it.
         """
+        executor = as_executor(target)
         weights = np.asarray(weights)
         if weights.ndim != 2:
             raise ShapeMismatchError(f"weights must be a 2-D matrix, got shape {weights.shape}")
@@ -176,39 +172,39 @@ class CodedLayer:
         rows, cols = weights.shape
         if code.kr > rows or code.kc > cols:
             raise CodeParameterError(
-                f"a {code.kr}x{code.kc} block grid is finer than the {rows}x{cols} matrix; "
-                f"use at most {rows}x{cols} blocks"
+                f"a {code.kr}x{code.kc} block grid is finer than the {rows}x{cols} matrix; use at most {rows}x{cols} blocks"
             )
         bh, bw = math.ceil(rows / code.kr), math.ceil(cols / code.kc)
-        addresses = list(workers) if workers else list(client.nthreads())
+        addresses = list(workers) if workers else executor.workers()
         if not addresses:
             raise CodeParameterError("the cluster has no workers; start some before encoding")
         owners = round_robin_owners(addresses, code.coded_shape)
         hook = hook or NoFaults()
-        key_name = _key_name(name)
-        cells = [(i, j) for i in range(code.kr) for j in range(code.kc)]
-        systematic = systematic_blocks(
-            client, weights, (bh, bw), {c: owners[c] for c in cells}, hook, name, f"encode-{key_name}"
+        keys = KeyMaker(name)
+        plan = Plan()
+        cells = {(i, j): owners[(i, j)] for i in range(code.kr) for j in range(code.kc)}
+        key = f"encode-{keys.stem()}"
+        pieces = scatter_pieces(executor, weights, (bh, bw), cells)
+        systematic = systematic_plan(pieces, cells, hook, name, key, plan)
+        parity_blocks = encode_plan(
+            name, code, lambda i, j: systematic[(i, j)], lambda a, b: owners[(a, b)], hook, key, plan
         )
-        plan = encode_plan(name, code, lambda i, j: systematic[(i, j)], lambda a, b: owners[(a, b)], hook, key_name)
-        futures = client.get(plan.to_hlg(), plan.outputs, sync=False) if plan.outputs else []
-        coded = dict(systematic)
-        coded.update({(key[1], key[2]): future for key, future in zip(plan.outputs, futures)})
         layer = cls(
-            client,
+            executor,
             name,
             code,
             (rows, cols),
             dtype,
             (bh, bw),
-            _assemble(client, coded, owners, key_name),
+            {},
             dict(owners),
+            holders(addresses, owners),
             hook,
             seed,
-            key_name=key_name,
+            keys=keys,
         )
+        layer._assemble({**systematic, **parity_blocks}, plan)
         layer.encode_count = 1
-        wait(list(layer.shards.values()))
         if verify_encoding and (code.pr or code.pc):
             layer.encode_report = layer._scrub(op=0)
         return layer
@@ -216,7 +212,7 @@ class CodedLayer:
     @classmethod
     def from_store(
         cls,
-        client: Client,
+        target: Any,
         store: CodedStore,
         name: str,
         checkpoint: str | int | None = None,
@@ -228,27 +224,37 @@ class CodedLayer:
 
         Nothing is re-encoded: the stored coded blocks (and their bookkeeping) are used as they are.
         """
-        from .store import restore_to_cluster
-
+        executor = as_executor(target)
         spec = store.layer(name)
-        owners = round_robin_owners(list(client.nthreads()), spec.code.coded_shape)
-        blocks = restore_to_cluster(client, store, {name: owners}, checkpoint, layers=[name])[name]
-        key_name = _key_name(name)
+        addresses = executor.workers()
+        owners = round_robin_owners(addresses, spec.code.coded_shape)
+        blocks = store.load_layer(name, checkpoint)[0]
+        if set(blocks) != set(owners):
+            raise ShapeMismatchError(f"layer {name!r} in the store does not hold every block of its coded grid")
         layer = cls(
-            client,
+            executor,
             name,
             spec.code,
             spec.layer_shape,
             spec.dtype,
             spec.block_shape,
-            _assemble(client, blocks, owners, key_name),
+            {},
             dict(owners),
+            holders(addresses, owners),
             hook or NoFaults(),
             seed,
-            key_name=key_name,
+            keys=KeyMaker(name),
         )
-        wait(list(layer.shards.values()))
+        layer._assemble(scatter_blocks(executor, blocks, owners), Plan())
         return layer
+
+    def _assemble(self, blocks: dict[Label, Any], plan: Plan) -> None:
+        """Shards of ``blocks`` (refs of ``plan`` or handles), one per worker, become the layer's."""
+        index = {w: i for i, w in enumerate(self.workers)}
+        shard_refs = assemble_plan(blocks, self.placement, index, f"shard-{self.keys.stem()}", plan)
+        handles = self.executor.run(plan, list(shard_refs.values()))
+        self.shards = dict(zip(shard_refs, handles))
+        self.executor.wait(list(self.shards.values()), f"encode {self.name}")
 
     # -- products -------------------------------------------------------------------------
     def forward(self, x: Operand) -> ProductResult:
@@ -267,27 +273,27 @@ class CodedLayer:
         if d_batch != x_batch:
             raise ShapeMismatchError(f"delta has batch {d_batch} but x has batch {x_batch}; they must match")
         self.ops += 1
-        by_worker = self._labels_by_worker()
+        row_parity, col_parity = self.code.row_code.parity_matrix, self.code.col_code.parity_matrix
         jobs = {
             w: shards.UpdateJob(
                 self.name,
                 self.ops,
-                self._worker_index(w),
+                self._index(w),
                 tuple(labels),
                 float(lr),
                 self.code.kr,
                 self.code.kc,
-                self.code.row_code.parity_matrix,
-                self.code.col_code.parity_matrix,
+                row_parity,
+                col_parity,
                 d_spec,
                 x_spec,
             )
-            for w, labels in by_worker.items()
+            for w, labels in self._labels_by_worker().items()
         }
-        plan = sharded_update_plan(f"{self.key_name}-{self.ops}", jobs, self.shards, d_refs, x_refs, self.hook)
-        futures = self.client.get(plan.to_hlg(), plan.outputs, sync=False)
-        self._wait(futures)
-        self.shards = dict(zip(jobs, futures))
+        plan, outputs = update_plan(self.keys.stem(self.ops), jobs, self.shards, d_refs, x_refs, self.hook)
+        handles = self.executor.run(plan, [outputs[w] for w in jobs])
+        self.executor.wait(handles, f"update {self.name}")
+        self.shards = dict(zip(jobs, handles))
 
     def save(self, store: CodedStore) -> WriteStats:
         """Write this layer's coded blocks (only the changed ones) into ``store``; commit separately."""
@@ -310,63 +316,37 @@ class CodedLayer:
 
     def _scrub(self, op: int) -> dict:
         seed = self._check_seed(op)
-        projected = [
-            self.client.submit(
-                project_blocks,
-                shard,
-                self.block_shape,
-                seed,
-                key=(f"scrub-project-{self.key_name}-{op}", self._worker_index(w)),
-                workers=[w],
-                allow_other_workers=False,
-                pure=False,
-            )
-            for w, shard in self.shards.items()
-        ]
-        report = self.client.submit(
-            tasks.locate_grid,
-            self.code,
-            projected,
-            self.block_shape,
-            seed,
-            key=f"scrub-locate-{self.key_name}-{op}",
-            pure=False,
-        ).result()
-        if report["erased"] or report["located"] or report["unverified"]:
+        index = {w: i for i, w in enumerate(self.workers)}
+        plan, report = scrub_locate_plan(
+            self.keys.stem(op), self.code, self.shards, index, self.block_shape, seed, self.workers[0]
+        )
+        [found] = self.executor.gather(self.executor.run(plan, [report]), f"scrub {self.name}")
+        if found["erased"] or found["located"] or found["unverified"]:
             return self._repair_grid(op, seed)
-        return report
+        return found
 
     def _repair_grid(self, op: int, seed: int) -> dict:
         """The rare full scrub: the whole grid on one worker, rebuilt and verified there."""
-        workers = list(self.shards)
-        checked = self.client.submit(
-            tasks.scrub_grid,
-            self.code,
-            [self.shards[w] for w in workers],
-            seed,
-            key=f"scrub-repair-{self.key_name}-{op}",
-            pure=False,
-        )
-        report = self.client.submit(tasks.scrub_report, checked, key=f"scrub-report-{self.key_name}-{op}").result()
-        self._patch({tuple(c): checked for c in report["repaired"]}, op)
-        return report
+        plan, checked, report = scrub_repair_plan(self.keys.stem(op), self.code, self.shards, seed, self.workers[0])
+        outcome, summary = self.executor.run(plan, [checked, report])
+        [found] = self.executor.gather([summary], f"scrub {self.name}")
+        by_worker: dict[str, tuple[list, list[Label]]] = {}
+        for label in (tuple(c) for c in found["repaired"]):
+            sources, labels = by_worker.setdefault(self.placement[label], ([], []))
+            sources.append(outcome)
+            labels.append(label)
+        self._patch(by_worker, op)
+        return found
 
-    def _patch(self, sources: dict[Label, Future], op: int) -> None:
-        """Replace blocks in their owners' shards by those in ``sources`` (label -> scrub outcome)."""
-        by_worker: dict[str, list[Label]] = {}
-        for label in sources:
-            by_worker.setdefault(self.placement[label], []).append(label)
-        for w, labels in by_worker.items():
-            self.shards[w] = self.client.submit(
-                tasks.patch_shard,
-                self.shards[w],
-                [sources[lab] for lab in labels],
-                labels,
-                key=(f"repair-{self.key_name}-{op}", self._worker_index(w)),
-                workers=[w],
-                allow_other_workers=False,
-            )
-        wait(list(self.shards.values()))
+    def _patch(self, sources: dict[str, tuple[list, list[Label]]], op: int) -> None:
+        """Replace blocks in their owners' shards by the scrub outcomes in ``sources`` (per worker)."""
+        if not sources:
+            return
+        index = {w: i for i, w in enumerate(self.workers)}
+        plan, patched = patch_plan(self.keys.stem(op), self.shards, sources, index)
+        handles = self.executor.run(plan, list(patched.values()))
+        self.executor.wait(handles, f"scrub {self.name}")
+        self.shards.update(zip(patched, handles))
 
     # -- inspection -----------------------------------------------------------------------
     @property
@@ -377,7 +357,7 @@ class CodedLayer:
     def gather_blocks(self) -> dict[Coord, CodedBlock]:
         """All coded blocks, fetched to the client (for checkpoints, tests, scrub)."""
         merged: dict[Label, CodedBlock] = {}
-        for shard in self.client.gather(list(self.shards.values())):
+        for shard in self.executor.gather(list(self.shards.values()), f"gather {self.name}"):
             merged.update(shard)
         return merged  # type: ignore[return-value]
 
@@ -388,37 +368,17 @@ class CodedLayer:
         return np.vstack(rows)[: self.shape[0], : self.shape[1]]
 
     # -- internals ------------------------------------------------------------------------
-    def _wait(self, futures: Sequence[Future], poll: float = 1.0) -> None:
-        """Wait for ``futures``; raise WorkerLostError if a worker holding blocks leaves meanwhile.
-
-        Tasks are pinned to their workers, so without this a lost worker would leave them
-        waiting forever instead of failing.
-        """
-        while True:
-            try:
-                wait(futures, timeout=poll)
-                return
-            except TimeoutError:
-                # nthreads() asks the scheduler; scheduler_info() may answer from a cache without
-                # workers when the scheduler is slow to reply, which would look like every worker lost.
-                lost = sorted(set(self.shards) - set(self.client.nthreads()))
-                if lost:
-                    raise WorkerLostError(
-                        f"worker(s) {', '.join(lost)} holding blocks of layer {self.name} left the cluster; "
-                        f"restore the layer from the last checkpoint"
-                    ) from None
-
     def _check_seed(self, op: int) -> int:
         """The seed of operation ``op``'s random check vectors: the same in every process and run
         (Python's ``hash`` of a string is not), so a seeded run reproduces its verdicts."""
         digest = hashlib.blake2b(f"{self.seed}/{self.name}/{op}".encode(), digest_size=4).digest()
         return int.from_bytes(digest, "little")
 
-    def _worker_index(self, worker: str) -> int:
-        return sorted(self.shards).index(worker)
+    def _index(self, worker: str) -> int:
+        return self.workers.index(worker)
 
     def _labels_by_worker(self) -> dict[str, list[Label]]:
-        by_worker: dict[str, list[Label]] = {w: [] for w in sorted(self.shards)}
+        by_worker: dict[str, list[Label]] = {w: [] for w in self.workers}
         for label, w in sorted(self.placement.items()):
             by_worker[w].append(label)
         return by_worker
@@ -432,26 +392,17 @@ class CodedLayer:
         self, data: Operand, length: int, count: int, size: int, what: str
     ) -> tuple[OperandSpec, dict[str, list], int]:
         """How every worker gets the pieces of an operand: a spec and per-worker references."""
-        if isinstance(data, Relu):
-            _, refs, batch = self._operand(data.result, length, count, size, what)
-            return OperandSpec("relu", size), refs, batch
-        if isinstance(data, SoftmaxXentGrad):
-            _, refs, batch = self._operand(data.logits, length, count, size, what)
-            labels = np.asarray(data.labels, dtype=np.int64)
-            return OperandSpec("softmax-grad", size, labels, data.classes), refs, batch
-        if isinstance(data, ReluGrad):
-            _, grads, batch = self._operand(data.grad, length, count, size, what)
-            _, pres, pre_batch = self._operand(data.pre, length, count, size, what)
-            if pre_batch != batch:
-                raise ShapeMismatchError(
-                    f"{what}: gradient batch {batch} differs from pre-activation batch {pre_batch}"
-                )
-            return OperandSpec("relu-grad", size), {w: grads[w] + pres[w] for w in grads}, batch
+        if isinstance(data, Activated):
+            parts = [self._operand(source, length, count, size, what) for source in data.sources]
+            batches = {batch for _, _, batch in parts}
+            if len(batches) != 1:
+                raise ShapeMismatchError(f"{what}: the sources of one activation have batches {sorted(batches)}")
+            refs = {w: [ref for _, part, _ in parts for ref in part[w]] for w in self.shards}
+            return OperandSpec(size, data.transform), refs, parts[0][2]
         if isinstance(data, ProductResult):
             if data.rows > length or data.rows <= length - size:
                 raise ShapeMismatchError(
-                    f"{what} is a {data.rows}-row result; this layer needs {count} pieces of {size} rows "
-                    f"({length} in all)"
+                    f"{what} is a {data.rows}-row result; this layer needs {count} pieces of {size} rows ({length} in all)"
                 )
         else:
             if not isinstance(data, Shipped):
@@ -465,7 +416,7 @@ class CodedLayer:
                 raise ShapeMismatchError(
                     f"{what} was shipped to other workers than layer {self.name}'s; ship it for this layer"
                 )
-        return OperandSpec("plain", size), {w: [data.copy_for(w)] for w in self.shards}, data.batch
+        return OperandSpec(size), {w: [data.copy_for(w)] for w in self.shards}, data.batch
 
     def ship(self, data: np.ndarray, what: str = "x") -> Shipped:
         """Put ``data`` on the cluster once, as ``x`` (inputs x batch) or ``delta`` (outputs x batch).
@@ -483,8 +434,7 @@ class CodedLayer:
         data = np.asarray(data)
         if data.ndim != 2 or data.shape[0] != length:
             raise ShapeMismatchError(
-                f"{what} must have shape ({length}, batch) for layer {self.name} "
-                f"{self.shape[0]}x{self.shape[1]}, got {data.shape}"
+                f"{what} must have shape ({length}, batch) for layer {self.name} {self.shape[0]}x{self.shape[1]}, got {data.shape}"
             )
         if data.shape[1] < 1:
             raise ShapeMismatchError(f"{what} has an empty batch; give at least one column")
@@ -495,21 +445,12 @@ class CodedLayer:
             raise NonFiniteInputError(f"{what} holds NaN or Inf: that is bad input, not a soft error")
         padded = np.zeros((size * count, data.shape[1]), dtype=self.dtype)
         padded[:length] = data
-        # One upload; every worker then copies it from a peer under a key of its own (Dask's
-        # memory manager would drop extra replicas of one key, to be fetched again at each use).
-        [source] = self.client.scatter([padded], hash=False)
-        token = uuid.uuid4().hex[:8]
-        copies = {
-            w: self.client.submit(
-                tasks.local_copy,
-                source,
-                key=(f"ship-{self.key_name}-{token}", self._worker_index(w)),
-                workers=[w],
-                allow_other_workers=False,
-                pure=False,
-            )
-            for w in self.shards
-        }
+        # One upload; every worker then copies it from a peer under a key of its own.
+        [source] = self.executor.scatter([padded])
+        plan = Plan()
+        index = {w: i for i, w in enumerate(self.workers)}
+        refs = copies_plan(source, list(self.shards), index, f"ship-{self.keys.stem()}", plan)
+        copies = dict(zip(refs, self.executor.run(plan, list(refs.values()))))
         return Shipped(copies, length, data.shape[1], (count, size))
 
     def _positions(self, step: str) -> dict[str, list[tuple[Label, shards.Position]]]:
@@ -519,7 +460,7 @@ class CodedLayer:
         along block-rows; parity columns sit out of the forward, parity rows of the backward.
         """
         forward = step == "forward"
-        members: dict[str, list[tuple[Label, shards.Position]]] = {w: [] for w in sorted(self.shards)}
+        members: dict[str, list[tuple[Label, shards.Position]]] = {w: [] for w in self.workers}
         for label, w in sorted(self.placement.items()):
             a, b, r = label[0], label[1], (label[2] if len(label) > 2 else 0)
             if forward and b < self.code.kc:
@@ -532,7 +473,8 @@ class CodedLayer:
         """Run one product, recomputing (new attempt, new keys) while an output is rejected.
 
         A product still uncorrectable after an attempt may be failing on a persistently wrong
-        block (a faulty update); a scrub between attempts repairs those.
+        block (a faulty update); a scrub between attempts repairs those. An attempt that passes
+        its deadline counts as rejected.
         """
         forward = step == "forward"
         length, count, size = (
@@ -547,44 +489,47 @@ class CodedLayer:
         report = ProductReport(step, self.name, op=self.ops, blocks_checked=self._blocks_checked(step))
         for attempt in range(self.max_attempts):
             product = self._sharded_product(step, attempt, spec, refs, v)
-            outputs = self._run(product, report, attempt)
-            errored = [f for f in outputs if f.status != "finished"]
-            if errored:
-                errored[0].result()  # not a soft error but a genuine failure: raise it as is
-            if not any(f.type is Rejected for f in outputs):
+            try:
+                outputs = self._run(product, report, attempt)
+            except StepTimeoutError as exc:
+                log.warning("%s; recomputing", exc)
+                report.timeouts += 1
+                report.recomputed += 1
+                continue
+            if not any(self.executor.holds(outputs, Rejected)):
                 report.accepted_attempt = attempt
-                return ProductResult(dict(zip(product.jobs, outputs)), rows, batch, report)
+                return ProductResult(self.executor, dict(zip(product.jobs, outputs)), rows, batch, report)
             report.recomputed += 1
             if self.decode_kind != "uncoded" and attempt + 1 < self.max_attempts and report.uncorrectable_codewords:
                 report.repaired += [tuple(c) for c in self._scrub(self.ops)["repaired"]]
         raise UncorrectableError(
-            f"{step} of layer {self.name} stayed uncorrectable after {self.max_attempts} attempts; "
-            f"roll back to the last checkpoint",
+            f"{step} of layer {self.name} stayed uncorrectable after {self.max_attempts} attempts; roll back to the last checkpoint",
             report,
         )
 
-    def _run(self, product: ShardedProduct, report: ProductReport, attempt: int) -> list[Future]:
-        """One attempt: the graph, then (rarely) the repair round; verdicts go into ``report``."""
-        plan = sharded_product_plan(product)
-        futures = self.client.get(plan.to_hlg(), plan.outputs + plan.reports + plan.keep, sync=False)
-        n_out, n_rep = len(plan.outputs), len(plan.reports)
-        outputs, verdicts = futures[:n_out], futures[n_out : n_out + n_rep]
-        self._wait(outputs + verdicts)
-        report.merge_verdicts(
-            attempt, self.client.gather(verdicts), self._label(product.jobs[next(iter(product.jobs))])
-        )
-        if any(f.status == "finished" and f.type is shards.NeedsRepair for f in outputs):
-            kept = dict(zip(plan.keep, futures[n_out + n_rep :]))
-            workers = list(product.jobs)
+    def _run(self, product: ShardedProduct, report: ProductReport, attempt: int) -> list[Handle]:
+        """One attempt: the plan, then (rarely) the repair round; verdicts go into ``report``."""
+        what = f"{product.jobs[next(iter(product.jobs))].step} {self.name}"
+        pp = sharded_product_plan(product)
+        workers = list(product.jobs)
+        outputs = [pp.outputs[w] for w in workers]
+        verdicts = [pp.verdicts[w] for w in workers if w in pp.verdicts]
+        kept = [pp.products[w] for w in workers] + [pp.decoded[w] for w in workers if w in pp.decoded] + pp.summaries
+        handles = self.executor.run(pp.plan, outputs + verdicts + kept)
+        out, found = handles[: len(outputs)], handles[len(outputs) : len(outputs) + len(verdicts)]
+        self.executor.wait(out + found, what)
+        report.merge_verdicts(attempt, self.executor.gather(found, what), self._label(product.jobs[workers[0]]))
+        if any(self.executor.holds(out, shards.NeedsRepair)):
+            rest = dict(zip([r.key for r in kept], handles[len(outputs) + len(verdicts) :]))
             second = repair_plan(
                 product,
-                {w: kept[(f"block-{product.name}", product.jobs[w].worker)] for w in workers},
-                {w: kept[(f"decode-{product.name}", product.jobs[w].worker)] for w in workers},
-                [kept[(f"summary-{product.name}", product.jobs[w].worker)] for w in workers],
+                {w: rest[pp.products[w].key] for w in workers},
+                {w: rest[pp.decoded[w].key] for w in workers},
+                [rest[r.key] for r in pp.summaries],
             )
-            outputs = self.client.get(second.to_hlg(), second.outputs, sync=False)
-            self._wait(outputs)
-        return outputs
+            out = self.executor.run(second.plan, [second.outputs[w] for w in workers])
+            self.executor.wait(out, what)
+        return out
 
     def _sharded_product(
         self, step: str, attempt: int, spec: OperandSpec, refs: dict[str, list], v: np.ndarray
@@ -595,7 +540,7 @@ class CodedLayer:
         codewords = self.code.kc if forward else self.code.kr
         jobs, decode_jobs = {}, {}
         for w, members in self._positions(step).items():
-            wid = self._worker_index(w)
+            wid = self._index(w)
             jobs[w] = shards.ProductJob(
                 step,
                 self.name,
@@ -611,8 +556,9 @@ class CodedLayer:
             )
             decode_jobs[w] = shards.DecodeJob(self.name, self.ops, attempt, wid, codewords, outputs, self.copies)
         # Only the coded grid checks with its code; replication votes (code None), uncoded sums.
+        name = f"{step_word(step)}-{self.keys.stem(self.ops, attempt)}"
         return ShardedProduct(
-            f"{step_word(step)}-{self.key_name}-{self.ops}-{attempt}",
+            name,
             jobs,
             decode_jobs,
             self.shards,
@@ -638,42 +584,36 @@ class CodedLayer:
         return code.n * (self.code.kc if step == "forward" else self.code.kr)
 
 
-def systematic_blocks(
-    client: Client,
-    weights: np.ndarray,
-    block_shape: tuple[int, int],
-    owners: dict[Label, str],
-    hook: CorruptionHook,
-    name: str,
-    key: str,
-) -> dict[Label, Future]:
-    """Block ``(i, j, ...)`` of ``weights`` (zero-padded to whole blocks) made on its owner, each
-    through its own encode fault site.
+def holders(order: list[str], placement: dict) -> list[str]:
+    """The workers of ``placement`` in the order of ``order``."""
+    held = set(placement.values())
+    return [w for w in order if w in held]
 
-    Each piece goes straight from here to its owner (data in a task graph would pass through the
-    scheduler, and large graphs are slow there).
+
+def scatter_pieces(
+    executor: Executor, weights: np.ndarray, block_shape: tuple[int, int], owners: dict[Label, str]
+) -> dict[Label, Handle]:
+    """Piece ``(i, j, ...)`` of ``weights`` (zero-padded to whole blocks) put straight on its owner.
+
+    (Data inside a task graph would pass through the scheduler, and large graphs are slow there.)
     """
     bh, bw = block_shape
-    pieces: dict[Label, Future] = {}
+    pieces: dict[Label, Handle] = {}
     for w in sorted(set(owners.values())):
-        mine = [label for label in owners if owners[label] == w]
-        shipped = client.scatter(
-            [_padded_piece(weights, label[0], label[1], bh, bw) for label in mine], workers=[w], hash=False
-        )
-        pieces.update(zip(mine, shipped))
-    return {
-        label: client.submit(
-            tasks.systematic_block,
-            pieces[label],
-            hook,
-            Site("encode", name, 0, label),
-            0,
-            key=(key, *label),
-            workers=[owners[label]],
-            pure=False,
-        )
-        for label in owners
-    }
+        mine = sorted(label for label in owners if owners[label] == w)
+        pieces.update(zip(mine, executor.scatter([_padded_piece(weights, lab[0], lab[1], bh, bw) for lab in mine], w)))
+    return pieces
+
+
+def scatter_blocks(
+    executor: Executor, blocks: dict[Label, CodedBlock], owners: dict[Label, str]
+) -> dict[Label, Handle]:
+    """Verified blocks (restored from a checkpoint) put straight on their owners."""
+    placed: dict[Label, Handle] = {}
+    for w in sorted(set(owners.values())):
+        mine = sorted(label for label in owners if owners[label] == w)
+        placed.update(zip(mine, executor.scatter([blocks[label] for label in mine], w)))
+    return placed
 
 
 def _padded_piece(weights: np.ndarray, i: int, j: int, bh: int, bw: int) -> np.ndarray:
@@ -681,25 +621,3 @@ def _padded_piece(weights: np.ndarray, i: int, j: int, bh: int, bw: int) -> np.n
     part = weights[i * bh : (i + 1) * bh, j * bw : (j + 1) * bw]
     piece[: part.shape[0], : part.shape[1]] = part
     return piece
-
-
-def _assemble(
-    client: Client, blocks: dict[Label, Future], placement: dict[Label, str], key_name: str
-) -> dict[str, Future]:
-    """One shard future per worker from per-block futures already on that worker."""
-    by_worker: dict[str, list[Label]] = {}
-    for label in sorted(blocks):
-        by_worker.setdefault(placement[label], []).append(label)
-    index = {w: i for i, w in enumerate(sorted(by_worker))}
-    return {
-        w: client.submit(
-            shards.assemble,
-            labels,
-            [blocks[lab] for lab in labels],
-            key=(f"shard-{key_name}", index[w]),
-            workers=[w],
-            allow_other_workers=False,
-            pure=False,
-        )
-        for w, labels in sorted(by_worker.items())
-    }

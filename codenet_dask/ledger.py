@@ -22,8 +22,8 @@ from typing import Literal
 
 import numpy as np
 
-from .checks import ProductReport
 from .faults import InjectedFault, Site
+from .protocol.reports import ProductReport
 
 Outcome = Literal["corrected", "recomputed", "rolled-back", "benign", "undetected"]
 OUTCOMES: tuple[str, ...] = ("corrected", "recomputed", "rolled-back", "benign", "undetected")

@@ -17,12 +17,14 @@ import dask.array as da
 import numpy as np
 from dask.highlevelgraph import HighLevelGraph
 
-from . import tasks
-from .checks import projection_matrix
 from .codes import ProductCode, require_real_float
 from .errors import CodeParameterError, ShapeMismatchError
+from .executors.dask_cluster import graph_of
 from .faults import CorruptionHook, NoFaults, Site
-from .graph import Plan, ProductSpec, encode_plan, product_plan
+from .kernels import encode
+from .kernels.checks import projection_matrix
+from .protocol.plans import ProductSpec, encode_plan, product_plan
+from .protocol.types import Plan
 
 
 def matmul(
@@ -72,27 +74,29 @@ def matmul(
     a_p = _pad_to(a.astype(dtype), (bh * kr, bw * kc)).rechunk((bh, bw))
     b_p = _pad_to(b.astype(dtype), (bw * kc, b.shape[1])).rechunk((bw, b.chunks[1]))
     token = uuid.uuid4().hex[:10]
-    layer = f"matmul{token}"
+    # Fault sites name the product "matmul" (a seeded hook hits the same sites call after call);
+    # keys carry a token (two calls never share a key).
+    layer, key_layer = "matmul", f"matmul{token}"
 
     plan = Plan()
     systematic = {}
     for i in range(kr):
         for j in range(kc):
+            site = Site("encode", layer, 0, (i, j))
             systematic[(i, j)] = plan.add(
-                (f"encode-{layer}", i, j),
-                (tasks.systematic_block, (a_p.name, i, j), hook, Site("encode", layer, 0, (i, j)), 0),
-                None,
+                (f"encode-{key_layer}", i, j), encode.systematic_block, (a_p.name, i, j), hook, site, 0
             )
-    parity_plan = encode_plan(layer, code, lambda i, j: systematic[(i, j)], lambda *_: None, hook)
-    plan.merge(parity_plan)
-    grid_refs = {**systematic, **{(k[1], k[2]): k for k in parity_plan.outputs}}
+    parity_blocks = encode_plan(
+        layer, code, lambda i, j: systematic[(i, j)], lambda *_: None, hook, f"encode-{key_layer}", plan
+    )
+    grid_refs = {**systematic, **parity_blocks}
     pieces = {}
     for j in range(kc):
         for c in range(len(b_p.chunks[1])):
-            pieces[(j, c)] = plan.add((f"input-{layer}", j, c), (tasks.checked_input, (b_p.name, j, c)), None)
+            pieces[(j, c)] = plan.add((f"input-{key_layer}", j, c), encode.checked_input, (b_p.name, j, c))
 
     out_name = f"codenet-matmul-{token}"
-    for c, width in enumerate(b_p.chunks[1]):
+    for c, _ in enumerate(b_p.chunks[1]):
         spec = ProductSpec(
             step="forward",
             layer=layer,
@@ -104,16 +108,21 @@ def matmul(
             coord=lambda a_, j: (a_, j),
             block=lambda a_, j: grid_refs[(a_, j)],
             owner=lambda *_: None,
+            key_layer=key_layer,
         )
-        v = projection_matrix(width, (seed * 1_000_003 + c) % 2**32)
-        product = product_plan(spec, [pieces[(j, c)] for j in range(kc)], v, hook)
-        plan.merge(product)
-        for t, key in enumerate(product.outputs):
-            plan.add((out_name, t, c), key, None)
+        v = projection_matrix(b_p.chunks[1][c], (seed * 1_000_003 + c) % 2**32)
+        product = product_plan(spec, [pieces[(j, c)] for j in range(kc)], v, hook, plan)
+        for t, ref in enumerate(product.outputs):
+            plan.add((out_name, t, c), _identity, ref)
 
-    graph = HighLevelGraph.from_collections(out_name, plan.tasks, dependencies=[a_p, b_p])
+    graph = HighLevelGraph.from_collections(out_name, graph_of(plan), dependencies=[a_p, b_p])
     result = da.Array(graph, out_name, chunks=((bh,) * kr, b_p.chunks[1]), dtype=dtype)
     return result[: a.shape[0]]
+
+
+def _identity(x: object) -> object:
+    """An output chunk under the dask array's own key."""
+    return x
 
 
 def _pad_to(x: da.Array, shape: tuple[int, int]) -> da.Array:

@@ -13,21 +13,20 @@ comparison differs only in the redundancy scheme.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
-from distributed import Client, wait
 
-from . import tasks
-from .blocks import CodedBlock
 from .errors import CodeParameterError, UncorrectableError
 from .faults import CorruptionHook
-from .graph import Coord
-from .layer import CodedLayer, _assemble, systematic_blocks
-from .shards import Label
+from .kernels.blocks import CodedBlock
+from .kernels.shards import Label
+from .layer import CodedLayer, holders, scatter_pieces
+from .protocol.placement import Coord
+from .protocol.plans import replace_plan, replica_plan, systematic_plan
+from .protocol.types import Plan
 
 Strategy = Literal["codenet", "uncoded", "replication"]
 STRATEGIES: tuple[str, ...] = ("codenet", "uncoded", "replication")
@@ -41,7 +40,7 @@ class UncodedLayer(CodedLayer):
     @classmethod
     def encode(
         cls,
-        client: Client,
+        target: Any,
         weights: np.ndarray,
         grid: tuple[int, int] = (4, 4),
         parity: tuple[int, int] = (0, 0),
@@ -49,7 +48,7 @@ class UncodedLayer(CodedLayer):
     ) -> UncodedLayer:
         if tuple(parity) != (0, 0):
             raise CodeParameterError("an uncoded layer has no parity; use parity=(0, 0) or strategy='codenet'")
-        return super().encode(client, weights, grid, (0, 0), **kwargs)  # type: ignore[return-value]
+        return super().encode(target, weights, grid, (0, 0), **kwargs)  # type: ignore[return-value]
 
     def _blocks_checked(self, step: str) -> int:
         return 0
@@ -72,7 +71,7 @@ class ReplicatedLayer(CodedLayer):
     @classmethod
     def encode(
         cls,
-        client: Client,
+        target: Any,
         weights: np.ndarray,
         grid: tuple[int, int] = (4, 4),
         parity: tuple[int, int] = (0, 0),
@@ -85,16 +84,16 @@ class ReplicatedLayer(CodedLayer):
             raise CodeParameterError(f"replication needs at least 2 replicas, got {replicas!r}")
         if tuple(parity) != (0, 0):
             raise CodeParameterError("replication has no parity blocks; give --replicas instead of --parity")
-        layer: ReplicatedLayer = super().encode(client, weights, grid, (0, 0), hook=hook, **kwargs)  # type: ignore[assignment]
+        layer: ReplicatedLayer = super().encode(target, weights, grid, (0, 0), hook=hook, **kwargs)  # type: ignore[assignment]
         layer._replicate(replicas, np.asarray(weights))
         return layer
 
     @classmethod
     def from_store(
-        cls, client: Client, store, name: str, checkpoint=None, *, replicas: int = 3, **kwargs
+        cls, target: Any, store, name: str, checkpoint=None, *, replicas: int = 3, **kwargs
     ) -> ReplicatedLayer:
         """Restore replica 0 from a checkpoint and copy it to the other replicas' workers."""
-        layer: ReplicatedLayer = super().from_store(client, store, name, checkpoint, **kwargs)  # type: ignore[assignment]
+        layer: ReplicatedLayer = super().from_store(target, store, name, checkpoint, **kwargs)  # type: ignore[assignment]
         layer._replicate(replicas)
         return layer
 
@@ -105,35 +104,25 @@ class ReplicatedLayer(CodedLayer):
         through its own fault site: a faulty encode spoils one replica, which the vote outvotes.
         Without (restoring a verified checkpoint) the replicas are copies of replica 0.
         """
-        addresses = sorted(self.client.nthreads())
-        kc, token = self.code.kc, uuid.uuid4().hex[:8]
+        addresses = self.executor.workers()
+        kc = self.code.kc
         placement = {
             (a, b, r): addresses[(a * kc + b + r) % len(addresses)]
             for (a, b) in self.placement
             for r in range(replicas)
         }
-        key = f"encode-{self.key_name}-{token}"
+        key = f"encode-{self.keys.stem()}"
         # Encoding: replicas 1.. are made from the weights; replica 0 (restoring: every replica) is copied.
         fresh = {} if weights is None else {label: w for label, w in placement.items() if label[2] > 0}
-        copies = {
-            label: self.client.submit(
-                tasks.replicate_block,
-                self.shards[self.placement[label[:2]]],
-                label,
-                self.name,
-                self.hook,
-                key=(key, *label),
-                workers=[w],
-                allow_other_workers=False,
-            )
-            for label, w in placement.items()
-            if label not in fresh
-        }
+        plan = Plan()
+        sources = {label: self.shards[self.placement[label[:2]]] for label in placement if label not in fresh}
+        copies = replica_plan(sources, placement, self.hook, self.name, key, plan)
         if weights is not None:
-            copies.update(systematic_blocks(self.client, weights, self.block_shape, fresh, self.hook, self.name, key))
+            pieces = scatter_pieces(self.executor, weights, self.block_shape, fresh)
+            copies.update(systematic_plan(pieces, fresh, self.hook, self.name, key, plan))
         self.replicas, self.placement = replicas, placement
-        self.shards = _assemble(self.client, copies, placement, f"{self.key_name}-{token}")
-        wait(list(self.shards.values()))
+        self.workers = holders(addresses, placement)
+        self._assemble(copies, plan)
 
     @property
     def copies(self) -> int:
@@ -170,11 +159,12 @@ class ReplicatedLayer(CodedLayer):
         by_worker: dict[str, dict[Label, CodedBlock]] = {}
         for label in outvoted:
             by_worker.setdefault(self.placement[label], {})[label] = majority[label[:2]]
-        for w, blocks in by_worker.items():
-            self.shards[w] = self.client.submit(
-                tasks.patch_blocks, self.shards[w], blocks, workers=[w], allow_other_workers=False, pure=False
-            )
-        wait(list(self.shards.values()))
+        if by_worker:
+            index = {w: i for i, w in enumerate(self.workers)}
+            plan, patched = replace_plan(self.keys.stem(op), self.shards, by_worker, index)
+            handles = self.executor.run(plan, list(patched.values()))
+            self.executor.wait(handles, f"scrub {self.name}")
+            self.shards.update(zip(patched, handles))
         return {"repaired": [list(k) for k in outvoted], "unrepairable": [], "ok": True}
 
     def _vote_replicas(self) -> tuple[dict[Coord, CodedBlock], list[Label]]:
@@ -196,20 +186,21 @@ class ReplicatedLayer(CodedLayer):
 
 def build_layer(
     strategy: Strategy,
-    client: Client,
+    target: Any,
     weights: np.ndarray,
     grid: tuple[int, int] = (4, 4),
     parity: tuple[int, int] = (2, 2),
     replicas: int = 3,
     **kwargs,
 ) -> CodedLayer:
-    """A layer of the named strategy on ``client`` (``parity`` for codenet, ``replicas`` for replication)."""
+    """A layer of the named strategy on ``target`` (a Client or an executor; ``parity`` for codenet,
+    ``replicas`` for replication)."""
     if strategy == "codenet":
-        return CodedLayer.encode(client, weights, grid, parity, **kwargs)
+        return CodedLayer.encode(target, weights, grid, parity, **kwargs)
     if strategy == "uncoded":
-        return UncodedLayer.encode(client, weights, grid, **kwargs)
+        return UncodedLayer.encode(target, weights, grid, **kwargs)
     if strategy == "replication":
-        return ReplicatedLayer.encode(client, weights, grid, replicas=replicas, **kwargs)
+        return ReplicatedLayer.encode(target, weights, grid, replicas=replicas, **kwargs)
     raise CodeParameterError(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
 
 

@@ -16,28 +16,30 @@ from __future__ import annotations
 import itertools
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
-from distributed import Client
 from distributed.comm.core import CommClosedError
 from distributed.scheduler import KilledWorker
 
 from .data import Dataset, batches
-from .errors import ShapeMismatchError, UncorrectableError, WorkerLostError
-from .faults import RandomFaults, collect_injected
-from .layer import CodedLayer, Relu, ReluGrad, SoftmaxXentGrad
+from .errors import ShapeMismatchError, StepTimeoutError, UncorrectableError, WorkerLostError
+from .executors import as_executor
+from .faults import RandomFaults
+from .layer import Activated, CodedLayer
 from .ledger import FaultLedger
-from .observe import DashboardPublisher
+from .nn import Relu, ReluGrad, SoftmaxXentGrad, accuracy, cross_entropy, init_weights
 from .store import CodedStore
 from .strategies import ReplicatedLayer, Strategy, build_layer
 
 #: What a rollback to the last checkpoint recovers from: products wrong beyond what recomputation
 #: fixed, and work lost with a worker (pinned tasks noticing it, scatters and fetches to it failing).
-RECOVERABLE = (UncorrectableError, WorkerLostError, CommClosedError, KilledWorker, CancelledError)
+RECOVERABLE = (UncorrectableError, WorkerLostError, StepTimeoutError, CommClosedError, KilledWorker, CancelledError)
 
 #: Rollbacks after which a run gives up (the fault rate is beyond what checkpoints can absorb).
 MAX_ROLLBACKS = 20
@@ -66,7 +68,7 @@ class TrainConfig:
 
 @dataclass
 class TrainSummary:
-    """The ``train --json`` object (DESIGN.md section 3)."""
+    """The ``train --json`` object (the README's "Training" section lists its fields)."""
 
     strategy: str
     workers: int
@@ -85,27 +87,12 @@ class TrainSummary:
         return asdict(self)
 
 
-def init_weights(sizes: list[int], dtype: np.dtype, seed: int) -> list[np.ndarray]:
-    """He-initialised weights (outputs x inputs) for layer widths ``sizes``."""
-    rng = np.random.default_rng(seed)
-    return [(rng.standard_normal((m, n)) * np.sqrt(2.0 / n)).astype(dtype) for n, m in itertools.pairwise(sizes)]
+class Subscriber(Protocol):
+    """Something that follows a run (the dashboard's publisher, ``codenet_dask.observe``)."""
 
+    def publish(self, position: int, total: int) -> None: ...
 
-def predict(weights: list[np.ndarray], x: np.ndarray) -> np.ndarray:
-    """Class scores of a plain numpy forward pass (used for evaluation, not training)."""
-    for w in weights[:-1]:
-        x = np.maximum(w @ x, 0)
-    return weights[-1] @ x
-
-
-def accuracy(weights: list[np.ndarray], x: np.ndarray, y: np.ndarray) -> float:
-    return float(np.mean(np.argmax(predict(weights, x), axis=0) == y))
-
-
-def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
-    z = logits - logits.max(axis=0, keepdims=True)
-    log_p = z - np.log(np.exp(z).sum(axis=0, keepdims=True))
-    return float(-np.mean(log_p[labels, np.arange(labels.size)]))
+    def finish(self) -> None: ...
 
 
 class Trainer:
@@ -113,20 +100,26 @@ class Trainer:
 
     def __init__(
         self,
-        client: Client,
+        target: Any,
         data: Dataset,
         config: TrainConfig,
         store_path: str | Path | None = None,
         *,
         initial_weights: Sequence[np.ndarray] | None = None,
     ):
-        """``initial_weights`` (outputs x inputs per layer) continue a model trained before,
-        e.g. by the estimator's ``partial_fit``; by default the weights are He-initialised from the seed."""
-        self.client, self.data, self.config = client, data, config
+        """``target``: a ``distributed.Client`` or an executor (``codenet_dask.executors``).
+        ``initial_weights`` (outputs x inputs per layer) continue a model trained before, e.g. by
+        the estimator's ``partial_fit``; by default the weights are He-initialised from the seed."""
+        self.executor = as_executor(target)
+        self.data, self.config = data, config
         self.dtype = np.dtype(config.dtype)
         self.sizes = [data.features, *config.hidden, data.classes]
         self.initial_weights = _checked_weights(initial_weights, self.sizes, self.dtype)
-        self.hook = RandomFaults.from_string(config.faults, seed=config.seed)
+        #: This run's id: its faults are logged under it, apart from other runs on the same cluster.
+        self.run_id = uuid.uuid4().hex[:12]
+        self.hook = RandomFaults.from_string(config.faults, seed=config.seed, run=self.run_id)
+        #: Followers of the run (``codenet_dask.observe.DashboardPublisher``), told after every step.
+        self.subscribers: list[Subscriber] = []
         self._tmp = None if store_path else tempfile.TemporaryDirectory(prefix="codenet-store-")
         self.store_path = Path(store_path) if store_path else Path(self._tmp.name) / "model"
         self.ledger = FaultLedger(dtype=self.dtype)
@@ -137,7 +130,6 @@ class Trainer:
 
     # -- lifecycle ------------------------------------------------------------------------
     def build(self) -> None:
-        collect_injected(self.client)  # forget faults of earlier runs on this cluster
         grid = (self.config.grid, self.config.grid)
         weights = self.initial_weights
         if weights is None:
@@ -145,7 +137,7 @@ class Trainer:
         for i, w in enumerate(weights):
             layer = build_layer(
                 self.config.strategy,
-                self.client,
+                self.executor,
                 w,
                 grid=grid,
                 parity=self.config.parity,
@@ -174,17 +166,17 @@ class Trainer:
             result = layer.forward(operand)
             self.ledger.add_product(result.report)
             pre.append(result)
-            operand = Relu(result) if i < len(self.layers) - 1 else result
+            operand = Activated((result,), Relu()) if i < len(self.layers) - 1 else result
         logits = pre[-1].to_numpy()[: self.data.classes]
-        delta = SoftmaxXentGrad(pre[-1], y, self.data.classes)
+        delta = Activated((pre[-1],), SoftmaxXentGrad(y, self.data.classes))
         for i in reversed(range(len(self.layers))):
             layer = self.layers[i]
             if i > 0:
                 back = layer.backward(delta)
                 self.ledger.add_product(back.report)
-            layer.update(delta, x if i == 0 else Relu(pre[i - 1]), lr)
+            layer.update(delta, x if i == 0 else Activated((pre[i - 1],), Relu()), lr)
             if i > 0:
-                delta = ReluGrad(back, pre[i - 1])
+                delta = Activated((back, pre[i - 1]), ReluGrad())
         return cross_entropy(logits.astype(np.float64), y)
 
     # -- checkpoints ----------------------------------------------------------------------
@@ -222,12 +214,12 @@ class Trainer:
                 f"checkpoints can absorb; lower --faults or add parity"
             )
         restored = []
-        self.client.wait_for_workers(1, timeout=60)  # a lost worker's replacement may still be starting
+        self.executor.wait_for_workers(1, timeout=60)  # a lost worker's replacement may still be starting
         with CodedStore.open(self.store_path) as store:
             for layer in self.layers:
                 kwargs = {"replicas": layer.copies} if isinstance(layer, ReplicatedLayer) else {}
                 new = type(layer).from_store(
-                    self.client, store, layer.name, hook=self.hook, seed=self.config.seed, **kwargs
+                    self.executor, store, layer.name, hook=self.hook, seed=self.config.seed, **kwargs
                 )
                 new.ops = layer.ops  # keep fault sites fresh: a redo is not a replay
                 new.max_attempts = layer.max_attempts
@@ -240,14 +232,14 @@ class Trainer:
         start = time.perf_counter()
         if not self.layers:
             self.build()
-        self.observer = DashboardPublisher(self)  # observe: the dashboard's CodeNet page (codenet_dask/observe)
         per_epoch = -(-self.data.y_train.size // self.config.batch_size)
         total = per_epoch * self.config.epochs
         epoch_batches: tuple[int, list] = (-1, [])
         position, loss, by_epoch = 0, float("nan"), []
         with CodedStore.open(self.store_path, mode="r+") as store:
             while position < total:
-                self.observer.publish(position, total)  # observe
+                for subscriber in self.subscribers:
+                    subscriber.publish(position, total)
                 epoch, index = divmod(position, per_epoch)
                 if epoch_batches[0] != epoch:  # one epoch in memory; a rollback may regenerate one
                     epoch_batches = (
@@ -291,13 +283,14 @@ class Trainer:
                     )
             if self.checkpoint_position != position:  # the run ends at an epoch's end: evaluated, so scrubbed
                 self._checkpoint(store, position, scrubbed=True)
-        self.ledger.add_injected(collect_injected(self.client))
-        self.observer.finish()  # observe
+        self.ledger.add_injected(self.executor.collect_faults(self.run_id))
+        for subscriber in self.subscribers:
+            subscriber.finish()
         led = self.ledger.summary()
         detected = sum(len(r.detected) for r in self.ledger.products.values())
         return TrainSummary(
             strategy=self.config.strategy,
-            workers=len(self.client.nthreads()),
+            workers=len(self.executor.workers()),
             layers=self.sizes,
             epochs=self.config.epochs,
             iterations=total,

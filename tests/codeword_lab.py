@@ -10,10 +10,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from codenet_dask import checks
-from codenet_dask.blocks import CodedBlock
 from codenet_dask.codes import mds_code
 from codenet_dask.faults.hook import Corruption
+from codenet_dask.kernels import checks
+from codenet_dask.kernels.blocks import CodedBlock
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from codenet_dask.blocks import CodedBlock, Factor, apply_update
+from codenet_dask.kernels.blocks import CodedBlock, Factor, apply_update
 
 
 def unaligned(values: np.ndarray) -> np.ndarray:

@@ -10,11 +10,11 @@ from codeword_lab import corrupt, decode_all, make_codeword, relative_error
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from codenet_dask import checks
 from codenet_dask.codes import MAX_CONDITION, ProductCode, SystematicMDSCode, gamma, mds_code
 from codenet_dask.codes.decoder import benign_slack
 from codenet_dask.errors import CodeParameterError, IllConditionedCodeError
 from codenet_dask.faults.hook import Corruption
+from codenet_dask.kernels import checks
 
 SMALL_CODES = [(1, 1), (2, 1), (2, 2), (3, 2), (4, 2), (4, 3), (5, 4), (6, 2)]
 

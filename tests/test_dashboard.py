@@ -19,7 +19,7 @@ import pytest
 from distributed import Client, LocalCluster
 
 from codenet_dask.data import load_dataset
-from codenet_dask.observe import COUNTS, JSON_ROUTE, PAGE, Tally
+from codenet_dask.observe import COUNTS, JSON_ROUTE, PAGE, DashboardPublisher, Tally
 from codenet_dask.observe.taskgraph import render, step_graph
 from codenet_dask.training import TrainConfig, Trainer
 
@@ -100,9 +100,11 @@ def test_dashboard_counters_equal_the_trainers_ledger(client, tmp_path):
         max_attempts=2,
         seed=2,
     )
-    trainer = Trainer(client, data, config, tmp_path / "store")  # registers the plugin itself
+    trainer = Trainer(client, data, config, tmp_path / "store")
+    publisher = DashboardPublisher(trainer, client)  # registers the plugin itself
+    trainer.subscribers.append(publisher)
     summary = trainer.run()
-    run = fetch_json(base_url(client), trainer.observer.run_id)["run"]
+    run = fetch_json(base_url(client), publisher.run_id)["run"]
     ledger = trainer.ledger
     assert run["status"] == "finished" and run["position"] == run["total"] == summary.iterations
     assert run["final"] == summary.faults and run["rollbacks"] == summary.faults["rollbacks"] > 0

@@ -12,10 +12,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from codenet_dask.blocks import CodedBlock
 from codenet_dask.codes import ProductCode
-from codenet_dask.codes.grid import GridCheck, check_grid, encode_blocks, locate_in_grid, project_blocks
 from codenet_dask.errors import ShapeMismatchError
+from codenet_dask.kernels.blocks import CodedBlock
+from codenet_dask.kernels.grid import GridCheck, check_grid, encode_blocks, locate_in_grid, project_blocks
 
 Key = tuple[int, int]
 

@@ -202,7 +202,7 @@ def test_workers_hold_their_blocks_and_block_tasks_run_there(client):
     assert len(ran) == 2 * 2  # one block-product task per worker and product
     assert {key_split(key) for key in ran} == {"block-forward-place-one", "block-backwards-place-one"}
     for key, worker in ran.items():
-        assert worker == sorted(layer.shards)[key[1]], key
+        assert worker == layer.workers[key[1]], key
 
 
 @pytest.mark.parametrize("kind", [{"kind": "bitflip", "bit": 61}, {"kind": "add", "relative": 1e-4}, {"kind": "nan"}])

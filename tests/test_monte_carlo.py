@@ -1,23 +1,27 @@
 """Monte Carlo over >= 10,000 injected faults: the ledger accounts for every one, none escapes.
 
-Runs the real product graph (``graph.product_plan``: block products, projections, per-consumer
-decodes, independent verifies, each through the seeded injector) on Dask's synchronous scheduler,
-in-process, so that ten thousand faults fit in well under a minute, with the same recompute loop
-as ``CodedLayer`` (a new attempt, new keys, independent fault draws, at most 3 attempts).
+Runs the real product plan (``protocol.plans.product_plan``: block products, projections,
+per-consumer decodes, independent verifies, each through the seeded injector) on the in-process
+reference executor, so that ten thousand faults fit in well under a minute, with the same recompute
+loop as ``CodedLayer`` (a new attempt, new keys, independent fault draws, at most 3 attempts).
 """
 
 from __future__ import annotations
 
-import dask
 import numpy as np
 
-from codenet_dask.blocks import CodedBlock
-from codenet_dask.checks import ProductReport, Rejected, projection_matrix
 from codenet_dask.codes import ProductCode
+from codenet_dask.executors import LocalExecutor
 from codenet_dask.faults import RandomFaults, collect_injected
-from codenet_dask.graph import ProductSpec, product_plan
+from codenet_dask.kernels.blocks import CodedBlock
+from codenet_dask.kernels.checks import Rejected, projection_matrix
 from codenet_dask.layer import MAX_ATTEMPTS
 from codenet_dask.ledger import OUTCOMES, FaultLedger
+from codenet_dask.protocol.plans import ProductSpec, product_plan
+from codenet_dask.protocol.reports import ProductReport
+from codenet_dask.protocol.types import Plan
+
+EXECUTOR = LocalExecutor(1)
 
 SPEC = (
     "bitflip:0.02:steps=block-forward+project+decode+verify,"
@@ -53,10 +57,10 @@ def run_product(code, blocks, x_pieces, hook, op: int, ledger: FaultLedger, refe
             owner=lambda a, j: None,
             raise_on_reject=False,
         )
-        plan = product_plan(spec, x_pieces, v, hook)
-        results = dask.get(plan.tasks, plan.outputs + plan.reports)
+        plan = product_plan(spec, x_pieces, v, hook, Plan())
+        results = EXECUTOR.gather(EXECUTOR.run(plan.plan, plan.outputs + plan.reports), "mc")
         chunks, verdicts = results[: len(plan.outputs)], results[len(plan.outputs) :]
-        report.merge_verdicts(attempt, verdicts, plan.label)
+        report.merge_verdicts(attempt, verdicts, lambda t, j, a: (a, j))
         if not any(isinstance(c, Rejected) for c in chunks):
             report.accepted_attempt = attempt
             for got, want in zip(chunks, reference):  # accepted means right
@@ -95,6 +99,7 @@ def test_no_false_alarm_in_2000_clean_products_per_dtype():
 
     code = ProductCode(2, 2, 2, 2)
     for dtype in (np.float64, np.float32):
+        executor = LocalExecutor(1)  # the trials' keys repeat across dtypes
         rng = np.random.default_rng(11)
         for trial in range(1000):
             scale = 10.0 ** rng.uniform(-6, 6)
@@ -127,7 +132,7 @@ def test_no_false_alarm_in_2000_clean_products_per_dtype():
                     raise_on_reject=False,
                 )
                 pieces = [(rng.standard_normal((inner, 4)) * scale).astype(dtype) for _ in range(codewords)]
-                plan = product_plan(spec, pieces, projection_matrix(4, trial), NoFaults())
-                results = dask.get(plan.tasks, plan.outputs + plan.reports)
+                plan = product_plan(spec, pieces, projection_matrix(4, trial), NoFaults(), Plan())
+                results = executor.gather(executor.run(plan.plan, plan.outputs + plan.reports), "clean")
                 assert not any(isinstance(c, Rejected) for c in results[: len(plan.outputs)])
                 assert all(check.status == "clean" for verdicts in results[len(plan.outputs) :] for check in verdicts)

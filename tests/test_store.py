@@ -10,9 +10,9 @@ import xarray as xr
 import zarr
 from test_store_support import BLOCK, CODE, files, make_grid, new_files, same_block
 
-from codenet_dask.blocks import CodedBlock
 from codenet_dask.codes import ProductCode
 from codenet_dask.errors import NonFiniteInputError, ShapeMismatchError, StoreError, StoreReadOnlyError
+from codenet_dask.kernels.blocks import CodedBlock
 from codenet_dask.store import CodedStore, describe_store, scrub
 
 
@@ -122,7 +122,7 @@ def test_all_zero_block_is_stored_and_missing_never_means_zero(store):
     rng = np.random.default_rng(0)
     systematic = rng.standard_normal((2, 2, 3, 3))
     systematic[0] = 0.0  # block-row 0 all zeros: its column parity is zero too
-    from codenet_dask.codes.grid import encode_blocks
+    from codenet_dask.kernels.grid import encode_blocks
 
     grid = encode_blocks(code, systematic)
     assert not grid[(0, 2)].values.any()
@@ -210,27 +210,6 @@ def test_inspect_describes_the_store_from_itself(store):
     (layer,) = info["layers"]
     assert layer["layer_shape"] == [7, 9] and layer["code"]["parity"] == [2, 2] and layer["blocks"] == 16
     assert info["disk"]["chunks"]["objects"] == 32
-
-
-def test_restore_onto_a_running_cluster(store):
-    distributed = pytest.importorskip("distributed")
-    grid = make_grid()
-    store.add_layer("fc1", CODE, BLOCK)
-    store.write_layer("fc1", grid)
-    store.checkpoint(1)
-    from codenet_dask.store import restore_to_cluster
-
-    with (
-        distributed.LocalCluster(n_workers=2, processes=False, threads_per_worker=1, dashboard_address=None) as cluster,
-        distributed.Client(cluster) as client,
-    ):
-        workers = sorted(client.nthreads())
-        owners = {"fc1": {k: workers[(k[0] + k[1]) % 2] for k in grid}}
-        futures = restore_to_cluster(client, store, owners)
-        who = client.who_has(list(futures["fc1"].values()))
-        for key, future in futures["fc1"].items():
-            assert list(who[future.key]) == [owners["fc1"][key]]
-            assert same_block(future.result(), grid[key])
 
 
 def test_scrub_of_a_clean_store_is_clean(store):

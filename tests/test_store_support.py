@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from codenet_dask.blocks import CodedBlock
 from codenet_dask.codes import ProductCode
-from codenet_dask.codes.grid import encode_blocks
+from codenet_dask.kernels.blocks import CodedBlock
+from codenet_dask.kernels.grid import encode_blocks
 from codenet_dask.store import CodedStore
 
 Key = tuple[int, int]

@@ -8,8 +8,9 @@ import pytest
 from codenet_dask import CodedLayer, UncorrectableError
 from codenet_dask.errors import CodeParameterError
 from codenet_dask.faults import Corruption, CorruptionPlan, RandomFaults, collect_injected
-from codenet_dask.layer import Relu
+from codenet_dask.layer import Activated
 from codenet_dask.ledger import OUTCOMES, FaultLedger
+from codenet_dask.nn import Relu
 from codenet_dask.strategies import ReplicatedLayer, build_layer
 
 PRODUCT_FAULTS = "bitflip:0.08:steps=block-forward+block-backward,nan:0.02:steps=block-forward+block-backward"
@@ -223,7 +224,7 @@ def test_replication3_majority_is_never_silently_wrong_after_faulty_update_facto
     layer = build_layer("replication", client, w, grid=(2, 2), replicas=3, hook=hook, name=f"pair{seed}")
     x, delta = rng.standard_normal((24, 5)), rng.standard_normal((24, 5))
     pre = layer.forward(x)  # numpy input: no activation here, so the product is clean
-    layer.update(delta, Relu(pre), 0.1)
+    layer.update(delta, Activated((pre,), Relu()), 0.1)
     truth = w - 0.1 * delta @ np.maximum(w @ x, 0).T
     try:
         weights = layer.gather_weights()

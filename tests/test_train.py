@@ -11,7 +11,6 @@ import pytest
 
 from codenet_dask.data import load_dataset
 from codenet_dask.errors import UncorrectableError
-from codenet_dask.faults import collect_injected
 from codenet_dask.training import TrainConfig, Trainer
 
 SMALL = [
@@ -221,6 +220,6 @@ def test_a_run_that_gives_up_accounts_for_every_fault(client, tmp_path):
     trainer = Trainer(client, data, config, tmp_path / "store")
     with pytest.raises(UncorrectableError, match="gave up after 20 rollbacks"):
         trainer.run()
-    trainer.ledger.add_injected(collect_injected(client))
+    trainer.ledger.add_injected(trainer.executor.collect_faults(trainer.run_id))
     outcome = trainer.ledger.summary()
     assert outcome["injected"] > 0 and outcome["undetected"] == 0, outcome

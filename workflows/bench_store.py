@@ -24,8 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from codenet_dask import CodedBlock, CodedStore, ProductCode
-from codenet_dask.codes import encode_blocks
+from codenet_dask import CodedBlock, CodedStore, ProductCode, encode_blocks
 
 
 def disk_state(root: Path) -> dict[str, tuple[int, int]]:

@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..cluster import workers_for_grid
     from ..data import load_dataset
-    from ..observe import PAGE, register
+    from ..observe import PAGE, DashboardPublisher, register
     from ..training import Trainer
 
     try:
@@ -149,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         trainer = Trainer(client, data, config, args.store)
+        trainer.subscribers.append(DashboardPublisher(trainer, client))
         try:
             with performance_report(filename=str(report)) if report else contextlib.nullcontext():
                 summary = trainer.run(progress)

@@ -4,11 +4,9 @@
 - :class:`ProductCode` — row code x column code on a block grid (CodeNet's layer layout).
 - :func:`check_codeword` — detect / locate / classify wrong blocks from projections with rigorous
   roundoff thresholds; :func:`rebuild_blocks` — recompute positions from the good ones.
-- :func:`encode_blocks` — a whole coded grid in memory (what a store holds), from its systematic blocks.
 """
 
 from .decoder import CodewordCheck, check_codeword, rebuild_blocks
-from .grid import encode_blocks
 from .mds import MAX_CONDITION, SystematicMDSCode
 from .product import ProductCode, mds_code
 from .roundoff import gamma, require_real_float, unit_roundoff
@@ -19,7 +17,6 @@ __all__ = [
     "ProductCode",
     "SystematicMDSCode",
     "check_codeword",
-    "encode_blocks",
     "gamma",
     "mds_code",
     "rebuild_blocks",

@@ -2,9 +2,10 @@
 that apply them inside worker tasks (targeted :class:`CorruptionPlan`, seeded :class:`RandomFaults`)."""
 
 from .hook import STEPS, Corruption, CorruptionHook, CorruptionPlan, NoFaults, Site
-from .injector import FaultDecision, InjectedFault, RandomFaults, current_worker
+from .injector import RandomFaults, current_worker
 from .log import collect_injected
 from .models import MODELS, BitFlip, ErrorModel, Inf, NaN, Noise, Stale, Zero, relative_change
+from .records import FaultDecision, InjectedFault
 from .spec import FaultRule, FaultSpec, parse_fault_spec
 
 __all__ = [

@@ -26,47 +26,22 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import log
+from .context import WORKER
 from .hook import Site
-from .models import ErrorModel, relative_change
+from .models import relative_change
+from .records import FaultDecision, InjectedFault
 from .spec import FaultRule, FaultSpec, parse_fault_spec
 
 
-@dataclass(frozen=True)
-class FaultDecision:
-    """The fault that hits one (site, attempt): which rule, which model, and its private RNG seed."""
-
-    site: Site
-    attempt: int
-    rule: int
-    model: ErrorModel
-    seed: int
-    worker: str | None = None
-
-    def corrupt(self, values: np.ndarray) -> np.ndarray:
-        """The corrupted copy of ``values`` (the same copy every time)."""
-        return self.model.corrupt(values, np.random.default_rng(self.seed))
-
-
-@dataclass(frozen=True)
-class InjectedFault:
-    """Ground truth of one injected fault, for the ledger.
-
-    ``relative_magnitude`` = max|corrupted - clean| / max|clean| (``models.relative_change``):
-    ``inf`` for NaN/Inf, ``0.0`` if the fault changed nothing numerically.
-    """
-
-    site: Site
-    attempt: int
-    model: ErrorModel
-    relative_magnitude: float
-    worker: str | None = None
-
-
 def current_worker() -> str | None:
-    """The name of the Dask worker running this task, or None outside a worker.
+    """The name of the worker running this task: the in-process executor's (``context.WORKER``), a
+    Dask worker's, or None outside any worker.
 
-    Does not import ``distributed``: if it is not loaded, this process cannot be a worker.
+    Does not import ``distributed``: if it is not loaded, this process cannot be a Dask worker.
     """
+    local = WORKER.get()
+    if local is not None:
+        return local
     distributed = sys.modules.get("distributed")
     if distributed is None:
         return None
@@ -98,6 +73,8 @@ class RandomFaults:
 
     spec: FaultSpec
     seed: int = 0
+    #: The run whose log records this hook's faults (it does not change which faults are drawn).
+    run: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.spec, FaultSpec):
@@ -108,8 +85,8 @@ class RandomFaults:
         object.__setattr__(self, "seed", int(self.seed))
 
     @classmethod
-    def from_string(cls, text: str, seed: int = 0) -> RandomFaults:
-        return cls(parse_fault_spec(text), seed)
+    def from_string(cls, text: str, seed: int = 0, run: str = "") -> RandomFaults:
+        return cls(parse_fault_spec(text), seed, run)
 
     def decide(self, site: Site, attempt: int, worker: str | int | None = None) -> FaultDecision | None:
         """The fault (if any) for this site and attempt on ``worker``; pure, needs no values."""
@@ -130,7 +107,7 @@ class RandomFaults:
         """Corrupt (or not) and record the ground truth in this process's log."""
         values, fault = self.apply_logged(site, values, attempt)
         if fault is not None:
-            log.record(fault)
+            log.record(self.run, fault)
         return values
 
     def apply_logged(self, site: Site, values: np.ndarray, attempt: int) -> tuple[np.ndarray, InjectedFault | None]:

@@ -1,40 +1,41 @@
 """The injector's ground-truth log, kept in each process that runs tasks (workers, or the client).
 
 Injection happens inside tasks on the workers; each injected fault is recorded here, in the
-worker's process, and the client drains every worker's log (``collect_injected``). Records are
-keyed by (site, attempt), so a task Dask happens to run twice is counted once.
+worker's process, under the id of the run whose hook injected it, and the run's driver drains its
+own records from every worker (``collect_injected``). Two runs sharing a cluster therefore never see
+each other's faults. Records are keyed by (site, attempt), so a task run twice is counted once.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .injector import InjectedFault
+from .records import InjectedFault
 
 _LOCK = threading.Lock()
-_LOG: dict[tuple, InjectedFault] = {}
+_LOG: dict[str, dict[tuple, InjectedFault]] = {}
 
 
-def record(fault: InjectedFault) -> None:
-    """Remember one injected fault (called on the worker by the injector)."""
+def record(run: str, fault: InjectedFault) -> None:
+    """Remember one injected fault of run ``run`` (called on the worker by the injector)."""
     with _LOCK:
-        _LOG[(fault.site, fault.attempt)] = fault
+        _LOG.setdefault(run, {})[(fault.site, fault.attempt)] = fault
 
 
-def drain() -> list[InjectedFault]:
-    """This process's records since the last drain."""
+def drain(run: str | None = None) -> list[InjectedFault]:
+    """This process's records of ``run`` (None: of every run) since the last drain."""
     with _LOCK:
-        faults = list(_LOG.values())
-        _LOG.clear()
+        runs = list(_LOG) if run is None else [run]
+        faults = [f for r in runs for f in _LOG.pop(r, {}).values()]
     return faults
 
 
-def collect_injected(client: Any | None = None) -> list[InjectedFault]:
-    """Every fault injected so far, from this process and, given a Client, from all its workers."""
-    found = {(f.site, f.attempt): f for f in drain()}
+def collect_injected(client: Any | None = None, run: str | None = None) -> list[InjectedFault]:
+    """Every fault run ``run`` (None: any run) injected so far, from this process and, given a Client,
+    from all its workers; the records are removed from the logs."""
+    found = {(f.site, f.attempt): f for f in drain(run)}
     if client is not None:
-        for faults in client.run(drain).values():
+        for faults in client.run(drain, run).values():
             found.update({(f.site, f.attempt): f for f in faults})
     return sorted(found.values(), key=lambda f: (f.site.layer, f.site.op, f.site.step, f.site.block, f.attempt))

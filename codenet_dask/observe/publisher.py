@@ -66,7 +66,7 @@ class DashboardPublisher:
 
     def __init__(self, trainer: Trainer, client: Client | None = None) -> None:
         self.trainer = trainer
-        self.client = client or trainer.client
+        self.client = client or trainer.executor.client  # type: ignore[attr-defined]
         self.run_id = uuid.uuid4().hex[:12]
         self.enabled = True
         self.sent = 0

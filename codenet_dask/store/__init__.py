@@ -3,12 +3,10 @@
 - :class:`CodedStore` — create/open/validate, chunk-granular incremental writes, atomic
   checkpoints, verified restore and rollback.
 - :func:`scrub` — verify every stored block against the code, repair within capacity.
-- :func:`restore_to_cluster` — put a checkpoint's blocks back on their Dask workers.
 
 The only part of the package that touches disk.
 """
 
-from .cluster import restore_to_cluster
 from .inventory import describe_store
 from .layout import FORMAT_VERSION, LayerSpec
 from .repository import Checkpoint, CodedStore, LayerRead, WriteStats
@@ -24,6 +22,5 @@ __all__ = [
     "ScrubReport",
     "WriteStats",
     "describe_store",
-    "restore_to_cluster",
     "scrub",
 ]

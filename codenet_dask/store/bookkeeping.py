@@ -15,7 +15,7 @@ import hashlib
 
 import numpy as np
 
-from ..blocks import CodedBlock
+from ..kernels.blocks import CodedBlock
 
 FIELDS = ("digest_hi", "digest_lo", "max_abs", "err", "updates")
 _HEADER = len(FIELDS)

@@ -37,9 +37,7 @@ import zarr.api.asynchronous
 from zarr.codecs import BytesCodec, Crc32cCodec
 from zarr.core.sync import sync
 
-from ..blocks import CodedBlock
 from ..codes import ProductCode
-from ..codes.grid import BlockKey, GridReport, check_grid
 from ..errors import (
     BlocksLostError,
     CheckpointNotFoundError,
@@ -52,6 +50,8 @@ from ..errors import (
     StoreLockedError,
     StoreReadOnlyError,
 )
+from ..kernels.blocks import CodedBlock
+from ..kernels.grid import BlockKey, GridReport, check_grid
 from . import bookkeeping, layout
 from .layout import ATTR_KEY, BOOKKEEPING_GROUP, FORMAT_VERSION, LayerSpec
 

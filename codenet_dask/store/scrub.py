@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..codes.grid import BlockKey, GridReport, check_grid
 from ..errors import StoreError
+from ..kernels.grid import BlockKey, GridReport, check_grid
 from .repository import Checkpoint, CodedStore
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy.linalg.blas import get_blas_funcs
 
-from .codes.roundoff import gamma, unit_roundoff
+from ..codes import gamma, unit_roundoff
 
 #: Recompute the exact row/column norms every this many updates (bounds only loosen in between).
 REFRESH_EVERY = 16

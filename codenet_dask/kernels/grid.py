@@ -25,12 +25,10 @@ from typing import Literal
 
 import numpy as np
 
-from ..blocks import CodedBlock, encoding_error
+from ..codes import CodewordCheck, ProductCode, SystematicMDSCode, check_codeword, gamma, unit_roundoff
+from ..codes.decoder import benign_slack
 from ..errors import ShapeMismatchError
-from .decoder import CodewordCheck, benign_slack, check_codeword
-from .mds import SystematicMDSCode
-from .product import ProductCode
-from .roundoff import gamma, unit_roundoff
+from .blocks import CodedBlock, encoding_error
 
 BlockKey = tuple[int, int]
 Direction = Literal["column", "row"]

@@ -12,13 +12,13 @@ position. Pure numpy: runs inside worker tasks.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
+from ..codes import CodewordCheck, SystematicMDSCode, check_codeword, gamma, rebuild_blocks
+from ..errors import UncorrectableError
 from .blocks import CodedBlock
-from .codes import CodewordCheck, SystematicMDSCode, check_codeword, gamma, rebuild_blocks
-from .errors import UncorrectableError
 
 #: Random projections per result row used for checking (2: robust to unlucky cancellation).
 PROJECTIONS = 2
@@ -256,44 +256,6 @@ def accept_values(
     return values
 
 
-def _agree(x: BlockResult, y: BlockResult) -> bool:
-    """Whether two replicas of a block product are the same up to the GEMM's roundoff bound."""
-    if x.values.shape != y.values.shape:
-        return False
-    bound = (
-        np.outer(x.operand_norms, x.input_norms2) * gamma(x.inner + 2, x.values.dtype)
-        + x.operand_err * x.input_norms1[None, :]
-    )
-    with np.errstate(invalid="ignore"):
-        return bool(np.all(np.abs(x.values - y.values) <= 2 * bound))
-
-
-def vote_chunk(codewords: Sequence[Sequence[BlockResult]]) -> DecodedChunk:
-    """Replication's decode of one output chunk: codeword j holds the replicas of its block.
-
-    With r = 2 a disagreement is detected but not resolved (uncorrectable: recompute); with
-    r >= 3 the first replica that another one agrees with wins and the rest are outvoted.
-    """
-    verdicts, total = [], None
-    for replicas in codewords:
-        winner = next(
-            (
-                a
-                for a in range(len(replicas))
-                if any(_agree(replicas[a], replicas[b]) for b in range(len(replicas)) if b != a)
-            ),
-            None,
-        )
-        if winner is None or (len(replicas) == 2 and not _agree(replicas[0], replicas[1])):
-            verdicts.append(CodewordCheck((), (), "uncorrectable", float("inf")))
-            continue
-        outvoted = tuple(a for a in range(len(replicas)) if not _agree(replicas[winner], replicas[a]))
-        verdicts.append(CodewordCheck((), outvoted, "corrected" if outvoted else "clean", 0.0))
-        total = replicas[winner].values.copy() if total is None else total + replicas[winner].values
-    failed = any(v.status == "uncorrectable" for v in verdicts)
-    return DecodedChunk(values=None if failed else total, checks=tuple(verdicts))
-
-
 @dataclass(frozen=True)
 class Rejected:
     """A verify task's refusal of a decoded result: recompute it (or roll back).
@@ -307,61 +269,3 @@ class Rejected:
 
 class DecodeMismatchError(UncorrectableError):
     """A decode task's output failed the independent verification: recompute the decode."""
-
-
-@dataclass
-class ProductReport:
-    """What one coded product found: blocks checked, errors detected/corrected, and where."""
-
-    operation: str
-    layer: str
-    op: int = 0
-    blocks_checked: int = 0
-    detected: list[tuple[int, ...]] = field(default_factory=list)
-    corrected: list[tuple[int, ...]] = field(default_factory=list)
-    uncorrectable_codewords: list[int] = field(default_factory=list)
-    recomputed: int = 0
-    #: Blocks found wrong in each attempt, and which attempt's result was accepted (None: none).
-    detected_by_attempt: dict[int, list[tuple[int, ...]]] = field(default_factory=dict)
-    accepted_attempt: int | None = None
-    #: Stored blocks a scrub between attempts rebuilt (a faulty update had left them wrong).
-    repaired: list[tuple[int, ...]] = field(default_factory=list)
-
-    def merge_verdicts(self, attempt: int, verdicts: Sequence[tuple[CodewordCheck, ...]], label) -> None:
-        """Fold in what every decoder of one attempt found (``label(t, j, a)`` names the block)."""
-        detected, corrected = set(self.detected), set(self.corrected)
-        found = set(self.detected_by_attempt.get(attempt, []))
-        for t, per_decoder in enumerate(verdicts):
-            for j, check in enumerate(per_decoder):
-                for a in check.bad:
-                    found.add(label(t, j, a))
-                    if check.status == "corrected":
-                        corrected.add(label(t, j, a))
-                if check.status == "uncorrectable" and j not in self.uncorrectable_codewords:
-                    self.uncorrectable_codewords.append(j)
-        self.detected_by_attempt[attempt] = sorted(found)
-        self.detected, self.corrected = sorted(detected | found), sorted(corrected)
-
-    @property
-    def errors_detected(self) -> int:
-        return len(self.detected)
-
-    @property
-    def errors_corrected(self) -> int:
-        return len(self.corrected)
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "operation": self.operation,
-            "layer": self.layer,
-            "op": self.op,
-            "blocks_checked": self.blocks_checked,
-            "errors_detected": self.errors_detected,
-            "errors_corrected": self.errors_corrected,
-            "detected_at": [list(x) for x in self.detected],
-            "corrected_at": [list(x) for x in self.corrected],
-            "uncorrectable_codewords": list(self.uncorrectable_codewords),
-            "recomputed": self.recomputed,
-            "accepted_attempt": self.accepted_attempt,
-            "repaired": [list(x) for x in self.repaired],
-        }

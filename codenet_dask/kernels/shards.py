@@ -14,14 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 import numpy as np
 
+from ..codes import CodewordCheck, SystematicMDSCode, gamma
+from ..errors import UncorrectableError
+from ..faults.hook import CorruptionHook, Site
 from . import checks
 from .blocks import CodedBlock, Factor, apply_update, encoding_error
-from .codes import CodewordCheck, SystematicMDSCode, gamma
-from .errors import UncorrectableError
-from .faults import CorruptionHook, Site
 
 Label = tuple[int, ...]
 Shard = dict[Label, CodedBlock]
@@ -29,48 +30,40 @@ Position = tuple[int, int, int]  # (position a in its codeword, codeword j, copy
 
 
 # -- operands ----------------------------------------------------------------------------------
+class Transform(Protocol):
+    """An elementwise function of operand sources that every consuming block applies itself.
+
+    ``sources`` are the full (padded) arrays the operand is made of, ``window`` the rows of the
+    piece wanted. Implementations (the network's activations, ``codenet_dask.nn``) are small
+    picklable objects, so the coding core knows no neural-network math.
+    """
+
+    def __call__(self, sources: Sequence[np.ndarray], window: slice) -> np.ndarray: ...
+
+
 @dataclass(frozen=True)
 class OperandSpec:
     """How a consumer gets input piece ``i`` from the full (padded) operand on its worker.
 
-    ``plain``: a slice; ``relu``: ``max(source, 0)``; ``relu-grad``: ``source * (mask > 0)``;
-    ``softmax-grad``: rows of the softmax cross-entropy gradient of the logits ``source``.
-    Activations run in every consuming block's own computation (CodeNet's decentralised
-    activation), so a faulty activation spoils one block, which its codeword check catches.
+    Without ``transform`` the piece is a slice of the first source; with one it is the transform's
+    output, computed by every consuming block's own task (CodeNet's decentralised activation), so a
+    faulty activation spoils one block, which its codeword check catches.
     """
 
-    kind: str = "plain"
     rows: int = 0  # rows of one piece
-    labels: np.ndarray | None = None
-    classes: int = 0
+    transform: Transform | None = None
+
+    @property
+    def plain(self) -> bool:
+        return self.transform is None
 
     def piece(
         self, data: Sequence[np.ndarray], index: int, hook: CorruptionHook, site: Site, attempt: int
     ) -> np.ndarray:
         window = slice(index * self.rows, (index + 1) * self.rows)
-        if self.kind == "plain":
+        if self.transform is None:
             return data[0][window]
-        if self.kind == "relu":
-            values = np.maximum(data[0][window], 0)
-        elif self.kind == "relu-grad":
-            values = np.where(data[1][window] > 0, data[0][window], 0).astype(data[0].dtype, copy=False)
-        elif self.kind == "softmax-grad":
-            values = softmax_grad(data[0], self.labels, self.classes)[window]
-        else:
-            raise ValueError(f"unknown operand kind {self.kind!r}")
-        return hook.apply(site, values, attempt)
-
-
-def softmax_grad(logits: np.ndarray, labels: np.ndarray, classes: int) -> np.ndarray:
-    """``(softmax(logits) - onehot(labels)) / batch`` (padding rows beyond ``classes`` get zero)."""
-    z = logits[:classes].astype(np.float64)
-    z = z - z.max(axis=0, keepdims=True)
-    p = np.exp(z)
-    p /= p.sum(axis=0, keepdims=True)
-    p[labels, np.arange(labels.size)] -= 1.0
-    grad = np.zeros_like(logits)
-    grad[:classes] = p / labels.size
-    return grad
+        return hook.apply(site, self.transform(data, window), attempt)
 
 
 # -- products ----------------------------------------------------------------------------------
@@ -119,7 +112,7 @@ def shard_products(
     plain: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for label, (a, j, r) in job.members:
         piece, norms2, norms1 = plain.get(j) or _input(job, operand, j, label, hook)
-        if job.operand.kind == "plain":
+        if job.operand.plain:
             plain[j] = (piece, norms2, norms1)
         block = shard[label]
         weights, row_norms = (block.values.T, block.col_norms) if job.transpose else (block.values, block.row_norms)
@@ -373,7 +366,7 @@ def _voted_expectation(
 def repair_shares(
     code: SystematicMDSCode | None,
     products: ShardProducts,
-    repairs: Sequence[tuple[int, int, tuple[int, ...]]],
+    decoded: Decoded,
     job: DecodeJob,
     hook: CorruptionHook,
 ) -> dict[int, np.ndarray]:
@@ -385,7 +378,7 @@ def repair_shares(
     outvoted. The wrong result never enters an arithmetic (a NaN or 1e300 would swamp the sum
     otherwise). Summed over workers, the new partials are the repaired chunk.
     """
-    wrong = {(t, j): bad for t, j, bad in repairs}
+    wrong = {(t, j): bad for t, j, bad in decoded.repairs}
     chunks: dict[int, np.ndarray] = {}
     for t in sorted({t for t, _ in wrong}):
         terms = []

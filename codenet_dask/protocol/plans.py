@@ -1,0 +1,433 @@
+"""Planners: the tasks of every operation of a coded layer (and of ``matmul``), as plain data.
+
+A planner only describes work (``types.Plan``): which function runs on which worker under which
+key, and what each task reads. Arguments are Refs to tasks of the same plan, or handles of values
+an executor already holds (a layer's shards, shipped operands). Nothing here computes, waits or
+touches a disk; the executors run plans, the layer facade decides what to plan next.
+
+Layers run one task per worker and step (see ``kernels.shards``); keys read
+``(<step>-<layer words>-<token>-<op>-<attempt>-<serial>, <worker index>)``, so the dashboard's task
+prefix names the step and the layer (``block-forward-dense-zero``, ``decode-backwards-dense-one``).
+:func:`product_plan` is the one-task-per-block form ``matmul`` uses on dask arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..codes import ProductCode, SystematicMDSCode
+from ..faults.hook import CorruptionHook, Site
+from ..kernels import blockwise, encode, scrub, shards
+from ..kernels.grid import project_blocks
+from .types import Plan, Ref
+
+Coord = tuple[int, int]
+Arg = Any  # a Ref of the same plan, or an executor's handle of a value it holds
+Label = tuple[int, ...]
+
+
+# -- the one-task-per-block product (matmul on dask arrays) ------------------------------------
+@dataclass(frozen=True)
+class ProductSpec:
+    """One coded product: which code checks it, and how block references are laid out.
+
+    Codeword ``j`` (one per summed index) has positions ``a = 0..code.n-1``; ``coord(a, j)`` is the
+    block's place in the coded grid, ``block(a, j)`` its reference, ``owner(a, j)`` its worker.
+    """
+
+    step: str  # "forward" or "backward"
+    layer: str
+    op: int
+    attempt: int
+    code: SystematicMDSCode
+    codewords: int
+    transpose: bool
+    coord: Callable[[int, int], Coord]
+    block: Callable[[int, int], Arg]
+    owner: Callable[[int, int], str | None]
+    raise_on_reject: bool = True
+    #: Name used in task keys (default: ``layer``); fault sites use ``layer`` and stay reproducible.
+    key_layer: str | None = None
+
+    @property
+    def tag(self) -> str:
+        return f"{self.key_layer or self.layer}-{self.op}-{self.attempt}"
+
+
+@dataclass
+class BlockwisePlan:
+    """A :func:`product_plan`: per output chunk ``t`` its verified chunk and its decoder's verdicts."""
+
+    plan: Plan
+    outputs: list[Ref] = field(default_factory=list)
+    reports: list[Ref] = field(default_factory=list)
+
+
+def product_plan(
+    spec: ProductSpec, inputs: Sequence[Arg], v: np.ndarray, hook: CorruptionHook, plan: Plan
+) -> BlockwisePlan:
+    """Block products, projections, per-consumer decodes and independent verifies of one product,
+    added to ``plan``. Output ``t`` (``t < code.k``) is ``sum_j R[j][t]``."""
+    out = BlockwisePlan(plan)
+    tag, code = spec.tag, spec.code
+
+    def site(step: str, block: tuple[int, ...]) -> Site:
+        return Site(step, spec.layer, spec.op, block)
+
+    results: list[list[Ref]] = []
+    summaries: list[list[Ref]] = []
+    for j in range(spec.codewords):
+        column, projected = [], []
+        for a in range(code.n):
+            where, coord = spec.owner(a, j), spec.coord(a, j)
+            step = f"block-{spec.step}"
+            product = plan.add(
+                (f"{step}-{tag}", *coord),
+                blockwise.block_product,
+                spec.block(a, j),
+                inputs[j],
+                spec.transpose,
+                hook,
+                site(step, coord),
+                spec.attempt,
+                worker=where,
+            )
+            column.append(product)
+            projected.append(
+                plan.add(
+                    (f"project-{spec.step}-{tag}", *coord),
+                    blockwise.project,
+                    product,
+                    v,
+                    hook,
+                    site("project", coord),
+                    spec.attempt,
+                    worker=where,
+                )
+            )
+        results.append(column)
+        summaries.append(projected)
+
+    for t in range(code.k):
+        decoder = spec.owner(t, 0)
+        verifier = spec.owner(t, 1 % spec.codewords) if spec.codewords > 1 else spec.owner((t + 1) % code.n, 0)
+        if verifier == decoder:
+            verifier = spec.owner((t + 1) % code.n, 0)
+        decoded = plan.add(
+            (f"decode-{spec.step}-{tag}", t),
+            blockwise.decode,
+            code,
+            results,
+            t,
+            v,
+            hook,
+            site("decode", (t,)),
+            spec.attempt,
+            worker=decoder,
+        )
+        out.reports.append(plan.add((f"verdicts-{spec.step}-{tag}", t), blockwise.checks_of, decoded, worker=decoder))
+        out.outputs.append(
+            plan.add(
+                (f"verify-{spec.step}-{tag}", t),
+                blockwise.verify,
+                code,
+                decoded,
+                summaries,
+                t,
+                v,
+                hook,
+                site("verify", (t,)),
+                spec.attempt,
+                spec.raise_on_reject,
+                worker=verifier,
+            )
+        )
+    return out
+
+
+def encode_plan(
+    layer: str,
+    code: ProductCode,
+    systematic: Callable[[int, int], Arg],
+    owner: Callable[[int, int], str | None],
+    hook: CorruptionHook,
+    key: str,
+    plan: Plan,
+) -> dict[Coord, Ref]:
+    """Parity blocks of the coded grid, each computed on its owner from the blocks it combines.
+
+    Row-parity blocks combine their block-column, column-parity blocks their block-row, corner
+    blocks the row-parity blocks of their block-row. Returns the parity blocks by coordinate.
+    """
+    nr, _ = code.coded_shape
+    row_a, col_a = code.row_code.parity_matrix, code.col_code.parity_matrix
+    refs: dict[Coord, Arg] = {(i, j): systematic(i, j) for i in range(code.kr) for j in range(code.kc)}
+    parity: dict[Coord, Ref] = {}
+
+    def add(coord: Coord, sources: list[Arg], coeffs: np.ndarray) -> None:
+        site = Site("encode", layer, 0, coord)
+        parity[coord] = refs[coord] = plan.add(
+            (key, *coord), encode.encode_parity, sources, coeffs, hook, site, 0, worker=owner(*coord)
+        )
+
+    for q in range(code.pr):
+        for j in range(code.kc):
+            add((code.kr + q, j), [refs[(i, j)] for i in range(code.kr)], row_a[q])
+    for i in range(nr):
+        for q in range(code.pc):
+            add((i, code.kc + q), [refs[(i, j)] for j in range(code.kc)], col_a[q])
+    return parity
+
+
+# -- a layer's blocks on their workers ---------------------------------------------------------
+def systematic_plan(
+    pieces: Mapping[Label, Arg], owners: Mapping[Label, str], hook: CorruptionHook, layer: str, key: str, plan: Plan
+) -> dict[Label, Ref]:
+    """Systematic block ``label`` made on its owner from its shipped piece, through its own encode site."""
+    return {
+        label: plan.add(
+            (key, *label),
+            encode.systematic_block,
+            pieces[label],
+            hook,
+            Site("encode", layer, 0, label),
+            0,
+            worker=owners[label],
+        )
+        for label in sorted(pieces)
+    }
+
+
+def replica_plan(
+    source_shards: Mapping[Label, Arg],
+    placement: Mapping[Label, str],
+    hook: CorruptionHook,
+    layer: str,
+    key: str,
+    plan: Plan,
+) -> dict[Label, Ref]:
+    """Replica ``(a, b, r)`` copied on its worker from the shard holding block ``(a, b)``."""
+    return {
+        label: plan.add(
+            (key, *label), encode.replicate_block, source_shards[label], label, layer, hook, worker=placement[label]
+        )
+        for label in sorted(source_shards)
+    }
+
+
+def assemble_plan(
+    blocks: Mapping[Label, Arg], placement: Mapping[Label, str], index: Mapping[str, int], key: str, plan: Plan
+) -> dict[str, Ref]:
+    """One shard per worker from per-block values already on that worker."""
+    by_worker: dict[str, list[Label]] = {}
+    for label in sorted(blocks):
+        by_worker.setdefault(placement[label], []).append(label)
+    return {
+        w: plan.add((key, index[w]), shards.assemble, labels, [blocks[lab] for lab in labels], worker=w)
+        for w, labels in sorted(by_worker.items())
+    }
+
+
+def copies_plan(source: Arg, workers: Sequence[str], index: Mapping[str, int], key: str, plan: Plan) -> dict[str, Ref]:
+    """A copy of ``source`` on every one of ``workers``, each under a key of its own (Dask's memory
+    manager drops extra replicas of one key, to be fetched again at each use)."""
+    return {w: plan.add((key, index[w]), encode.local_copy, source, worker=w) for w in workers}
+
+
+# -- products of a layer: one task per worker per step (see ``kernels.shards``) -----------------
+@dataclass(frozen=True)
+class ShardedProduct:
+    """One attempt of one product over a layer's shards: the per-worker jobs and references.
+
+    ``decode`` is ``coded`` (check and correct), ``replicated`` (vote) or ``uncoded`` (sum only).
+    """
+
+    name: str  # key stem: step, layer key name, op, attempt, serial
+    jobs: dict[str, shards.ProductJob]
+    decode_jobs: dict[str, shards.DecodeJob]
+    shards: Mapping[str, Arg]
+    operand: Mapping[str, list[Arg]]
+    decode: str
+    code: SystematicMDSCode | None
+    v: np.ndarray
+    hook: CorruptionHook
+
+
+@dataclass
+class ProductPlan:
+    """A :func:`sharded_product_plan`: per worker its (verified) output and verdicts, and what a
+    repair round would read."""
+
+    plan: Plan
+    outputs: dict[str, Ref] = field(default_factory=dict)
+    verdicts: dict[str, Ref] = field(default_factory=dict)
+    products: dict[str, Ref] = field(default_factory=dict)
+    decoded: dict[str, Ref] = field(default_factory=dict)
+    summaries: list[Ref] = field(default_factory=list)
+
+
+def sharded_product_plan(p: ShardedProduct) -> ProductPlan:
+    """Products, summaries, per-worker decodes, verifies and verdicts of one product."""
+    out = ProductPlan(Plan())
+    plan = out.plan
+    workers = list(p.jobs)
+    summaries = {}
+    for w in workers:
+        wid = p.jobs[w].worker
+        out.products[w] = plan.add(
+            (f"block-{p.name}", wid), shards.shard_products, p.shards[w], p.operand[w], p.jobs[w], p.v, p.hook, worker=w
+        )
+        summaries[w] = plan.add((f"summary-{p.name}", wid), shards.summary_of, out.products[w], worker=w)
+    out.summaries = [summaries[w] for w in workers]
+    every = out.summaries
+    for w in workers:
+        wid, job = p.jobs[w].worker, p.decode_jobs[w]
+        if p.decode == "uncoded":
+            out.outputs[w] = plan.add((f"decode-{p.name}", wid), shards.decode_uncoded, every, job, p.hook, worker=w)
+            continue
+        if p.decode == "coded":
+            decoded = plan.add((f"decode-{p.name}", wid), shards.decode_coded, p.code, every, job, p.hook, worker=w)
+        else:
+            decoded = plan.add((f"decode-{p.name}", wid), shards.decode_replicated, every, job, p.hook, worker=w)
+        out.decoded[w] = decoded
+        out.verdicts[w] = plan.add((f"verdicts-{p.name}", wid), shards.verdicts_of, decoded, worker=w)
+        out.outputs[w] = plan.add(
+            (f"verify-{p.name}", wid), shards.verify, p.code, decoded, every, job, p.v, p.hook, worker=w
+        )
+    return out
+
+
+@dataclass
+class RepairPlan:
+    """A :func:`repair_plan`: per worker its verified, repaired output."""
+
+    plan: Plan
+    outputs: dict[str, Ref]
+
+
+def repair_plan(
+    p: ShardedProduct, products: Mapping[str, Arg], decoded: Mapping[str, Arg], summaries: list[Arg]
+) -> RepairPlan:
+    """The rare second round: every worker's share of the rebuilt results, added by each decoder."""
+    plan = Plan()
+    shares = [
+        plan.add(
+            (f"repair-share-{p.name}", p.jobs[w].worker),
+            shards.repair_shares,
+            p.code,
+            products[w],
+            decoded[w],
+            p.decode_jobs[w],
+            p.hook,
+            worker=w,
+        )
+        for w in p.jobs
+    ]
+    outputs = {}
+    for w in p.jobs:
+        wid = p.jobs[w].worker
+        fixed = plan.add((f"repair-{p.name}", wid), shards.apply_repairs, decoded[w], shares, worker=w)
+        outputs[w] = plan.add(
+            (f"verify-repaired-{p.name}", wid),
+            shards.verify,
+            p.code,
+            fixed,
+            summaries,
+            p.decode_jobs[w],
+            p.v,
+            p.hook,
+            worker=w,
+        )
+    return RepairPlan(plan, outputs)
+
+
+def update_plan(
+    name: str,
+    jobs: Mapping[str, shards.UpdateJob],
+    shard_refs: Mapping[str, Arg],
+    delta: Mapping[str, list[Arg]],
+    inputs: Mapping[str, list[Arg]],
+    hook: CorruptionHook,
+) -> tuple[Plan, dict[str, Ref]]:
+    """``W~ -= lr D~ X~^T``: one task per worker returns its updated shard."""
+    plan = Plan()
+    outputs = {
+        w: plan.add(
+            (f"update-{name}", job.worker),
+            shards.update_shard,
+            shard_refs[w],
+            delta[w],
+            inputs[w],
+            job,
+            hook,
+            worker=w,
+        )
+        for w, job in jobs.items()
+    }
+    return plan, outputs
+
+
+# -- scrubs of a resident grid ------------------------------------------------------------------
+def scrub_locate_plan(
+    name: str,
+    code: ProductCode,
+    shard_refs: Mapping[str, Arg],
+    index: Mapping[str, int],
+    block_shape: tuple[int, int],
+    seed: int,
+    locator: str,
+) -> tuple[Plan, Ref]:
+    """Every worker projects its own blocks; one task on ``locator`` checks the projections (no
+    block moves)."""
+    plan = Plan()
+    projected = [
+        plan.add((f"scrub-project-{name}", index[w]), project_blocks, shard, block_shape, seed, worker=w)
+        for w, shard in shard_refs.items()
+    ]
+    report = plan.add(f"scrub-locate-{name}", scrub.locate_grid, code, projected, block_shape, seed, worker=locator)
+    return plan, report
+
+
+def scrub_repair_plan(
+    name: str, code: ProductCode, shard_refs: Mapping[str, Arg], seed: int, repairer: str
+) -> tuple[Plan, Ref, Ref]:
+    """The rare full scrub: the whole grid gathered on ``repairer``, rebuilt and verified there.
+
+    Returns the plan, the outcome (rebuilt blocks, stays on the cluster) and its small report."""
+    plan = Plan()
+    checked = plan.add(
+        f"scrub-repair-{name}", scrub.scrub_grid, code, [shard_refs[w] for w in shard_refs], seed, worker=repairer
+    )
+    report = plan.add(f"scrub-report-{name}", scrub.scrub_report, checked, worker=repairer)
+    return plan, checked, report
+
+
+def patch_plan(
+    name: str,
+    shard_refs: Mapping[str, Arg],
+    sources: Mapping[str, tuple[list[Arg], list[Label]]],
+    index: Mapping[str, int],
+) -> tuple[Plan, dict[str, Ref]]:
+    """Per worker in ``sources``: its shard with the given rebuilt blocks put back in place."""
+    plan = Plan()
+    patched = {
+        w: plan.add((f"repair-{name}", index[w]), scrub.patch_shard, shard_refs[w], outcomes, labels, worker=w)
+        for w, (outcomes, labels) in sources.items()
+    }
+    return plan, patched
+
+
+def replace_plan(
+    name: str, shard_refs: Mapping[str, Arg], blocks: Mapping[str, dict], index: Mapping[str, int]
+) -> tuple[Plan, dict[str, Ref]]:
+    """Per worker in ``blocks``: its shard with some blocks replaced by the given ones."""
+    plan = Plan()
+    patched = {
+        w: plan.add((f"repair-{name}", index[w]), scrub.patch_blocks, shard_refs[w], given, worker=w)
+        for w, given in blocks.items()
+    }
+    return plan, patched
