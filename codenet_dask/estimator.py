@@ -66,15 +66,23 @@ class CodedMLPClassifier(ClassifierMixin, BaseEstimator):
     faults : str or None
         Soft errors injected on the workers, a ``--faults`` spec such as ``"bitflip:0.01"``;
         None (the default) injects none.
-    epochs, batch_size, lr, lr_decay
-        The SGD schedule of :meth:`fit`.
+    epochs : int
+        Passes over the data in :meth:`fit`.
+    batch_size : int
+        Samples per SGD step.
+    lr : float
+        The SGD step size of the first epoch.
+    lr_decay : float
+        Factor in (0, 1] applied to the step size after each epoch of :meth:`fit`.
     dtype : {"float64", "float32"}
         Precision of the weights and of every product.
     random_state : int, RandomState or None
         Seed of the initial weights, the batch order and the fault draws; an int reproduces a
         fit bit for bit.
-    checkpoint_every, scrub_every : int
-        Steps between checkpoints in the store and between scrubs of the resident grids.
+    checkpoint_every : int
+        Steps between checkpoints in the store (a rollback returns to the last one).
+    scrub_every : int
+        Steps between scrubs of the resident grids (rebuilding blocks a faulty update left wrong).
     max_attempts : int
         Attempts of a product before the run rolls back.
     client : distributed.Client, str or None

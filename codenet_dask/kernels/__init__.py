@@ -1,0 +1,1 @@
+"""What runs on a worker: coded blocks, products, checks, decode, verify, repair, update, scrub (pure numpy)."""
