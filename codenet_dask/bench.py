@@ -417,3 +417,19 @@ def as_json(rows: list[Measurement]) -> dict:
         "targets_at": {"width": width, "batch": batch},
         "targets": check_targets(rows, width, batch),
     }
+
+
+__all__ = [
+    "TARGETS",
+    "Config",
+    "Measurement",
+    "as_json",
+    "check_targets",
+    "default_configs",
+    "growth_markdown",
+    "peak_rss",
+    "reset_peak_rss",
+    "resident_mib",
+    "run_benchmark",
+    "to_markdown",
+]

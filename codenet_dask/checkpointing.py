@@ -482,3 +482,22 @@ def plot_expected_time(runs: Sequence[RunModel], path: str | Path, intervals: Se
     path = Path(path)
     figure.savefig(path, format="png", dpi=110)
     return path
+
+
+__all__ = [
+    "Codeword",
+    "MonteCarlo",
+    "Outcomes",
+    "Product",
+    "RunModel",
+    "StepModel",
+    "codenet",
+    "expected_time",
+    "expected_times",
+    "optimal_interval",
+    "plot_expected_time",
+    "replication",
+    "simulate",
+    "uncoded",
+    "young_daly_interval",
+]

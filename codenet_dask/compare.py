@@ -543,3 +543,20 @@ def markdown_table(ds: xr.Dataset) -> str:
         cells += [str(int(hit.undetected.sum())), f"{float(hit.wall_seconds.mean()):.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+__all__ = [
+    "DEFAULT_FAULT_MODEL",
+    "DEFAULT_STRATEGIES",
+    "LEDGER_COUNTS",
+    "PLOTS",
+    "RunRecord",
+    "Variant",
+    "fault_spec",
+    "markdown_table",
+    "measured_runs",
+    "output_paths",
+    "run_comparison",
+    "run_one",
+    "write_outputs",
+]

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+__all__ = ["FACTOR", "Judge", "Verdict", "error_ratio", "higher"]
+
 #: An accepted result may be at most this many times the clean computation's own error.
 FACTOR = 20.0
 

@@ -13,6 +13,7 @@ resident grids are scrubbed (rebuilding blocks a faulty update left wrong); ever
 
 from __future__ import annotations
 
+import itertools
 import math
 import tempfile
 import time
@@ -33,6 +34,7 @@ from .errors import (
     DivergedError,
     GaveUpError,
     NonFiniteInputError,
+    ShapeMismatchError,
     StepTimeoutError,
     StoreFormatError,
     UncorrectableError,
@@ -214,12 +216,23 @@ class _Judging:
 class Trainer:
     """One training run on a cluster; see the module docstring."""
 
-    def __init__(self, target: Any, data: Dataset, config: TrainConfig, store_path: str | Path | None = None):
-        """``target``: a ``distributed.Client`` or an executor (``codenet_dask.executors``)."""
+    def __init__(
+        self,
+        target: Any,
+        data: Dataset,
+        config: TrainConfig,
+        store_path: str | Path | None = None,
+        *,
+        initial_weights: Sequence[np.ndarray] | None = None,
+    ):
+        """``target``: a ``distributed.Client`` or an executor (``codenet_dask.executors``).
+        ``initial_weights`` (outputs x inputs per layer) continue a model trained before, e.g. by
+        the estimator's ``partial_fit``; by default the weights are He-initialised from the seed."""
         self.executor = as_executor(target)
         self.data, self.config = data, config
         self.dtype = np.dtype(config.dtype)
         self.sizes = [data.features, *config.hidden, data.classes]
+        self.initial_weights = _checked_weights(initial_weights, self.sizes, self.dtype)
         #: This run's id: its faults are logged under it, apart from other runs on the same cluster.
         self.run_id = uuid.uuid4().hex[:12]
         self.hook = RandomFaults.from_string(config.faults, seed=config.seed, run=self.run_id)
@@ -246,7 +259,10 @@ class Trainer:
     def build(self) -> None:
         self.workers = len(self.executor.workers())
         grid = (self.config.grid, self.config.grid)
-        for i, w in enumerate(init_weights(self.sizes, self.dtype, self.config.seed)):
+        weights = self.initial_weights
+        if weights is None:
+            weights = init_weights(self.sizes, self.dtype, self.config.seed)
+        for i, w in enumerate(weights):
             if self.judge is not None:
                 bh, bw = -(-w.shape[0] // grid[0]), -(-w.shape[1] // grid[1])
                 self.judge.start(f"dense{i}", w, grid, (bh, bw))
@@ -496,10 +512,31 @@ class Trainer:
     def test_accuracy(self) -> float:
         """Test accuracy of the current weights, scrubbed first so that no block a faulty update
         left wrong is evaluated (UncorrectableError if one cannot be rebuilt: roll back)."""
-        self._scrub()
-        weights = [layer.gather_weights() for layer in self.layers]
+        weights = self.verified_weights()
         correct = total = 0
         for x, y in self.data.test_batches():  # the test set in pieces: it may be streamed from disk
             correct += int(np.sum(np.argmax(predict(weights, x.astype(self.dtype, copy=False)), axis=0) == y))
             total += y.size
         return correct / total
+
+    def verified_weights(self) -> list[np.ndarray]:
+        """Every layer's weights (outputs x inputs), from grids scrubbed first: no block a faulty
+        update left wrong is returned (UncorrectableError if one cannot be rebuilt)."""
+        self._scrub()
+        return [layer.gather_weights() for layer in self.layers]
+
+
+def _checked_weights(
+    weights: Sequence[np.ndarray] | None, sizes: list[int], dtype: np.dtype
+) -> list[np.ndarray] | None:
+    """``weights`` as arrays of ``dtype``, one (outputs x inputs) matrix per layer of ``sizes``."""
+    if weights is None:
+        return None
+    expected = [(m, n) for n, m in itertools.pairwise(sizes)]
+    arrays = [np.asarray(w, dtype=dtype) for w in weights]
+    if [a.shape for a in arrays] != expected:
+        raise ShapeMismatchError(
+            f"initial weights have shapes {[a.shape for a in arrays]}, but layers {'-'.join(map(str, sizes))} "
+            f"need {expected} (outputs x inputs)"
+        )
+    return arrays

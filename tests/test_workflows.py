@@ -1,7 +1,10 @@
-"""Smoke tests: the benchmarks under workflows/ keep running (tiny sizes; no timing asserted)."""
+"""Smoke tests: the scripts under workflows/ keep running (tiny sizes; no timing asserted) and use
+only the public API (``codenet_dask.__all__`` and the public submodules' own ``__all__``)."""
 
 from __future__ import annotations
 
+import ast
+import importlib
 import json
 import os
 import subprocess
@@ -9,6 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+import codenet_dask
 
 WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
 #: A script's own folder is first on its sys.path, not the checkout: put the checkout under test first.
@@ -80,3 +85,72 @@ def test_a_long_run_keeps_its_store_bounded():
     assert result["samples"] > 5  # measured while training, not only at the end
     assert result["max_store_bytes"] <= 3 * result["coded_model_bytes"] + 2**20
     assert result["final_store_bytes"] < 2 * result["coded_model_bytes"] + 2**20
+
+
+def test_compare_strategies_runs_at_tiny_size(tmp_path):
+    """The README's comparison script, tiny: a table, the output files it names, one row per run."""
+    done = subprocess.run(
+        [sys.executable, str(WORKFLOWS / "compare_strategies.py"), "--tiny", "--json", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=ENV,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    assert all(Path(p).exists() for p in result["paths"]) and result["paths"]
+    assert {row["strategy"] for row in result["runs"]} == {"uncoded", "codenet-2x2+2x2"}
+    assert "codenet-2x2+2x2" in result["table"]
+
+
+def non_public_imports(source: str) -> list[str]:
+    """What a script takes from codenet_dask outside the public API, as ``module.name`` strings."""
+    tree = ast.parse(source)
+    bad, aliases = [], set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name == "codenet_dask":
+                    aliases.add(alias.asname or alias.name)
+                elif alias.name.startswith("codenet_dask.") and not public_module(alias.name):
+                    bad.append(alias.name)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "codenet_dask":
+            exported = public_names(node.module)
+            bad += [f"{node.module}.{alias.name}" for alias in node.names if alias.name not in exported]
+    bad += [
+        f"codenet_dask.{node.attr}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id in aliases
+        and node.attr not in codenet_dask.__all__
+    ]
+    return bad
+
+
+def public_module(name: str) -> bool:
+    """``codenet_dask`` itself, or a submodule its ``__all__`` lists."""
+    return name == "codenet_dask" or (name.count(".") == 1 and name.split(".")[1] in codenet_dask.__all__)
+
+
+def public_names(module: str) -> set[str]:
+    return set(importlib.import_module(module).__all__) if public_module(module) else set()
+
+
+def test_the_checker_catches_internal_imports():
+    """The check below can fail: internals, non-exported names and attribute access are caught."""
+    source = (
+        "import codenet_dask\nfrom codenet_dask.cluster import connect\nfrom codenet_dask import layer\n"
+        "from codenet_dask.faults import log\ncodenet_dask.training.Trainer\nfrom codenet_dask import Trainer\n"
+    )
+    assert non_public_imports(source) == [
+        "codenet_dask.cluster.connect",
+        "codenet_dask.layer",
+        "codenet_dask.faults.log",
+        "codenet_dask.training",
+    ]
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in WORKFLOWS.glob("*.py")))
+def test_workflows_use_only_the_public_api(script):
+    assert non_public_imports((WORKFLOWS / script).read_text()) == []

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from codenet_dask.cli import main
+from codenet_dask import main
 
 if __name__ == "__main__":
     argv = sys.argv[1:]

@@ -25,10 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from codenet_dask.codes import ProductCode
-from codenet_dask.kernels.blocks import CodedBlock
-from codenet_dask.kernels.grid import encode_blocks
-from codenet_dask.store import CodedStore
+from codenet_dask import CodedBlock, CodedStore, ProductCode, encode_blocks
 
 
 def disk_state(root: Path) -> dict[str, tuple[int, int]]:

@@ -16,10 +16,8 @@ import json
 import math
 from pathlib import Path
 
-from codenet_dask.cluster import connect
+from codenet_dask import TrainConfig, connect, load_dataset
 from codenet_dask.compare import DEFAULT_STRATEGIES, markdown_table, output_paths, run_comparison
-from codenet_dask.data import load_dataset
-from codenet_dask.training import TrainConfig
 
 FAULT_MODEL = "bitflip:bit=62:steps=block-forward+block-backward"
 

@@ -27,13 +27,18 @@ import time
 import numpy as np
 from distributed import Client
 
-from codenet_dask import CodedLayer
+from codenet_dask import (
+    ClusterConfigError,
+    CodedLayer,
+    RandomFaults,
+    UsageError,
+    add_cluster_options,
+    cluster_spec_from_args,
+    connect_from_args,
+    parse_pair,
+    workers_for_grid,
+)
 from codenet_dask.bench import peak_rss, reset_peak_rss, resident_mib
-from codenet_dask.cli.cluster_options import add_cluster_options, cluster_spec_from_args, connect_from_args
-from codenet_dask.cli.common import UsageError, parse_pair
-from codenet_dask.cluster import workers_for_grid
-from codenet_dask.errors import ClusterConfigError
-from codenet_dask.faults import RandomFaults
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

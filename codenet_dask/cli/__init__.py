@@ -28,6 +28,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``codenet-dask`` command line in this process and return its exit code.
+
+    ``argv`` are the arguments after the program name (default: ``sys.argv[1:]``), e.g.
+    ``main(["bench", "--widths", "1024", "--json"])``. Usage errors return 2 with a one-line
+    reason on stderr, other failures of the package 1, Ctrl-C 130.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -31,7 +31,7 @@ class CodewordCheck:
 
     ``erased``: positions known bad before decoding; ``located``: wrong positions found from the
     syndrome; ``status``: clean, corrected (``bad`` positions must be rebuilt) or uncorrectable.
-    ``excess`` is the largest |syndrome| / threshold seen (<= 1 means clean).
+    ``excess`` is the largest ``|syndrome| / threshold`` seen (<= 1 means clean).
     """
 
     erased: tuple[int, ...]

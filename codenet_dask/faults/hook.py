@@ -106,6 +106,10 @@ class CorruptionPlan:
     """A set of targeted corruptions; the test hook of the coded core.
 
     >>> plan = CorruptionPlan((Corruption("block-forward", block=(1, 0), kind="nan"),))
+    >>> plan.apply(Site("block-forward", "dense0", 1, (1, 0)), np.ones(2), attempt=0)
+    array([nan,  1.])
+    >>> plan.apply(Site("block-forward", "dense0", 1, (1, 0)), np.ones(2), attempt=1)  # the retry is clean
+    array([1., 1.])
     """
 
     corruptions: tuple[Corruption, ...] = field(default_factory=tuple)

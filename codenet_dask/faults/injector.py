@@ -69,6 +69,11 @@ class RandomFaults:
     """CorruptionHook that corrupts a task's output at random, per ``spec``, reproducibly from ``seed``.
 
     >>> hook = RandomFaults.from_string("bitflip:1e-3,nan:1e-4", seed=7)
+    >>> str(hook.spec)
+    'bitflip:0.001,nan:0.0001'
+    >>> site = Site("block-forward", "dense0", 1, (0, 0))
+    >>> hook.decide(site, attempt=0) is None  # this site is spared, in every process and run
+    True
     """
 
     spec: FaultSpec
