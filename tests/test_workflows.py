@@ -61,3 +61,24 @@ def test_hpc_large_layer_runs_at_tiny_size_on_a_local_cluster():
     assert result["max_relative_error_first_forward"] < 1e-5  # float32 layer, checked against numpy
     assert all(step["step_s"] > 0 for step in result["steps"])
     assert 0 < result["blocks_mib_per_worker"] < min(result["peak_worker_mib"], result["encode_peak_worker_mib"])
+
+
+@pytest.mark.parametrize(
+    "script,keys",
+    [
+        ("polydot_conditioning.py", {"split", "circle_condition", "chebyshev_condition", "circle_error"}),
+        ("polydot_detection.py", {"clean_error", "smallest_detected", "worst_accepted_over_clean"}),
+        ("compare_codes.py", {"scheme", "storage", "flop_ratio", "adversarial", "random", "decode_clean_ms"}),
+    ],
+)
+def test_polydot_measurements_run_at_tiny_size(script, keys):
+    done = subprocess.run(
+        [sys.executable, str(WORKFLOWS / script), "--tiny", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=ENV,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = json.loads(done.stdout)
+    assert rows and all(keys <= set(row) for row in rows if "unavailable" not in row)
