@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Literal
@@ -69,6 +69,8 @@ EXHAUSTIVE_SUBSETS = 20_000
 SAMPLED_SUBSETS = 4_000
 #: Error supports of one size tried one by one; beyond, candidates come from peeling and Prony.
 EXHAUSTIVE_SUPPORTS = 2_000
+#: Random combinations of the entries the search for wrong results runs on (then confirmed in full).
+SEARCH_PROJECTIONS = 8
 
 
 def evaluation_points(workers: int, construction: Construction) -> np.ndarray:
@@ -126,11 +128,9 @@ def power_table(workers: int, construction: Construction, exponents: np.ndarray)
     )
 
 
-def _wide_power_table(
-    workers: int, construction: Construction, exponents: np.ndarray, rows: Sequence[int] | None = None
-) -> np.ndarray:
-    """:func:`power_table` in long double (for the rows ``rows`` of it, default all)."""
-    index = np.arange(workers) if rows is None else np.asarray(rows)
+def _wide_power_table(workers: int, construction: Construction, exponents: np.ndarray) -> np.ndarray:
+    """:func:`power_table` in long double."""
+    index = np.arange(workers)
     pi = np.arccos(np.longdouble(-1))
     if construction == "circle":
         angle = (np.outer(index, exponents) % workers).astype(np.longdouble) * (2 * pi / workers)
@@ -141,7 +141,22 @@ def _wide_power_table(
 
 def _vandermonde(points: np.ndarray, k: int) -> np.ndarray:
     construction: Construction = "circle" if np.iscomplexobj(points) else "chebyshev"
-    return power_table(len(points), construction, np.arange(k))
+    return _generator(len(points), construction, k)
+
+
+@lru_cache(maxsize=256)
+def _generator(workers: int, construction: Construction, k: int) -> np.ndarray:
+    """``a_p ** t`` for t < k (read-only, built once: decoders index it for every support tried)."""
+    table = power_table(workers, construction, np.arange(k))
+    table.flags.writeable = False
+    return table
+
+
+@lru_cache(maxsize=256)
+def _wide_generator(workers: int, construction: Construction, k: int) -> np.ndarray:
+    table = _wide_power_table(workers, construction, np.arange(k))
+    table.flags.writeable = False
+    return table
 
 
 def _removal_sets(workers: int, removed: int, rotations: bool, seed: int) -> tuple[np.ndarray, bool]:
@@ -234,14 +249,23 @@ class PolyDotDecode:
 
 
 # -- one [P, K] evaluation code: fit tests, location, decoding --------------------------------
+def _magnitudes(z: np.ndarray) -> np.ndarray:
+    """``|Re| + |Im|`` (an upper bound on |z| within sqrt 2), in one pass over the data."""
+    if not np.iscomplexobj(z):
+        return np.abs(z)
+    parts = np.abs(z.view(np.float64 if z.dtype == np.complex128 else np.longdouble))
+    return parts.reshape(*z.shape, 2).sum(axis=-1)
+
+
 def _scaled(z: np.ndarray, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Results and scales divided per column by a power of two near the largest |entry|.
 
-    Exact (no rounding), so every test is unchanged, and 1e300 results no longer overflow.
+    Exact (no rounding), so every test is unchanged, and 1e300 results no longer overflow (nor
+    1e-300 ones underflow). Columns already in a safe range are left alone (no copy).
     """
-    peak = np.max(np.abs(z.real), axis=0)
-    if np.iscomplexobj(z):
-        peak = np.maximum(peak, np.max(np.abs(z.imag), axis=0))
+    peak = np.max(_magnitudes(z), axis=0)
+    if np.all((peak < 1e100) & (peak > 1e-100) | (peak == 0)):
+        return z, sigma
     _, exponent = np.frexp(np.where(peak > 0, peak, 1.0))
     factor = np.ldexp(1.0, -exponent)
     return z * factor, sigma * factor
@@ -293,7 +317,7 @@ class _EvaluationCode:
         if wide:
             big = np.clongdouble if np.iscomplexobj(basis) or np.iscomplexobj(zu) else np.longdouble
             construction: Construction = "circle" if np.iscomplexobj(self.points) else "chebyshev"
-            gw = _wide_power_table(self.workers, construction, np.arange(self.k), used).astype(big)
+            gw = _wide_generator(self.workers, construction, self.k)[used].astype(big)
             basis = basis.astype(big)
             # One refinement step: remove the part of the basis inside range(G) that float64 QR left
             # (~u kappa), solving the small normal equations; the leak drops to ~(u kappa)^2.
@@ -307,7 +331,7 @@ class _EvaluationCode:
         syndrome = check @ zu
         abs_check = np.abs(check).astype(np.float64)
         tau = np.sqrt(abs_check**2 @ sig**2)
-        rounding = 4.0 * (len(used) + 2) * u * (abs_check @ np.abs(zu).astype(np.float64))
+        rounding = 4.0 * (len(used) + 2) * u * (abs_check @ _magnitudes(zu).astype(np.float64))
         parts = (syndrome.real, syndrome.imag) if np.iscomplexobj(syndrome) else (syndrome,)
         lam = self._sigmas(syndrome.size * len(parts))
         threshold = np.maximum(lam * tau + rounding, np.finfo(np.float64).tiny)
@@ -414,24 +438,55 @@ class _EvaluationCode:
         ok, excess, lam, _ = self.fit(z, sigma, base, wide)
         if ok:
             return PolyDotCheck("corrected" if erased_t else "clean", erased_t, (), False, excess, lam)
+        if z.shape[1] > SEARCH_PROJECTIONS:
+            # Search on a few seeded random combinations of the entries (cheap), accept only what
+            # also fits at full resolution; only if that finds nothing, search at full resolution.
+            mix = np.random.default_rng(z.shape[1]).standard_normal((z.shape[1], SEARCH_PROJECTIONS))
+            projected = (np.nan_to_num(z @ mix), np.sqrt(sigma**2 @ mix**2))
+            found = self._search(
+                *projected, base, capacity, wide, lambda support: self._fits_without(z, sigma, base, support, wide)
+            )
+            if found is not None:
+                return PolyDotCheck(found[0], erased_t, found[1], found[2], excess, lam, found[3])
+        found = self._search(z, sigma, base, capacity, wide, lambda support: True)
+        if found is not None:
+            return PolyDotCheck(found[0], erased_t, found[1], found[2], excess, lam, found[3])
+        return PolyDotCheck("uncorrectable", erased_t, (), False, excess, lam)
+
+    def _fits_without(
+        self, z: np.ndarray, sigma: np.ndarray, base: list[int], support: Sequence[int], wide: bool
+    ) -> bool:
+        return self.fit(z, sigma, [a for a in base if a not in support], wide)[0]
+
+    def _search(
+        self,
+        z: np.ndarray,
+        sigma: np.ndarray,
+        base: list[int],
+        capacity: int,
+        wide: bool,
+        confirm: Callable[[Sequence[int]], bool],
+    ) -> tuple[Status, tuple[int, ...], bool, Literal["exhaustive", "algebraic"]] | None:
+        """The smallest error support (within capacity) that fits, and is confirmed: (status, support,
+        ambiguous, search), or None. ``confirm`` re-tests a support on the full results."""
         peeled = lru_cache(maxsize=1)(lambda: self._peel_order(z, sigma, base, capacity, wide))
         for t in range(1, capacity + 1):
             if math.comb(len(base), t) <= EXHAUSTIVE_SUPPORTS:
                 fits = [
                     s
                     for s in itertools.combinations(base, t)
-                    if self.fit(z, sigma, [a for a in base if a not in s], wide)[0]
+                    if self._fits_without(z, sigma, base, s, wide) and confirm(s)
                 ]
                 if len(fits) > 1:
-                    return PolyDotCheck("uncorrectable", erased_t, (), True, excess, lam, "exhaustive")
+                    return "uncorrectable", (), True, "exhaustive"
                 if fits:
-                    return PolyDotCheck("corrected", erased_t, fits[0], False, excess, lam, "exhaustive")
+                    return "corrected", fits[0], False, "exhaustive"
                 continue
             for candidate in self._candidates(z, base, t, peeled):
-                if len(candidate) == t and self.fit(z, sigma, [a for a in base if a not in candidate], wide)[0]:
-                    located = self._prune(z, sigma, base, candidate, wide)
-                    return PolyDotCheck("corrected", erased_t, located, False, excess, lam, "algebraic")
-        return PolyDotCheck("uncorrectable", erased_t, (), False, excess, lam)
+                if len(candidate) == t and self._fits_without(z, sigma, base, candidate, wide) and confirm(candidate):
+                    pruned = self._prune(z, sigma, base, candidate, wide)
+                    return "corrected", pruned if confirm(pruned) else candidate, False, "algebraic"
+        return None
 
     def solve(
         self, z: np.ndarray, sigma: np.ndarray, used: Sequence[int], wanted: Sequence[int]
