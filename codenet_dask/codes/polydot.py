@@ -543,13 +543,15 @@ class PolyDotCode:
     >>> code.forward_threshold, code.backward_threshold, code.correctable_errors
     (5, 6, 3)
     >>> w = np.arange(32.0).reshape(4, 8); x = np.ones((8, 3))
-    >>> pieces = code.encode_weights(w)
-    >>> results = code.forward(pieces, code.encode_forward_input(x))
-    >>> decoded = code.decode_forward(results, np.full(results.shape, 1e-13))
+    >>> pieces = code.encode_weights(w)                     # worker p stores pieces[p]
+    >>> x_pieces = code.encode_forward_input(x)             # worker p gets x_pieces[p]
+    >>> results = code.forward(pieces, x_pieces)            # worker p computes results[p]
+    >>> scale = code.forward_scale(pieces, x_pieces, results, code.encoding_drift(w))
+    >>> decoded = code.decode_forward(results, scale)
     >>> decoded.check.status, bool(np.allclose(decoded.values, w @ x))
     ('clean', True)
-    >>> results[4] += 1.0  # one wrong result at an unknown position
-    >>> decoded = code.decode_forward(results, np.full(results.shape, 1e-13))
+    >>> results[4, 0, 0] += 1.0  # one wrong result at an unknown position
+    >>> decoded = code.decode_forward(results, scale)
     >>> decoded.check.status, decoded.check.located, bool(np.allclose(decoded.values, w @ x))
     ('corrected', (4,), True)
     """
