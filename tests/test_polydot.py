@@ -166,6 +166,13 @@ def test_worker_products_and_update_match_long_double(construction, dtype):
     )
     u, v = code.encode_update_factors(d, x)
     updated = code.decode_weights(code.update(pieces, u, v, 0.25), 8, 16)
+    # A worker can encode its own share: its rows of the full encoding (up to summation order).
+    mine = [3, 7]
+    close = lambda a, b: np.allclose(a, b, rtol=0, atol=8 * np.finfo(dtype).eps * float(np.max(np.abs(b))))
+    assert close(code.encode_weights(w, mine), pieces[mine])
+    assert close(code.encode_forward_input(x, mine), xp[mine])
+    assert close(code.encode_backward_input(d, mine), dp[mine])
+    assert all(close(a, b[mine]) for a, b in zip(code.encode_update_factors(d, x, mine), (u, v)))
     cases = [
         (forward.values, wide["w"] @ wide["x"], w @ x),
         (backward.values, wide["w"].T @ wide["d"], w.T @ d),

@@ -272,8 +272,9 @@ def _scaled(z: np.ndarray, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @dataclass(frozen=True)
-class _EvaluationCode:
-    """Values at P points of a polynomial of degree < k with block coefficients."""
+class EvaluationCode:
+    """The ``[P, k]`` code one product's results form: values at the P points of a polynomial of
+    degree < k with block coefficients. Fit tests, error location, least-squares decoding."""
 
     points: np.ndarray = field(repr=False)
     k: int
@@ -661,10 +662,10 @@ class PolyDotCode:
         """Work of all workers over the uncoded product, per product kind (a complex piece costs 2x)."""
         return self.workers / self.blocks * (2 if self.complex_pieces else 1)
 
-    def code(self, direction: Direction) -> _EvaluationCode:
+    def code(self, direction: Direction) -> EvaluationCode:
         """The ``[P, K]`` evaluation code the results of one direction form."""
         k = {"forward": self.forward_threshold, "backward": self.backward_threshold, "weights": self.blocks}
-        return _EvaluationCode(self.points, k[direction], self._erasures, self.false_alarm)
+        return EvaluationCode(self.points, k[direction], self._erasures, self.false_alarm)
 
     def _certificates(self, erasures: int) -> dict[str, ConditionCertificate]:
         out = {}
@@ -734,18 +735,23 @@ class PolyDotCode:
             raise ShapeMismatchError(f"X has {cols} rows; W's split needs a multiple of {self.n * self._pair()}")
         return self._pack(x.reshape(self.n, cols // self.n, -1))
 
-    def _powers(self, exponents: np.ndarray) -> np.ndarray:
-        return power_table(self.workers, self.construction, exponents)
+    def _powers(self, exponents: np.ndarray, workers: Sequence[int] | None = None) -> np.ndarray:
+        table = power_table(self.workers, self.construction, exponents)
+        return table if workers is None else table[list(workers)]
 
     # -- encoding ---------------------------------------------------------------------------
-    def encode_weights(self, w: np.ndarray) -> np.ndarray:
-        """The P stored pieces ``W~_p = sum_ij W[i, j] a_p^(n i + j)`` (once, at initialisation)."""
+    def encode_weights(self, w: np.ndarray, workers: Sequence[int] | None = None) -> np.ndarray:
+        """The P stored pieces ``W~_p = sum_ij W[i, j] a_p^(n i + j)`` (once, at initialisation).
+
+        ``workers``: only those workers' pieces, in that order (each encode function takes it, so a
+        worker can encode its own share).
+        """
         rows, cols = w.shape
         self._check_weight_shape(rows, cols)
         field_dtype = self._field(w.dtype)
         blocks = w.reshape(self.m, rows // self.m, self.n, cols // self.n).transpose(0, 2, 3, 1)
         packed = self._pack(blocks).transpose(0, 1, 3, 2).reshape(self.blocks, rows // self.m, -1)
-        coeffs = self._powers(np.arange(self.blocks)).astype(field_dtype)
+        coeffs = self._powers(np.arange(self.blocks), workers).astype(field_dtype)
         return np.tensordot(coeffs, packed.astype(field_dtype), axes=1)
 
     def encoding_drift(self, w: np.ndarray) -> np.ndarray:
@@ -761,34 +767,36 @@ class PolyDotCode:
         spread = np.abs(self._powers(np.arange(self.blocks))) ** 2 @ peak
         return unit_roundoff(w.dtype) * math.sqrt(self.blocks + 1) * np.sqrt(spread)
 
-    def encode_forward_input(self, x: np.ndarray) -> np.ndarray:
+    def encode_forward_input(self, x: np.ndarray, workers: Sequence[int] | None = None) -> np.ndarray:
         """Each worker's ``X~_p = sum_k conj(X[k]) a_p^(n - 1 - k)`` (P, cols / (n q), B)."""
         pieces = self._x_pieces(np.asarray(x)).conj()
-        coeffs = self._powers(self.n - 1 - np.arange(self.n)).astype(self._field(x.dtype))
+        coeffs = self._powers(self.n - 1 - np.arange(self.n), workers).astype(self._field(x.dtype))
         return np.tensordot(coeffs, pieces.astype(coeffs.dtype), axes=1)
 
-    def encode_backward_input(self, delta: np.ndarray) -> np.ndarray:
+    def encode_backward_input(self, delta: np.ndarray, workers: Sequence[int] | None = None) -> np.ndarray:
         """Each worker's ``D~_p = sum_l D[l] a_p^(n (m - 1 - l))`` (P, rows / m, B)."""
         rows = delta.shape[0]
         if rows % self.m:
             raise ShapeMismatchError(f"D has {rows} rows; W's split needs a multiple of {self.m}")
         pieces = delta.reshape(self.m, rows // self.m, -1)
-        coeffs = self._powers(self.n * (self.m - 1 - np.arange(self.m))).astype(self._field(delta.dtype))
+        coeffs = self._powers(self.n * (self.m - 1 - np.arange(self.m)), workers).astype(self._field(delta.dtype))
         return np.tensordot(coeffs, pieces.astype(coeffs.dtype), axes=1)
 
-    def encode_update_factors(self, delta: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def encode_update_factors(
+        self, delta: np.ndarray, x: np.ndarray, workers: Sequence[int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Each worker's ``U_p = sum_i D[i] a_p^(n i)`` and ``V_p = sum_j X[j] a_p^j`` for the update."""
         rows = delta.shape[0]
         if rows % self.m:
             raise ShapeMismatchError(f"D has {rows} rows; W's split needs a multiple of {self.m}")
         field_dtype = self._field(delta.dtype)
         u = np.tensordot(
-            self._powers(self.n * np.arange(self.m)).astype(field_dtype),
+            self._powers(self.n * np.arange(self.m), workers).astype(field_dtype),
             delta.reshape(self.m, rows // self.m, -1).astype(field_dtype),
             axes=1,
         )
         v = np.tensordot(
-            self._powers(np.arange(self.n)).astype(field_dtype),
+            self._powers(np.arange(self.n), workers).astype(field_dtype),
             self._x_pieces(np.asarray(x)).astype(field_dtype),
             axes=1,
         )
@@ -811,13 +819,15 @@ class PolyDotCode:
         return pieces - np.asarray(lr, dtype=pieces.real.dtype) * np.matmul(u, np.swapaxes(v, -1, -2))
 
     # -- noise scales of the results --------------------------------------------------------
-    def forward_scale(self, pieces: np.ndarray, x_pieces: np.ndarray, results: np.ndarray, drift=0.0) -> np.ndarray:
+    def forward_scale(
+        self, pieces: np.ndarray, x_pieces: np.ndarray, results: np.ndarray, drift: float | np.ndarray = 0.0
+    ) -> np.ndarray:
         """Per-entry roundoff scale of forward results; ``drift``: per-worker sd of a piece's entries."""
         scale = product_scale(pieces, x_pieces, results, extra_terms=self.n)
         return scale + np.reshape(drift, (-1, 1, 1)) * np.linalg.norm(x_pieces, axis=-2, keepdims=True)
 
     def backward_scale(
-        self, pieces: np.ndarray, delta_pieces: np.ndarray, results: np.ndarray, drift=0.0
+        self, pieces: np.ndarray, delta_pieces: np.ndarray, results: np.ndarray, drift: float | np.ndarray = 0.0
     ) -> np.ndarray:
         """Per-entry roundoff scale of backward results (see :meth:`forward_scale`)."""
         scale = product_scale(np.swapaxes(pieces, -1, -2), delta_pieces, results, extra_terms=self.m)
