@@ -250,11 +250,10 @@ class PolyDotDecode:
 
 # -- one [P, K] evaluation code: fit tests, location, decoding --------------------------------
 def _magnitudes(z: np.ndarray) -> np.ndarray:
-    """``|Re| + |Im|`` (an upper bound on |z| within sqrt 2), in one pass over the data."""
+    """``|Re| + |Im|``: an upper bound on |z| within sqrt 2, cheaper than the modulus."""
     if not np.iscomplexobj(z):
         return np.abs(z)
-    parts = np.abs(z.view(np.float64 if z.dtype == np.complex128 else np.longdouble))
-    return parts.reshape(*z.shape, 2).sum(axis=-1)
+    return np.abs(z.real) + np.abs(z.imag)
 
 
 def _scaled(z: np.ndarray, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -297,12 +296,12 @@ class EvaluationCode:
         return float(-ndtri(self.false_alarm / (2 * max(tests, 1))))
 
     def fit(
-        self, z: np.ndarray, sigma: np.ndarray, used: Sequence[int], wide: bool = False
+        self, z: np.ndarray, sigma: np.ndarray, used: Sequence[int], wide: bool = False, energy: bool = False
     ) -> tuple[bool, float, float, float]:
         """Whether the results at ``used`` are one codeword up to roundoff: (ok, excess, sigmas, energy).
 
-        ``excess``: the largest |syndrome entry| / threshold; ``energy``: log10 of the sum of their
-        squares (how much is left to explain, for ranking suspects).
+        ``excess``: the largest |syndrome entry| / threshold; with ``energy``, also log10 of the sum
+        of their squares (how much is left to explain, for ranking suspects; else -inf).
 
         The syndrome is the results' component outside the code (an orthonormal basis of the left
         null space of the used generator rows). ``wide``: compute it in long double (for float64
@@ -336,10 +335,12 @@ class EvaluationCode:
         parts = (syndrome.real, syndrome.imag) if np.iscomplexobj(syndrome) else (syndrome,)
         lam = self._sigmas(syndrome.size * len(parts))
         threshold = np.maximum(lam * tau + rounding, np.finfo(np.float64).tiny)
-        ratios = np.concatenate([(np.abs(part).astype(np.float64) / threshold).ravel() for part in parts])
-        excess = float(np.max(ratios))
-        energy = 2 * math.log10(excess) + math.log10(float(np.sum((ratios / excess) ** 2))) if excess > 0 else -math.inf
-        return excess <= 1.0, excess, lam, energy
+        ratios = [np.abs(part).astype(np.float64) / threshold for part in parts]
+        excess = max(float(np.max(r)) for r in ratios)
+        left = -math.inf
+        if energy and excess > 0:
+            left = 2 * math.log10(excess) + math.log10(sum(float(np.sum((r / excess) ** 2)) for r in ratios))
+        return excess <= 1.0, excess, lam, left
 
     def _prony(self, z: np.ndarray, used: list[int], t: int) -> tuple[int, ...] | None:
         """Candidate t error positions from the syndromes' linear recurrence (locator polynomial)."""
@@ -373,7 +374,7 @@ class EvaluationCode:
         for _ in range(count):
             if len(rest) <= self.k + 1:
                 break
-            scores = [self.fit(z, sigma, [b for b in rest if b != a], wide)[3] for a in rest]
+            scores = [self.fit(z, sigma, [b for b in rest if b != a], wide, energy=True)[3] for a in rest]
             order.append(rest.pop(int(np.nanargmin(np.nan_to_num(scores, nan=np.inf)))))
         return order
 
@@ -431,7 +432,8 @@ class EvaluationCode:
             with np.errstate(invalid="ignore"):
                 finite &= ~np.any(np.abs(z) > bound, axis=1)
         erased_t = tuple(sorted({int(a) for a in erased} | {int(a) for a in np.flatnonzero(~finite)}))
-        z = np.where(np.isfinite(z), z, 0.0)
+        if not np.all(finite):
+            z = np.where(np.isfinite(z), z, 0.0)
         base = [a for a in range(self.workers) if a not in erased_t]
         capacity = self.capacity(len(erased_t))
         if capacity < 0:
