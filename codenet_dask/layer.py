@@ -309,6 +309,8 @@ class CodedLayer:
         return self._scrub(self.ops)
 
     def _scrub(self, op: int) -> dict:
+        """Scrub, again (new attempt, fresh keys) while something is unrepairable: a soft error in
+        the scrub itself must not cost a rollback; after ``max_attempts`` the report says so."""
         words = self._stored_words()
         if not words:
             return {
@@ -318,15 +320,19 @@ class CodedLayer:
                 "repaired": [],
                 "unrepairable": [],
                 "entries": 0,
+                "realigned": 0,
                 "ok": True,
             }
-        jobs = {w: scrub.ScrubJob(self.name, op, self._index(w), words) for w in self.workers}
-        sp = scrub_plan(self.keys.stem(op), jobs, self.shards, self.hook)
-        handles = self.executor.run(sp.plan, [sp.shards[w] for w in jobs] + [sp.reports[w] for w in jobs])
-        shards_out, reports = handles[: len(jobs)], handles[len(jobs) :]
-        found = scrub.merge_reports(self.executor.gather(reports, f"scrub {self.name}"))
-        self.executor.wait(shards_out, f"scrub {self.name}")
-        self.shards = dict(zip(jobs, shards_out))
+        for attempt in range(self.max_attempts):
+            jobs = {w: scrub.ScrubJob(self.name, op, attempt, self._index(w), words) for w in self.workers}
+            sp = scrub_plan(self.keys.stem(op, attempt), jobs, self.shards, self.hook)
+            handles = self.executor.run(sp.plan, [sp.shards[w] for w in jobs] + [sp.reports[w] for w in jobs])
+            shards_out, reports = handles[: len(jobs)], handles[len(jobs) :]
+            found = scrub.merge_reports(self.executor.gather(reports, f"scrub {self.name}"))
+            self.executor.wait(shards_out, f"scrub {self.name}")
+            self.shards = dict(zip(jobs, shards_out))
+            if found["ok"]:
+                break
         return found
 
     def _stored_words(self) -> tuple[scrub.StoredWord, ...]:

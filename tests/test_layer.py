@@ -248,4 +248,8 @@ def test_a_wrong_update_persists_is_corrected_around_and_scrub_repairs_it(client
     # Damaged or clean, a scrub is the same tasks where the blocks are: syndrome shares, and each
     # worker's decode and repair of its own blocks (no block ever moves).
     steps = [{key_split(t["key"]).split("-upd")[0] for t in stream.data} for stream in (dirty, clean)]
-    assert steps[0] == steps[1] == {"scrub-share", "scrub", "scrub-shard", "scrub-report"}
+    assert (
+        steps[0]
+        == steps[1]
+        == {"scrub-share", "scrub-flag", "scrub-values", "scrub-repair", "scrub-shard", "scrub-report"}
+    )

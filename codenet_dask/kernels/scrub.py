@@ -1,20 +1,30 @@
 """Checking and repairing a layer's resident grid, entry by entry, where the blocks are.
 
 The stored grid is a set of codewords of stored blocks (the block-columns under the row code; for
-replication, each block's copies under a repetition code). Every worker ships its share of each
-codeword's full-resolution syndrome ``sum_a H[:, a] W~_a`` (float64) with the modelled variance of
-its noise per row (the stored values' drift from an exact codeword: encoding and every update round
-each entry once, ``kernels.noise``), and entries it holds that are provably wrong (not finite, or
-beyond the block's rigorously tracked largest magnitude). Every worker then
-decodes every codeword itself (``codes.entrywise``) and corrects its own blocks at the entries
-found wrong, so a stored error is repaired within one scrub, no block moves, and no single task
-decides for the others. An entry beyond what the code can place is reported ``unrepairable``.
+replication, each block's copies under a repetition code). A scrub has two stages, like a product:
+
+1. every worker ships its share of each codeword's full-resolution syndrome ``sum_a H[:, a] W~_a``
+   (float64) with the modelled variance of its noise per row (the stored values' drift from an
+   exact codeword: encoding and every update round each entry once, ``kernels.noise``) and the
+   entries it holds that are provably wrong (not finite, or beyond the block's rigorously tracked
+   largest magnitude); every worker sums the shares and flags the entries whose syndrome exceeds
+   its threshold (:func:`flag_entries`);
+2. every worker sends its blocks' own values at the flagged entries (:func:`values_at`), and each
+   decodes every codeword there from those values (``codes.entrywise``) and corrects its own
+   blocks (:func:`repair_shard`): a wrong share can only flag entries, never change a value.
+
+No block moves and no single task decides for the others. An entry two error patterns explain
+equally well sits at the noise level: its systematic values are kept and its parities re-derived
+from them. An entry beyond what the code can place is reported ``unrepairable`` (the caller
+scrubs again, then rolls back).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -42,6 +52,7 @@ class ScrubJob:
 
     layer: str
     op: int
+    attempt: int
     worker: int
     words: tuple[StoredWord, ...]
 
@@ -50,7 +61,7 @@ class ScrubJob:
 class StoredShare:
     """A worker's share of every codeword's syndrome: ``syndromes[i]`` (``p x rows x cols``), the
     modelled noise variance per row ``variances[i]`` (``p x rows``), a rigorous per-row bound of its
-    own float64 rounding ``rounding[i]``, and its non-finite entries ``erased[(i, position)]``."""
+    own float64 rounding ``rounding[i]``, and its provably wrong entries ``erased[(i, position)]``."""
 
     syndromes: dict[int, np.ndarray]
     variances: dict[int, np.ndarray]
@@ -59,11 +70,30 @@ class StoredShare:
 
 
 @dataclass(frozen=True)
+class StoredValues:
+    """A worker's blocks at the flagged entries of each codeword: per ``(word, position)`` its
+    values there (float64, provably wrong ones 0), their drift variances and which are wrong."""
+
+    values: dict[tuple[int, int], np.ndarray]
+    variances: dict[tuple[int, int], np.ndarray]
+    wrong: dict[tuple[int, int], np.ndarray]
+    #: Per ``(word, position)``: the block's rigorous ``err`` and largest magnitude (a rebuilt
+    #: entry's own bound is made of its sources').
+    bounds: dict[tuple[int, int], tuple[float, float]]
+
+
+@dataclass(frozen=True)
 class ScrubOutcome:
     """A worker's shard after its scrub, and what the scrub found."""
 
     shard: Shard
     report: dict
+
+
+def _provably_wrong(block: CodedBlock, values: np.ndarray) -> np.ndarray:
+    """Not finite, or larger than the block's rigorously tracked largest magnitude."""
+    with np.errstate(invalid="ignore"):
+        return ~(np.abs(values) <= block.max_abs * (1 + 1e-12) + np.finfo(np.float64).tiny)
 
 
 def stored_share(shard: Shard, job: ScrubJob, hook: CorruptionHook) -> StoredShare:
@@ -76,9 +106,7 @@ def stored_share(shard: Shard, job: ScrubJob, hook: CorruptionHook) -> StoredSha
             if block is None:
                 continue
             values = block.values.astype(np.float64)
-            # Provably wrong: not finite, or larger than the block's rigorously tracked magnitude.
-            with np.errstate(invalid="ignore"):
-                bad = np.flatnonzero(~(np.abs(values) <= block.max_abs * (1 + 1e-12) + np.finfo(np.float64).tiny))
+            bad = np.flatnonzero(_provably_wrong(block, values))
             if bad.size:
                 values.flat[bad] = 0.0
                 erased[(i, a)] = bad
@@ -90,66 +118,114 @@ def stored_share(shard: Shard, job: ScrubJob, hook: CorruptionHook) -> StoredSha
             rounding[i] = np.abs(h[:, a])[:, None] * largest[None] + rounding.get(i, 0.0)
         if i in syndromes:
             site = Site("project", job.layer, job.op, (job.worker, i))
-            syndromes[i] = hook.apply(site, syndromes[i], 0)
+            syndromes[i] = hook.apply(site, syndromes[i], job.attempt)
     return StoredShare(syndromes, variances, rounding, erased)
 
 
-def scrub_shard(shard: Shard, shares: Sequence[StoredShare], job: ScrubJob, hook: CorruptionHook) -> ScrubOutcome:
-    """Decode every codeword from all workers' shares; correct this worker's blocks where wrong.
+def flag_entries(shares: Sequence[StoredShare], job: ScrubJob) -> dict[int, np.ndarray]:
+    """Per codeword, the flat entries (of one block) its summed syndrome does not vouch for."""
+    u64 = unit_roundoff(np.float64)
+    flagged: dict[int, np.ndarray] = {}
+    for i, word in enumerate(job.words):
+        parts = [s.syndromes[i] for s in shares if i in s.syndromes]
+        erased = [idx for s in shares for (j, _), idx in s.erased.items() if j == i]
+        loud = np.zeros(0, np.int64)
+        if parts and word.code.p:
+            syndrome = sum(parts[1:], parts[0].copy())
+            variance = sum(s.variances[i] for s in shares if i in s.variances)
+            rows_bound = sum(s.rounding[i] for s in shares if i in s.rounding)
+            rigorous = gamma(len(word.members) + len(parts) + 1, np.float64) * rows_bound
+            tau = noise.LAMBDA * np.sqrt(variance) + rigorous + u64 * np.abs(syndrome).max(axis=2)
+            with np.errstate(invalid="ignore"):
+                loud = np.flatnonzero(~np.all(np.abs(syndrome) <= tau[:, :, None], axis=0).ravel())
+        if loud.size or erased:
+            flagged[i] = np.unique(np.concatenate([loud, *erased]))
+    return flagged
 
-    The report names every block found wrong (``erased``: non-finite entries; ``located``), the
-    ones this worker ``repaired``, and ``unrepairable`` ones (some entry of their codeword is beyond
-    what the code can place: then every block wrong there, or if none could be named, the codeword).
-    """
+
+def values_at(shard: Shard, flagged: dict[int, np.ndarray], job: ScrubJob, hook: CorruptionHook) -> StoredValues:
+    """This worker's stored values at the flagged entries (each through a ``project`` fault site)."""
+    values, variances, wrong, bounds = {}, {}, {}, {}
+    for i, idx in flagged.items():
+        for a, label in enumerate(job.words[i].members):
+            block = shard.get(label)
+            if block is None:
+                continue
+            at = block.values.reshape(-1)[idx].astype(np.float64)
+            at = hook.apply(Site("project", job.layer, job.op, (job.worker, i, a)), at, job.attempt)
+            bad = _provably_wrong(block, at)
+            rows = np.unravel_index(idx, block.shape)[0]
+            drift = noise.block_stats(block, False, block.shape[1], block.dtype).drift
+            values[(i, a)] = np.where(bad, 0.0, at)
+            variances[(i, a)] = drift[rows]
+            wrong[(i, a)] = bad
+            bounds[(i, a)] = (float(block.err), float(block.max_abs))
+    return StoredValues(values, variances, wrong, bounds)
+
+
+def repair_shard(
+    shard: Shard, flagged: dict[int, np.ndarray], gathered: Sequence[StoredValues], job: ScrubJob
+) -> ScrubOutcome:
+    """Decode every flagged entry of every codeword from the blocks' own values; correct this
+    worker's blocks there. The report names every block found wrong (``erased``: provably wrong
+    entries; ``located``), the ones this worker ``repaired``, ``unrepairable`` ones (some entry of
+    their codeword is beyond what the code can place: the blocks wrong there, or if none could be
+    named, the codeword) and the entries ``realigned`` (see the module docstring)."""
     fixed = dict(shard)
     erased_found, located, repaired, unrepairable = set(), set(), set(), set()
     entries = realigned = 0
-    u64 = unit_roundoff(np.float64)
-    for i, word in enumerate(job.words):
-        parts = [s.syndromes[i] for s in shares if i in s.syndromes]
-        if not parts or word.code.p == 0:
+    for i, idx in flagged.items():
+        word = job.words[i]
+        n, k, p = word.code.n, word.code.k, word.code.p
+        found = {
+            key: (g.values[key], g.variances[key], g.wrong[key], g.bounds[key])
+            for g in gathered
+            for key in g.values
+            if key[0] == i
+        }
+        if len(found) != n or any(v[0].shape != idx.shape for v in found.values()):
+            unrepairable |= set(word.members)  # some block's values are missing
             continue
-        syndrome = sum(parts[1:], parts[0].copy())
-        variance = sum(s.variances[i] for s in shares if i in s.variances)
-        rows_bound = sum(s.rounding[i] for s in shares if i in s.rounding)
-        rigorous = gamma(len(word.members) + len(parts) + 1, np.float64) * rows_bound + u64 * np.abs(syndrome).max(
-            axis=2
-        )
-        tau = np.broadcast_to((noise.LAMBDA * np.sqrt(variance) + rigorous)[:, :, None], syndrome.shape)
-        erased = {a: idx for s in shares for (j, a), idx in s.erased.items() if j == i}
-        verdict = decode_entries(word.code, syndrome, tau, erased)
-        if verdict.clean:
+        y = np.stack([found[(i, a)][0] for a in range(n)])
+        variance = np.stack([found[(i, a)][1] for a in range(n)])
+        wrong = {a: np.flatnonzero(found[(i, a)][2]) for a in range(n)}
+        h = word.code.check_matrix
+        tau = noise.LAMBDA * np.sqrt((h**2) @ variance) + gamma(n + 1, np.float64) * (np.abs(h) @ np.abs(y))
+        syndrome = h @ y
+        verdict = decode_entries(word.code, syndrome, tau, wrong) if p else None
+        if verdict is None or verdict.clean:
             continue
         entries += int(verdict.entries.size)
-        for a, label in enumerate(word.members):
-            if verdict.bad[a].any():
-                (erased_found if a in erased else located).add(label)
-        # An entry two error patterns explain equally well sits at the noise level: its systematic
-        # values are kept and its parities re-derived from them (with H = [A, -I], parity q gains
-        # syndrome q), so the grid is a codeword there again; beyond capacity it is unrepairable.
-        realign = verdict.failed & verdict.ambiguous & (word.code.k < word.code.n)
+        realign = verdict.failed & verdict.ambiguous & (k < n)
         if realign.any():
-            for q in range(word.code.p):
-                verdict.bad[word.code.k + q, realign] = True
-                verdict.errors[word.code.k + q, realign] = -syndrome.reshape(word.code.p, -1)[
-                    q, verdict.entries[realign]
-                ]
+            verdict.bad[k:, realign] = True
+            verdict.errors[k:, realign] = -syndrome[:, verdict.entries[realign]]  # H = [A, -I]
             realigned += int(realign.sum())
         failed = verdict.failed & ~realign
-        if failed.any():
-            named = {word.members[a] for a in range(word.code.n) if (verdict.bad[a] & failed).any()}
-            unrepairable |= named or set(word.members)
-        good = ~failed
         for a, label in enumerate(word.members):
-            hits = verdict.bad[a] & good
+            if (verdict.bad[a] & ~realign).any():
+                (erased_found if wrong[a].size else located).add(label)
+        if failed.any():
+            named = {word.members[a] for a in range(n) if (verdict.bad[a] & failed).any()}
+            unrepairable |= named or set(word.members)
+        # A rebuilt entry is as far from the exact codeword as its sources, times the rebuild's gain,
+        # plus its rounding to the stored dtype: the rigorous ``err`` a repaired block keeps.
+        worst_err = max(found[(i, a)][3][0] for a in range(n))
+        largest = max(found[(i, a)][3][1] for a in range(n))
+        gain = rebuild_gain(word.code)
+        for a, label in enumerate(word.members):
+            hits = verdict.bad[a] & ~failed
             if label not in fixed or not hits.any():
                 continue
             block = fixed[label]
-            values = block.values.astype(np.float64)  # a copy: the old shard may still be read
-            flat = values.reshape(-1)
-            flat[erased.get(a, [])] = 0.0  # left out of the syndrome: its error is minus its true value
-            flat[verdict.entries[hits]] -= verdict.errors[a, hits]
-            fixed[label] = CodedBlock.from_values(values.astype(block.dtype), block.err, block.updates)
+            err = max(block.err, gain * worst_err + (gain + 1) * unit_roundoff(block.dtype) * largest)
+            values = block.values.copy()  # the old shard may still be read
+            # The entry becomes the rebuilt value (what was read, minus its error), whatever was
+            # stored: a value corrupted on its way here is rebuilt too, and stays what it was.
+            values.reshape(-1)[idx[verdict.entries[hits]]] = (
+                y[a, verdict.entries[hits]] - verdict.errors[a, hits]
+            ).astype(block.dtype)
+            fixed[label] = CodedBlock.from_values(values, err, block.updates)
             repaired.add(label)
     report = {
         "checked": len({label for word in job.words for label in word.members}),
@@ -166,6 +242,18 @@ def scrub_shard(shard: Shard, shares: Sequence[StoredShare], job: ScrubJob, hook
     return ScrubOutcome(fixed, report)
 
 
+@lru_cache(maxsize=256)
+def rebuild_gain(code: SystematicMDSCode) -> float:
+    """The largest 1-norm of a row of any rebuild matrix the decoder may use (up to ``p`` positions
+    rebuilt from the rest): how much a rebuilt entry can amplify its sources' errors."""
+    gain = 1.0
+    for size in range(1, code.p + 1):
+        for wanted in itertools.combinations(range(code.n), size):
+            known = [a for a in range(code.n) if a not in wanted]
+            gain = max(gain, float(np.abs(code.rebuild_matrix(known, list(wanted))).sum(axis=1).max()))
+    return gain
+
+
 def merge_reports(reports: Sequence[dict]) -> dict:
     """One report of a scrub from every worker's: the union of what they found and repaired."""
     merged = {
@@ -175,7 +263,7 @@ def merge_reports(reports: Sequence[dict]) -> dict:
     out: dict = {key: [list(k) for k in value] for key, value in merged.items()}
     out["checked"] = max((r["checked"] for r in reports), default=0)
     out["entries"] = max((r["entries"] for r in reports), default=0)
-    out["realigned"] = max((r.get("realigned", 0) for r in reports), default=0)
+    out["realigned"] = max((r["realigned"] for r in reports), default=0)
     out["ok"] = not out["unrepairable"]
     return out
 

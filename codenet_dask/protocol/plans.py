@@ -372,16 +372,27 @@ class ScrubPlan:
 def scrub_plan(
     name: str, jobs: Mapping[str, scrub.ScrubJob], shard_refs: Mapping[str, Arg], hook: CorruptionHook
 ) -> ScrubPlan:
-    """Every worker ships its share of the stored grid's syndromes, then decodes every codeword and
-    corrects its own blocks (no block moves; no single task decides for the others)."""
+    """Every worker ships its share of the stored grid's syndromes and flags the entries they do
+    not vouch for; then every worker sends its values there and corrects its own blocks from
+    everyone's values (no block moves; no single task decides for the others)."""
     plan = Plan()
     shares = [
         plan.add((f"scrub-share-{name}", job.worker), scrub.stored_share, shard_refs[w], job, hook, worker=w)
         for w, job in jobs.items()
     ]
+    flagged = {
+        w: plan.add((f"scrub-flag-{name}", job.worker), scrub.flag_entries, shares, job, worker=w)
+        for w, job in jobs.items()
+    }
+    values = [
+        plan.add((f"scrub-values-{name}", job.worker), scrub.values_at, shard_refs[w], flagged[w], job, hook, worker=w)
+        for w, job in jobs.items()
+    ]
     shards_out, reports = {}, {}
     for w, job in jobs.items():
-        outcome = plan.add((f"scrub-{name}", job.worker), scrub.scrub_shard, shard_refs[w], shares, job, hook, worker=w)
+        outcome = plan.add(
+            (f"scrub-repair-{name}", job.worker), scrub.repair_shard, shard_refs[w], flagged[w], values, job, worker=w
+        )
         shards_out[w] = plan.add((f"scrub-shard-{name}", job.worker), scrub.shard_of, outcome, worker=w)
         reports[w] = plan.add((f"scrub-report-{name}", job.worker), scrub.report_of, outcome, worker=w)
     return ScrubPlan(plan, shards_out, reports)
