@@ -324,7 +324,8 @@ class CodedLayer:
                 "ok": True,
             }
         for attempt in range(self.max_attempts):
-            jobs = {w: scrub.ScrubJob(self.name, op, attempt, self._index(w), words) for w in self.workers}
+            grid = self.code if self.code.pr and len(next(iter(self.placement))) == 2 else None
+            jobs = {w: scrub.ScrubJob(self.name, op, attempt, self._index(w), words, grid) for w in self.workers}
             sp = scrub_plan(self.keys.stem(op, attempt), jobs, self.shards, self.hook)
             handles = self.executor.run(sp.plan, [sp.shards[w] for w in jobs] + [sp.reports[w] for w in jobs])
             shards_out, reports = handles[: len(jobs)], handles[len(jobs) :]

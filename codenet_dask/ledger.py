@@ -147,22 +147,18 @@ class FaultLedger:
 
 
 def _weight_matcher(site: Site) -> Callable[..., bool]:
-    """Which stored blocks a weight fault can have spoilt, as a predicate on block labels.
+    """Which stored block a weight fault can have spoilt, as a predicate on block labels.
 
-    Encode and update sites name one block, ``(a, b)`` or replica ``(a, b, r)``. An update's factor
-    pieces are activated and encoded once per worker and copy (sites ``(side, index, worker)``, or
-    ``(side, index, worker, r)`` for replica r; side 0 for the row factor D~, 1 for the column
-    factor X~): a fault there spoils that worker's blocks (of copy r) of block-row (or -column)
-    ``index``.
+    Encode and update sites name one block, ``(a, b)`` or replica ``(a, b, r)``; an update's factor
+    pieces are activated and encoded by every block for itself (sites ``(side, index, *label)``).
+    With ``coords=True`` the predicate takes a systematic block coordinate (the judge's) and
+    matches any replica of it.
     """
-    if site.op > 0 and site.step in ("activation", "encode"):
-        side, index, copy = site.block[0], site.block[1], tuple(site.block[3:])
-        return lambda label, coords=False: label[side] == index and (coords or tuple(label[2:]) == copy)
-    own = tuple(site.block)
+    own = tuple(site.block[2:]) if site.op > 0 and site.step in ("activation", "encode") else tuple(site.block)
 
     def matches(label: tuple[int, ...], coords: bool = False) -> bool:
-        if coords:  # a systematic block coordinate (the judge's): any replica of it
+        if coords:
             return tuple(label) == own[:2]
-        return label == own or (len(own) == 2 and label == (*own, 0))
+        return tuple(label) == own or (len(own) == 2 and tuple(label) == (*own, 0))
 
     return matches

@@ -28,7 +28,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..codes import SystematicMDSCode, gamma, unit_roundoff
+from ..codes import ProductCode, SystematicMDSCode, gamma, unit_roundoff
 from ..codes.entrywise import decode_entries
 from ..faults.hook import CorruptionHook, Site
 from . import noise
@@ -55,6 +55,9 @@ class ScrubJob:
     attempt: int
     worker: int
     words: tuple[StoredWord, ...]
+    #: The product code when ``words`` are a coded grid's block-columns (parity re-derivation at
+    #: noise-level entries then covers the whole slice of the grid at that entry).
+    grid: ProductCode | None = None
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,9 @@ def flag_entries(shares: Sequence[StoredShare], job: ScrubJob) -> dict[int, np.n
                 loud = np.flatnonzero(~np.all(np.abs(syndrome) <= tau[:, :, None], axis=0).ravel())
         if loud.size or erased:
             flagged[i] = np.unique(np.concatenate([loud, *erased]))
+    if job.grid is not None and flagged:  # a grid's slices: every block at every flagged entry
+        union = np.unique(np.concatenate(list(flagged.values())))
+        flagged = dict.fromkeys(range(len(job.words)), union)
     return flagged
 
 
@@ -174,6 +180,8 @@ def repair_shard(
     fixed = dict(shard)
     erased_found, located, repaired, unrepairable = set(), set(), set(), set()
     entries = realigned = 0
+    noise_level: set[int] = set()  # positions (into a grid's flagged entries) to re-derive
+    gathered_values: dict[tuple[int, int], np.ndarray] = {key: g.values[key] for g in gathered for key in g.values}
     for i, idx in flagged.items():
         word = job.words[i]
         n, k, p = word.code.n, word.code.k, word.code.p
@@ -197,10 +205,12 @@ def repair_shard(
             continue
         entries += int(verdict.entries.size)
         realign = verdict.failed & verdict.ambiguous & (k < n)
-        if realign.any():
+        if realign.any() and job.grid is not None:
+            noise_level.update(int(e) for e in verdict.entries[realign])  # re-derived below, whole slice
+        elif realign.any():
             verdict.bad[k:, realign] = True
             verdict.errors[k:, realign] = -syndrome[:, verdict.entries[realign]]  # H = [A, -I]
-            realigned += int(realign.sum())
+        realigned += int(realign.sum())
         failed = verdict.failed & ~realign
         for a, label in enumerate(word.members):
             if (verdict.bad[a] & ~realign).any():
@@ -227,6 +237,8 @@ def repair_shard(
             ).astype(block.dtype)
             fixed[label] = CodedBlock.from_values(values, err, block.updates)
             repaired.add(label)
+    if noise_level and job.grid is not None:
+        _rederive(fixed, job, next(iter(flagged.values())), sorted(noise_level), gathered_values, repaired)
     report = {
         "checked": len({label for word in job.words for label in word.members}),
         "erased": sorted(list(k) for k in erased_found),
@@ -240,6 +252,40 @@ def repair_shard(
     if report["ok"]:  # every block verified: its bookkeeping may be measured again from its values
         fixed = {label: CodedBlock.from_values(b.values, b.err, b.updates) for label, b in fixed.items()}
     return ScrubOutcome(fixed, report)
+
+
+def _rederive(
+    fixed: Shard,
+    job: ScrubJob,
+    union: np.ndarray,
+    positions: list[int],
+    values: dict[tuple[int, int], np.ndarray],
+    repaired: set,
+) -> None:
+    """At entries whose syndrome sits at the noise level but fits no unique error: every parity
+    block of the grid (parity rows, parity columns, corners) re-derived there from the systematic
+    values, so the grid is a codeword at those entries in both directions (re-deriving the parities
+    of one direction only would move the other's away from a codeword)."""
+    code = job.grid
+    assert code is not None
+    kr, kc = code.kr, code.kc
+    nr, nc = code.coded_shape
+    at = np.asarray(positions)
+    # values are keyed (word = block-column j, position = block-row a)
+    sys = np.stack([np.stack([values[(j, a)][at] for j in range(kc)]) for a in range(kr)])  # kr x kc x e
+    a_row, a_col = code.row_code.parity_matrix, code.col_code.parity_matrix  # pr x kr, pc x kc
+    parity_cols = np.einsum("qb,abe->aqe", a_col, sys)  # kr x pc x e
+    full = np.zeros((nr, nc, at.size))
+    full[:kr, :kc] = sys
+    full[:kr, kc:] = parity_cols
+    full[kr:, :] = np.einsum("qa,abe->qbe", a_row, full[:kr, :])
+    flat = union[at]
+    for (a, b), block in list(fixed.items()):
+        if (a >= kr or b >= kc) and len((a, b)) == 2:
+            new = block.values.copy()
+            new.reshape(-1)[flat] = full[a, b].astype(block.dtype)
+            fixed[(a, b)] = CodedBlock.from_values(new, block.err, block.updates)
+            repaired.add((a, b))
 
 
 @lru_cache(maxsize=256)

@@ -161,15 +161,15 @@ def shard_products(shard: Shard, operand: Sequence[np.ndarray], job: ProductJob,
     """
     results: dict[Label, np.ndarray] = {}
     stats: dict[Label, tuple[BlockStats, PieceStats, np.ndarray | None]] = {}
-    plain: dict[int, tuple[np.ndarray, PieceStats | None]] = {}
+    plain: dict[int, tuple[np.ndarray, np.ndarray, PieceStats | None]] = {}
     sums: dict[tuple[int, int], np.ndarray] = {}
     variances: dict[int, np.ndarray] = {}
     erased: dict[tuple[int, int], list[np.ndarray]] = {}
     dtype = None
     for member in job.members:
-        piece, piece_stats = plain.get(member.piece) or _input(job, operand, member, hook)
+        piece, clean, piece_stats = plain.get(member.piece) or _input(job, operand, member, hook)
         if job.operand.plain:
-            plain[member.piece] = (piece, piece_stats)
+            plain[member.piece] = (piece, clean, piece_stats)
         block = shard[member.label]
         weights = block.values.T if job.transpose else block.values
         site = Site(f"block-{job.step}", job.layer, job.op, member.label)
@@ -183,7 +183,7 @@ def shard_products(shard: Shard, operand: Sequence[np.ndarray], job: ProductJob,
             sums[key] = values.astype(np.float64) if total is None else total + values
             continue
         block_stats = noise.block_stats(block, job.transpose, piece.shape[0], values.dtype)
-        spread = noise.exact_spread(weights, piece)
+        spread = noise.exact_spread(weights, clean)
         stats[member.label] = (block_stats, piece_stats, spread)
         contribution, wrong = noise.screen(values, block_stats, piece_stats)
         if wrong.size:
@@ -220,12 +220,12 @@ def shard_products(shard: Shard, operand: Sequence[np.ndarray], job: ProductJob,
 
 def _input(
     job: ProductJob, operand: Sequence[np.ndarray], member: Member, hook: CorruptionHook
-) -> tuple[np.ndarray, PieceStats | None]:
-    """Input piece ``member.piece`` as this block sees it, with the column statistics its check needs
-    (of the piece as computed: see ``OperandSpec.pieces``)."""
+) -> tuple[np.ndarray, np.ndarray, PieceStats | None]:
+    """Input piece ``member.piece`` as this block sees it, as computed, and the column statistics
+    its check needs (of the piece as computed: see ``OperandSpec.pieces``)."""
     site = Site("activation", job.layer, job.op, member.label)
     clean, piece = job.operand.pieces(operand, member.piece, hook, site, job.attempt)
-    return piece, (PieceStats.of(clean) if job.checked else None)
+    return piece, clean, (PieceStats.of(clean) if job.checked else None)
 
 
 def summary_of(products: ShardProducts) -> ShardSummary:
@@ -476,68 +476,57 @@ def update_shard(
 ) -> Shard:
     """Every block of this worker updated with its encoded factors; the layer is never re-encoded.
 
-    Factor pieces are activated and encoded once per worker and copy (a fault there spoils this
-    worker's blocks of one block-row or -column, one per codeword of the other direction:
-    products correct around them and a scrub rebuilds them). Replicas of one block get factors
-    of their own: two replicas on one worker must not share a fault, or a majority could be wrong.
+    Every block activates and encodes its own factor pieces (fault sites ``(side, index, *label)``):
+    a fault there spoils that one block, one position of each of its codewords, which products
+    correct around and a scrub rebuilds. (Factors shared by a worker's blocks would spoil them all
+    alike, and a codeword held by one worker would stay a codeword, of wrong weights.)
 
     The update *consumes* ``shard``: blocks are overwritten in place, which saves a copy pass and
     half the memory. That is safe because nothing reads a shard after its update: a step's
     products are accepted before its update is submitted, a rollback restores from the store, and
     the shard is pinned to this worker, so Dask never re-runs this task on it.
     """
-    by_copy: dict[tuple[int, ...], list[Label]] = {}
-    for label in job.labels:
-        by_copy.setdefault(tuple(label[2:]), []).append(label)  # (): a coded block; (r,): replica r
     updated = dict(shard)
-    for copy, labels in by_copy.items():
-        d_factors = _factors(delta, job.delta, {lab[0] for lab in labels}, job.kr, job.row_parity, (0, copy), job, hook)
-        x_factors = _factors(
-            inputs, job.inputs, {lab[1] for lab in labels}, job.kc, job.col_parity, (1, copy), job, hook
-        )
-        for label in labels:
-            block = apply_update(shard[label], d_factors[label[0]], x_factors[label[1]], job.lr, in_place=True)
-            updated[label] = replace(
-                block, values=hook.apply(Site("update", job.layer, job.op, label), block.values, 0)
-            )
+    for label in job.labels:
+        d = _factor(delta, job.delta, label[0], job.kr, job.row_parity, (0, label), job, hook)
+        x = _factor(inputs, job.inputs, label[1], job.kc, job.col_parity, (1, label), job, hook)
+        block = apply_update(shard[label], d, x, job.lr, in_place=True)
+        updated[label] = replace(block, values=hook.apply(Site("update", job.layer, job.op, label), block.values, 0))
     return updated
 
 
-def _factors(
+def _factor(
     data: Sequence[np.ndarray],
     spec: OperandSpec,
-    wanted: set[int],
+    index: int,
     k: int,
     parity: np.ndarray,
-    where: tuple[int, tuple[int, ...]],
+    where: tuple[int, Label],
     job: UpdateJob,
     hook: CorruptionHook,
-) -> dict[int, Factor]:
-    """The factor pieces this worker needs: systematic ones as they are, parity ones encoded.
+) -> Factor:
+    """One block's factor piece ``index``: a systematic piece as it is, a parity one encoded.
 
-    ``where`` is (side, copy): side 0 is the row factor D~, 1 the column factor X~; fault sites
-    read ``(side, index, worker, *copy)``.
+    ``where`` is (side, block label): side 0 is the row factor D~, 1 the column factor X~. Values
+    are as used (faults included), statistics of the values as computed (``OperandSpec.pieces``).
     """
-    side, copy = where
-    needed = set(range(k)) if any(i >= k for i in wanted) else wanted
-    both = {
-        i: spec.pieces(data, i, hook, Site("activation", job.layer, job.op, (side, i, job.worker, *copy)), 0)
-        for i in sorted(needed)
-    }
-    # Values as used (faults included); statistics of the values as computed (see OperandSpec.pieces).
-    factors = {i: replace(Factor.of(both[i][0]), values=both[i][1]) for i in wanted if i < k}
-    parity_rows = sorted(i for i in wanted if i >= k)
-    if parity_rows:
-        clean = np.stack([both[i][0] for i in range(k)])  # k x rows x B
-        used = np.stack([both[i][1] for i in range(k)])
-        maxima = np.array([float(np.max(np.abs(both[i][0]), initial=0.0)) for i in range(k)])
-        for q in parity_rows:
-            coeffs = parity[q - k].astype(used.dtype)
-            err = encoding_error(k, float(np.abs(parity[q - k]) @ maxima), used.dtype)
-            site = Site("encode", job.layer, job.op, (side, q, job.worker, *copy))
-            values = hook.apply(site, np.tensordot(coeffs, used, axes=1), 0)
-            factors[q] = replace(Factor.of(np.tensordot(coeffs, clean, axes=1), err), values=values)
-    return factors
+    side, label = where
+
+    def piece(i: int) -> tuple[np.ndarray, np.ndarray]:
+        return spec.pieces(data, i, hook, Site("activation", job.layer, job.op, (side, i, *label)), 0)
+
+    if index < k:
+        clean, used = piece(index)
+        return replace(Factor.of(clean), values=used)
+    both = [piece(i) for i in range(k)]
+    clean = np.stack([c for c, _ in both])  # k x rows x B
+    used = np.stack([u for _, u in both])
+    coeffs = parity[index - k]
+    maxima = np.array([float(np.max(np.abs(c), initial=0.0)) for c, _ in both])
+    err = encoding_error(k, float(np.abs(coeffs) @ maxima), used.dtype)
+    site = Site("encode", job.layer, job.op, (side, index, *label))
+    values = hook.apply(site, np.tensordot(coeffs.astype(used.dtype), used, axes=1), 0)
+    return replace(Factor.of(np.tensordot(coeffs.astype(used.dtype), clean, axes=1), err), values=values)
 
 
 def assemble(labels: Sequence[Label], blocks: Sequence[CodedBlock]) -> Shard:
