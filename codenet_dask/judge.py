@@ -1,9 +1,10 @@
 """The independent judge: is an accepted result right, whatever the checks said?
 
 A result is right when it matches the same computation done fault-free in higher precision
-(float64 for a float32 run, ``np.longdouble`` for a float64 one: ``higher``) within ``FACTOR`` (20) times that computation's own error in the working dtype
-(never less than one unit roundoff of the result's magnitude, so an exactly representable clean
-result does not make the standard zero). The judge knows nothing of codes, thresholds or reports:
+(float64 for a float32 run, ``np.longdouble`` for a float64 one: ``higher``) within ``FACTOR``
+(20) times that computation's own error in the working dtype (never less than one unit roundoff
+of the result's magnitude, so an exactly representable clean result does not make the standard
+zero). The judge knows nothing of codes, thresholds or reports:
 
 - the weights: a long-double shadow of the systematic weights follows every accepted update
   (``W -= lr D X^T`` with the accepted factors) beside a fault-free twin in the working dtype; the

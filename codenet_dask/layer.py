@@ -38,6 +38,7 @@ from .protocol.plans import (
     assemble_plan,
     copies_plan,
     encode_plan,
+    parity_sources,
     scrub_plan,
     second_round_plan,
     sharded_product_plan,
@@ -179,10 +180,13 @@ class CodedLayer:
         plan = Plan()
         cells = {(i, j): owners[(i, j)] for i in range(code.kr) for j in range(code.kc)}
         key = f"encode-{keys.stem()}"
-        pieces = scatter_pieces(executor, weights, (bh, bw), cells)
-        systematic = systematic_plan(pieces, cells, hook, name, key, plan)
+        needs = {(w, label) for label, w in cells.items()}
+        for coord, (sources, _) in parity_sources(code).items():
+            needs |= {(owners[coord], s) for s in sources}
+        pieces = scatter_pieces(executor, weights, (bh, bw), needs)
+        systematic = systematic_plan({c: pieces[(w, c)] for c, w in cells.items()}, cells, hook, name, key, plan)
         parity_blocks = encode_plan(
-            name, code, lambda i, j: systematic[(i, j)], lambda a, b: owners[(a, b)], hook, key, plan
+            name, code, lambda s, coord: pieces[(owners[coord], s)], lambda a, b: owners[(a, b)], hook, key, plan
         )
         layer = cls(
             executor,
@@ -584,17 +588,19 @@ def holders(order: list[str], placement: dict) -> list[str]:
 
 
 def scatter_pieces(
-    executor: Executor, weights: np.ndarray, block_shape: tuple[int, int], owners: dict[Label, str]
-) -> dict[Label, Handle]:
-    """Piece ``(i, j, ...)`` of ``weights`` (zero-padded to whole blocks) put straight on its owner.
+    executor: Executor, weights: np.ndarray, block_shape: tuple[int, int], needs: set[tuple[str, Label]]
+) -> dict[tuple[str, Label], Handle]:
+    """Piece ``(i, j, ...)`` of ``weights`` (zero-padded to whole blocks) put straight on every
+    worker that needs it: ``needs`` holds (worker, label) pairs, the result their handles.
 
     (Data inside a task graph would pass through the scheduler, and large graphs are slow there.)
     """
     bh, bw = block_shape
-    pieces: dict[Label, Handle] = {}
-    for w in sorted(set(owners.values())):
-        mine = sorted(label for label in owners if owners[label] == w)
-        pieces.update(zip(mine, executor.scatter([_padded_piece(weights, lab[0], lab[1], bh, bw) for lab in mine], w)))
+    pieces: dict[tuple[str, Label], Handle] = {}
+    for w in sorted({w for w, _ in needs}):
+        mine = sorted(label for worker, label in needs if worker == w)
+        placed = executor.scatter([_padded_piece(weights, lab[0], lab[1], bh, bw) for lab in mine], w)
+        pieces.update(((w, lab), handle) for lab, handle in zip(mine, placed))
     return pieces
 
 

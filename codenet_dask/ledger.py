@@ -101,30 +101,48 @@ class FaultLedger:
         if verdict is not None and not verdict.correct:
             return "undetected"
         found = report.detected_by_attempt.get(fault.attempt, [])
-        return "corrected" if tuple(fault.site.block) in found else "benign"
+        # A block's own site names it; a projection site names (worker, kind, ...): kind 1 is one
+        # block's values sent to the second round, (worker, 1, *label).
+        block = tuple(fault.site.block)
+        if fault.site.step == "project":
+            block = block[2:] if block[1:2] == (1,) else ()
+        return "corrected" if block in found else "benign"
 
     def _judged_weights(self, site: Site) -> Outcome:
-        """A fault in stored weights (encode, update and its factors): undetected if the judge still
-        found its blocks wrong at the next checkpoint, or a product using them wrong meanwhile;
-        corrected if its blocks were wrong and then repaired in time (or the system rebuilt or
-        corrected around them); benign if they never were wrong by the standard."""
+        """A fault in stored weights (encode, update and its factors), judged over its own window:
+        from its operation to the next weight fault on the same block (after that, what the judge
+        sees is the later fault's). Undetected if the judge found its block wrong at a checkpoint in
+        the window, or a product of the layer wrong while the block was; corrected if the block was
+        wrong and then repaired (or the system rebuilt or corrected around it); benign if it never
+        was wrong by the standard."""
         assert self.judge is not None
         matches = _weight_matcher(site)
-        first, kept = self.judge.weights_wrong_after(site.layer, site.op)
-        hit = {c for c in first if matches(c, coords=True)}
-        if hit and (kept is None or any(matches(c, coords=True) for c in kept)):
-            return "undetected"
-        repaired = any(op >= site.op and matches(tuple(c)) for op, c in self.repairs.get(site.layer, []))
+        later = [
+            f.site.op
+            for f in self.injected
+            if f.site.layer == site.layer
+            and f.site.op > site.op
+            and f.site.step in _WEIGHT_STEPS
+            and any(matches(c, coords=True) for c in _coords(f.site))
+        ]
+        end = min(later, default=float("inf"))
+        checks = [(op, kept, wrong) for op, kept, wrong in self.judge.checks.get(site.layer, []) if site.op <= op < end]
+        hit = [any(matches(c, coords=True) for c in wrong) for _, _, wrong in checks]
+        if hit and hit[0]:
+            kept_wrong = any(kept and h for (_, kept, _), h in zip(checks, hit))
+            until = next((op for (op, _, _), h in zip(checks, hit) if not h), end)
+            wrong_use = any(
+                not v.correct
+                for (layer, op), v in self.judge.products.items()
+                if layer == site.layer and site.op < op < until
+            )
+            return "undetected" if kept_wrong or wrong_use else "corrected"
+        repaired = any(site.op <= op < end and matches(tuple(c)) for op, c in self.repairs.get(site.layer, []))
         detected = any(
             any(matches(tuple(d)) for d in r.detected)
             for (layer, op), r in self.products.items()
-            if layer == site.layer and op > site.op
+            if layer == site.layer and site.op < op < end
         )
-        if hit:
-            wrong_use = any(
-                not v.correct for (layer, op), v in self.judge.products.items() if layer == site.layer and op > site.op
-            )
-            return "undetected" if wrong_use else "corrected"
         return "corrected" if repaired or detected else "benign"
 
     def _weight_fault_handled(self, site: Site) -> bool:
@@ -144,6 +162,15 @@ class FaultLedger:
         """Counts per class; they add up to ``injected``."""
         counts = Counter(outcome for _, outcome in self.outcomes())
         return {"injected": len(self.injected), **{k: counts.get(k, 0) for k in OUTCOMES}}
+
+
+_WEIGHT_STEPS = ("encode", "update", "activation")
+
+
+def _coords(site: Site) -> list[tuple[int, ...]]:
+    """The systematic block coordinates a weight fault names (its block, or a factor's block)."""
+    own = tuple(site.block[2:]) if site.op > 0 and site.step in ("activation", "encode") else tuple(site.block)
+    return [own[:2]]
 
 
 def _weight_matcher(site: Site) -> Callable[..., bool]:

@@ -87,7 +87,7 @@ def matmul(
                 (f"encode-{key_layer}", i, j), encode.systematic_block, (a_p.name, i, j), hook, site, 0
             )
     parity_blocks = encode_plan(
-        layer, code, lambda i, j: systematic[(i, j)], lambda *_: None, hook, f"encode-{key_layer}", plan
+        layer, code, lambda s, _: (a_p.name, *s), lambda *_: None, hook, f"encode-{key_layer}", plan
     )
     grid_refs = {**systematic, **parity_blocks}
     pieces = {}

@@ -131,8 +131,14 @@ class ReplicatedLayer(CodedLayer):
         sources = {label: self.shards[self.placement[label[:2]]] for label in placement if label not in fresh}
         copies = replica_plan(sources, placement, self.hook, self.name, key, plan)
         if weights is not None:
-            pieces = scatter_pieces(self.executor, weights, self.block_shape, fresh)
-            copies.update(systematic_plan(pieces, fresh, self.hook, self.name, key, plan))
+            pieces = scatter_pieces(
+                self.executor, weights, self.block_shape, {(w, label) for label, w in fresh.items()}
+            )
+            copies.update(
+                systematic_plan(
+                    {lab: pieces[(w, lab)] for lab, w in fresh.items()}, fresh, self.hook, self.name, key, plan
+                )
+            )
         self.replicas, self.placement = replicas, placement
         self.workers = holders(addresses, placement)
         self._assemble(copies, plan)

@@ -58,12 +58,19 @@ html_theme_options = {
 README_ANCHORS = {
     "performance-codenet-dask-bench": "guide/performance",
     "hpc-slurmpbs": "guide/hpc",
+    "the-store-coded-weights-on-disk": "guide/store",
+    "resume-after-a-crash-or-a-walltime---resume-store": (
+        "guide/training#resume-after-a-crash-or-a-walltime---resume-store"
+    ),
 }
+#: A README link to a file of the repository (not a page, not the web, not an anchor).
+REPOSITORY_FILE_LINK = re.compile(r"(?<!!)\[([^\]]+)\]\((?!https?:|#|/)[^)]+\)")
 
 
 def _readme_for_the_site(app, relative_path: Path, parent_docname: str, content: list[str]) -> None:
     """Make README text read right inside docs/: its ``docs/...`` paths are relative to this
-    folder here (a leading ``/`` is the source folder), and its in-page anchors are other pages."""
+    folder here (a leading ``/`` is the source folder), its in-page anchors are other pages, and
+    its links to repository files (scripts, workflows) are their names: the site has no copy."""
     if relative_path.name != "README.md":
         return
     text = content[0].replace("](docs/", "](/")
@@ -72,9 +79,11 @@ def _readme_for_the_site(app, relative_path: Path, parent_docname: str, content:
         slug = match.group(1)
         if slug not in README_ANCHORS:
             return match.group(0)  # left to MyST, which warns about a missing target (-W fails)
-        return f"](/{README_ANCHORS[slug]}.md)"
+        document, _, anchor = README_ANCHORS[slug].partition("#")
+        return f"](/{document}.md{'#' + anchor if anchor else ''})"
 
-    content[0] = re.sub(r"\]\(#([a-z0-9-]+)\)", page, text)
+    text = re.sub(r"\]\(#([a-z0-9-]+)\)", page, text)
+    content[0] = REPOSITORY_FILE_LINK.sub(r"\1", text)
 
 
 def setup(app):

@@ -203,7 +203,7 @@ class PolyDotCheck:
 
     ``erased``: positions known bad before decoding (missing or non-finite); ``located``: wrong
     positions found from the results; ``ambiguous``: two error patterns within capacity explain the
-    results (then ``status`` is uncorrectable: recompute). ``excess``: largest |syndrome| /
+    results (then ``status`` is uncorrectable: recompute). ``excess``: largest ``|syndrome|`` /
     threshold of the error-free hypothesis (> 1 means something is wrong). ``search``: how the
     located pattern was found and shown unique — "exhaustive" (every pattern of its size tried) or
     "algebraic" (peeling/Prony candidates, unique by the distance argument in the module notes).

@@ -3,9 +3,10 @@
 Workers are names ("0", "1", ...) whose values live in :class:`Cell` handles; a task runs with its
 worker set as the fault injector's current worker (``faults.context``) and BLAS on one thread, as
 on a Dask worker, so a plan gives the same bits here as on a cluster. Values are shared between
-the tasks of one worker and copied whenever they cross to another worker, from the client or back
-to it, as Dask's serialisation does (a kernel that updates a block in place relies on that). A key
-run twice is an error here (Dask would silently reuse the first value). No Dask: this is what the tests and Monte Carlo
+the tasks of one worker; a shard (the one value a kernel writes to: ``update_shard`` updates its
+blocks in place) is copied whenever it crosses to another worker, and every value is copied from
+the client and back to it, as Dask's serialisation would. A key run twice is an error here (Dask
+would silently reuse the first value). No Dask: this is what the tests and Monte Carlo
 runs hold the Dask executor against, and what runs many thousands of seeded steps in CI time.
 """
 
@@ -37,6 +38,12 @@ class Cell:
 
 #: Found once: inspecting the loaded BLAS libraries costs ~0.3 ms, a limit on a known one ~2 us.
 _THREADPOOLS = ThreadpoolController()
+
+
+def _crossed(value: Any) -> Any:
+    """A value as another worker receives it: shards (dicts of blocks) copied, the rest (never
+    written to by a kernel) as they are."""
+    return copy.deepcopy(value) if isinstance(value, dict) else value
 
 
 class LocalExecutor:
@@ -94,7 +101,7 @@ class LocalExecutor:
         if isinstance(args, (Ref, Cell)):
             cell = cells[args.key] if isinstance(args, Ref) else args
             value = self._value(cell)
-            return value if worker is not None and cell.worker == worker else copy.deepcopy(value)
+            return value if worker is not None and cell.worker == worker else _crossed(value)
         if isinstance(args, list):
             return [self._resolve(a, cells, worker) for a in args]
         if isinstance(args, tuple):

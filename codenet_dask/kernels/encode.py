@@ -19,14 +19,19 @@ from .blocks import CodedBlock, encoding_error
 
 
 def encode_parity(
-    sources: Sequence[CodedBlock], coeffs: np.ndarray, hook: CorruptionHook, site: Site, attempt: int
+    sources: Sequence[np.ndarray], coeffs: np.ndarray, hook: CorruptionHook, site: Site, attempt: int
 ) -> CodedBlock:
-    """A parity block ``sum_i coeffs[i] * sources[i]`` with its encoding-error bound."""
-    dtype = sources[0].dtype
-    values = sum(dtype.type(c) * s.values for c, s in zip(coeffs, sources))
-    abs_max = float(sum(abs(c) * s.max_abs for c, s in zip(coeffs, sources)))
-    err = encoding_error(len(sources), abs_max, dtype) + float(sum(abs(c) * s.err for c, s in zip(coeffs, sources)))
-    return stored(CodedBlock.from_values(np.asarray(values), err), hook, site, attempt)
+    """A parity block ``sum_i coeffs[i] * sources[i]`` of the user's weight pieces, with its
+    encoding-error bound. From the pieces themselves, not from the stored systematic blocks: a
+    fault in encoding a systematic block then spoils that block alone, which the code exposes (a
+    parity made from it would agree with it)."""
+    pieces = [checked_input(s) for s in sources]
+    dtype = pieces[0].dtype
+    values = sum(dtype.type(c) * s for c, s in zip(coeffs, pieces))
+    abs_max = float(sum(abs(c) * float(np.max(np.abs(s), initial=0.0)) for c, s in zip(coeffs, pieces)))
+    return stored(
+        CodedBlock.from_values(np.asarray(values), encoding_error(len(pieces), abs_max, dtype)), hook, site, attempt
+    )
 
 
 def local_copy(values: np.ndarray) -> np.ndarray:

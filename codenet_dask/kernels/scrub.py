@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
@@ -36,6 +36,9 @@ from .blocks import CodedBlock
 
 Label = tuple[int, ...]
 Shard = dict[Label, CodedBlock]
+
+#: An ambiguous entry whose syndrome stays within this many thresholds counts as noise level.
+NOISE_LEVEL = 3.0
 
 
 @dataclass(frozen=True)
@@ -74,15 +77,15 @@ class StoredShare:
 
 @dataclass(frozen=True)
 class StoredValues:
-    """A worker's blocks at the flagged entries of each codeword: per ``(word, position)`` its
-    values there (float64, provably wrong ones 0), their drift variances and which are wrong."""
+    """A worker's blocks at the flagged entries: per block label its values there (float64,
+    provably wrong ones 0), their drift variances and which are wrong."""
 
-    values: dict[tuple[int, int], np.ndarray]
-    variances: dict[tuple[int, int], np.ndarray]
-    wrong: dict[tuple[int, int], np.ndarray]
-    #: Per ``(word, position)``: the block's rigorous ``err`` and largest magnitude (a rebuilt
-    #: entry's own bound is made of its sources').
-    bounds: dict[tuple[int, int], tuple[float, float]]
+    values: dict[Label, np.ndarray]
+    variances: dict[Label, np.ndarray]
+    wrong: dict[Label, np.ndarray]
+    #: Per block: its rigorous ``err`` and largest magnitude (a rebuilt entry's own bound is made
+    #: of its sources').
+    bounds: dict[Label, tuple[float, float]]
 
 
 @dataclass(frozen=True)
@@ -120,132 +123,150 @@ def stored_share(shard: Shard, job: ScrubJob, hook: CorruptionHook) -> StoredSha
             variances[i] = (h[:, a] ** 2)[:, None] * drift[None] + variances.get(i, 0.0)
             rounding[i] = np.abs(h[:, a])[:, None] * largest[None] + rounding.get(i, 0.0)
         if i in syndromes:
-            site = Site("project", job.layer, job.op, (job.worker, i))
+            site = Site("project", job.layer, job.op, (job.worker, 2, i))
             syndromes[i] = hook.apply(site, syndromes[i], job.attempt)
     return StoredShare(syndromes, variances, rounding, erased)
 
 
-def flag_entries(shares: Sequence[StoredShare], job: ScrubJob) -> dict[int, np.ndarray]:
-    """Per codeword, the flat entries (of one block) its summed syndrome does not vouch for."""
+def flag_entries(shares: Sequence[StoredShare], job: ScrubJob) -> np.ndarray:
+    """The flat entries (of one block: every block has the same shape) some codeword's summed
+    syndrome does not vouch for, or some block holds provably wrong."""
     u64 = unit_roundoff(np.float64)
-    flagged: dict[int, np.ndarray] = {}
+    flagged = [idx for s in shares for idx in s.erased.values()]
     for i, word in enumerate(job.words):
         parts = [s.syndromes[i] for s in shares if i in s.syndromes]
-        erased = [idx for s in shares for (j, _), idx in s.erased.items() if j == i]
-        loud = np.zeros(0, np.int64)
-        if parts and word.code.p:
-            syndrome = sum(parts[1:], parts[0].copy())
-            variance = sum(s.variances[i] for s in shares if i in s.variances)
-            rows_bound = sum(s.rounding[i] for s in shares if i in s.rounding)
-            rigorous = gamma(len(word.members) + len(parts) + 1, np.float64) * rows_bound
-            tau = noise.LAMBDA * np.sqrt(variance) + rigorous + u64 * np.abs(syndrome).max(axis=2)
-            with np.errstate(invalid="ignore"):
-                loud = np.flatnonzero(~np.all(np.abs(syndrome) <= tau[:, :, None], axis=0).ravel())
-        if loud.size or erased:
-            flagged[i] = np.unique(np.concatenate([loud, *erased]))
-    if job.grid is not None and flagged:  # a grid's slices: every block at every flagged entry
-        union = np.unique(np.concatenate(list(flagged.values())))
-        flagged = dict.fromkeys(range(len(job.words)), union)
-    return flagged
+        if not parts or not word.code.p:
+            continue
+        syndrome = sum(parts[1:], parts[0].copy())
+        variance = sum(s.variances[i] for s in shares if i in s.variances)
+        rows_bound = sum(s.rounding[i] for s in shares if i in s.rounding)
+        rigorous = gamma(len(word.members) + len(parts) + 1, np.float64) * rows_bound
+        tau = noise.LAMBDA * np.sqrt(variance) + rigorous + u64 * np.abs(syndrome).max(axis=2)
+        with np.errstate(invalid="ignore"):
+            flagged.append(np.flatnonzero(~np.all(np.abs(syndrome) <= tau[:, :, None], axis=0).ravel()))
+    return np.unique(np.concatenate(flagged)) if flagged else np.zeros(0, np.int64)
 
 
-def values_at(shard: Shard, flagged: dict[int, np.ndarray], job: ScrubJob, hook: CorruptionHook) -> StoredValues:
-    """This worker's stored values at the flagged entries (each through a ``project`` fault site)."""
+def values_at(shard: Shard, flagged: np.ndarray, job: ScrubJob, hook: CorruptionHook) -> StoredValues:
+    """Every block of this worker at the flagged entries (each through a ``project`` fault site)."""
     values, variances, wrong, bounds = {}, {}, {}, {}
-    for i, idx in flagged.items():
-        for a, label in enumerate(job.words[i].members):
-            block = shard.get(label)
-            if block is None:
-                continue
-            at = block.values.reshape(-1)[idx].astype(np.float64)
-            at = hook.apply(Site("project", job.layer, job.op, (job.worker, i, a)), at, job.attempt)
-            bad = _provably_wrong(block, at)
-            rows = np.unravel_index(idx, block.shape)[0]
-            drift = noise.block_stats(block, False, block.shape[1], block.dtype).drift
-            values[(i, a)] = np.where(bad, 0.0, at)
-            variances[(i, a)] = drift[rows]
-            wrong[(i, a)] = bad
-            bounds[(i, a)] = (float(block.err), float(block.max_abs))
+    if flagged.size == 0:
+        return StoredValues(values, variances, wrong, bounds)
+    for label, block in shard.items():
+        at = block.values.reshape(-1)[flagged].astype(np.float64)
+        at = hook.apply(Site("project", job.layer, job.op, (job.worker, 3, *label)), at, job.attempt)
+        bad = _provably_wrong(block, at)
+        rows = np.unravel_index(flagged, block.shape)[0]
+        drift = noise.block_stats(block, False, block.shape[1], block.dtype).drift
+        values[label] = np.where(bad, 0.0, at)
+        variances[label] = drift[rows]
+        wrong[label] = bad
+        bounds[label] = (float(block.err), float(block.max_abs))
     return StoredValues(values, variances, wrong, bounds)
 
 
-def repair_shard(
-    shard: Shard, flagged: dict[int, np.ndarray], gathered: Sequence[StoredValues], job: ScrubJob
-) -> ScrubOutcome:
-    """Decode every flagged entry of every codeword from the blocks' own values; correct this
-    worker's blocks there. The report names every block found wrong (``erased``: provably wrong
-    entries; ``located``), the ones this worker ``repaired``, ``unrepairable`` ones (some entry of
-    their codeword is beyond what the code can place: the blocks wrong there, or if none could be
-    named, the codeword) and the entries ``realigned`` (see the module docstring)."""
-    fixed = dict(shard)
-    erased_found, located, repaired, unrepairable = set(), set(), set(), set()
-    entries = realigned = 0
-    noise_level: set[int] = set()  # positions (into a grid's flagged entries) to re-derive
-    gathered_values: dict[tuple[int, int], np.ndarray] = {key: g.values[key] for g in gathered for key in g.values}
-    for i, idx in flagged.items():
-        word = job.words[i]
-        n, k, p = word.code.n, word.code.k, word.code.p
-        found = {
-            key: (g.values[key], g.variances[key], g.wrong[key], g.bounds[key])
-            for g in gathered
-            for key in g.values
-            if key[0] == i
-        }
-        if len(found) != n or any(v[0].shape != idx.shape for v in found.values()):
-            unrepairable |= set(word.members)  # some block's values are missing
-            continue
-        y = np.stack([found[(i, a)][0] for a in range(n)])
-        variance = np.stack([found[(i, a)][1] for a in range(n)])
-        wrong = {a: np.flatnonzero(found[(i, a)][2]) for a in range(n)}
-        h = word.code.check_matrix
-        tau = noise.LAMBDA * np.sqrt((h**2) @ variance) + gamma(n + 1, np.float64) * (np.abs(h) @ np.abs(y))
-        syndrome = h @ y
-        verdict = decode_entries(word.code, syndrome, tau, wrong) if p else None
-        if verdict is None or verdict.clean:
-            continue
-        entries += int(verdict.entries.size)
-        realign = verdict.failed & verdict.ambiguous & (k < n)
-        if realign.any() and job.grid is not None:
-            noise_level.update(int(e) for e in verdict.entries[realign])  # re-derived below, whole slice
-        elif realign.any():
-            verdict.bad[k:, realign] = True
-            verdict.errors[k:, realign] = -syndrome[:, verdict.entries[realign]]  # H = [A, -I]
-        realigned += int(realign.sum())
-        failed = verdict.failed & ~realign
-        for a, label in enumerate(word.members):
-            if (verdict.bad[a] & ~realign).any():
-                (erased_found if wrong[a].size else located).add(label)
-        if failed.any():
-            named = {word.members[a] for a in range(n) if (verdict.bad[a] & failed).any()}
-            unrepairable |= named or set(word.members)
-        # A rebuilt entry is as far from the exact codeword as its sources, times the rebuild's gain,
-        # plus its rounding to the stored dtype: the rigorous ``err`` a repaired block keeps.
-        worst_err = max(found[(i, a)][3][0] for a in range(n))
-        largest = max(found[(i, a)][3][1] for a in range(n))
-        gain = rebuild_gain(word.code)
-        for a, label in enumerate(word.members):
-            hits = verdict.bad[a] & ~failed
-            if label not in fixed or not hits.any():
+def _all_words(job: ScrubJob) -> list[StoredWord]:
+    """The codewords decoded: the job's, and for a grid the other direction's too (block-rows
+    under the column code), so an entry beyond one codeword's capacity may be placed by another."""
+    words = list(job.words)
+    if job.grid is not None and job.grid.pc:
+        nr, nc = job.grid.coded_shape
+        words += [StoredWord(job.grid.col_code, tuple((a, b) for b in range(nc))) for a in range(nr)]
+    return words
+
+
+def repair_shard(shard: Shard, flagged: np.ndarray, gathered: Sequence[StoredValues], job: ScrubJob) -> ScrubOutcome:
+    """Decode every flagged entry from the blocks' own values, codeword after codeword and again
+    while a pass changes something (iterative product-code decoding); correct this worker's blocks.
+
+    The report names every block found wrong (``erased``: provably wrong entries; ``located``), the
+    ones this worker ``repaired``, ``unrepairable`` ones (some entry of their codeword beyond what
+    the code can place: the blocks wrong there, or if none could be named, the codeword) and the
+    entries ``realigned`` (noise-level entries no error pattern explains uniquely: see
+    :func:`_rederive`)."""
+    y = {label: g.values[label].copy() for g in gathered for label in g.values}
+    variance = {label: g.variances[label] for g in gathered for label in g.variances}
+    wrong = {label: g.wrong[label].copy() for g in gathered for label in g.wrong}
+    bounds = {label: g.bounds[label] for g in gathered for label in g.bounds}
+    words = _all_words(job)
+    erased_found, located = set(), set()
+    failures: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    for _ in range(2 * len(words)):
+        changed = False
+        for w, word in enumerate(words):
+            if flagged.size == 0 or word.code.p == 0:
                 continue
-            block = fixed[label]
-            err = max(block.err, gain * worst_err + (gain + 1) * unit_roundoff(block.dtype) * largest)
-            values = block.values.copy()  # the old shard may still be read
-            # The entry becomes the rebuilt value (what was read, minus its error), whatever was
-            # stored: a value corrupted on its way here is rebuilt too, and stays what it was.
-            values.reshape(-1)[idx[verdict.entries[hits]]] = (
-                y[a, verdict.entries[hits]] - verdict.errors[a, hits]
-            ).astype(block.dtype)
-            fixed[label] = CodedBlock.from_values(values, err, block.updates)
-            repaired.add(label)
-    if noise_level and job.grid is not None:
-        _rederive(fixed, job, next(iter(flagged.values())), sorted(noise_level), gathered_values, repaired)
+            if any(m not in y for m in word.members):
+                failures[w] = (
+                    np.arange(flagged.size),
+                    np.zeros(flagged.size, bool),
+                    np.ones((word.code.n, flagged.size), bool),
+                )
+                continue
+            values = np.stack([y[m] for m in word.members])
+            h = word.code.check_matrix
+            spread = np.stack([variance[m] for m in word.members])
+            tau = noise.LAMBDA * np.sqrt((h**2) @ spread) + gamma(word.code.n + 1, np.float64) * (
+                np.abs(h) @ np.abs(values)
+            )
+            erased = {a: np.flatnonzero(wrong[m]) for a, m in enumerate(word.members)}
+            syndrome = h @ values
+            verdict = decode_entries(word.code, syndrome, tau, erased)
+            failures.pop(w, None)
+            if verdict.clean:
+                continue
+            good = ~verdict.failed
+            for a, member in enumerate(word.members):
+                hits = verdict.bad[a] & good
+                if hits.any():
+                    (erased_found if wrong[member][verdict.entries[hits]].any() else located).add(member)
+                    y[member][verdict.entries[hits]] -= verdict.errors[a, hits]
+                    wrong[member][verdict.entries[hits]] = False
+                    changed = True
+            if verdict.failed.any():
+                at = verdict.entries[verdict.failed]
+                # Ambiguous *and* within a few thresholds: a noise-level deviation (see _rederive);
+                # anything larger may be a real error that two patterns explain, and is not guessed.
+                calm = np.all(np.abs(syndrome[:, at]) <= NOISE_LEVEL * tau[:, at], axis=0)
+                failures[w] = (at, verdict.ambiguous[verdict.failed] & calm, verdict.bad[:, verdict.failed])
+        if not changed:
+            break
+    unrepairable, noise_level = set(), set()
+    for w, (entries, ambiguous, bad) in failures.items():
+        word = words[w]
+        noise_level.update(int(e) for e in entries[ambiguous])
+        if (~ambiguous).any():
+            named = {word.members[a] for a in range(word.code.n) if bad[a, ~ambiguous].any()}
+            unrepairable |= named or set(word.members)
+    realigned = len(noise_level)
+    if noise_level:
+        _rederive(y, job, sorted(noise_level))
+    fixed, repaired = dict(shard), set()
+    largest = max((b for _, b in bounds.values()), default=0.0)
+    worst_err = max((e for e, _ in bounds.values()), default=0.0)
+    gain = max((rebuild_gain(word.code) for word in words if word.code.p), default=1.0)
+    for label, block in shard.items():
+        if label not in y:
+            continue
+        old = block.values.reshape(-1)[flagged]
+        new = y[label].astype(block.dtype)
+        if np.array_equal(old, new, equal_nan=True) or label in unrepairable:
+            continue
+        values = block.values.copy()  # the old shard may still be read
+        values.reshape(-1)[flagged] = new
+        # A rebuilt entry is as far from the exact codeword as its sources times the rebuild's gain,
+        # plus its rounding to the stored dtype: the rigorous ``err`` the block keeps. Bookkeeping
+        # stays as it was: measured again only once the whole grid verified (below).
+        err = max(block.err, gain * worst_err + (gain + 1) * unit_roundoff(block.dtype) * largest)
+        fixed[label] = replace(block, values=values, err=err)
+        repaired.add(label)
     report = {
         "checked": len({label for word in job.words for label in word.members}),
         "erased": sorted(list(k) for k in erased_found),
         "located": sorted(list(k) for k in located),
-        "repaired": sorted(list(k) for k in repaired - unrepairable),
+        "repaired": sorted(list(k) for k in repaired),
         "unrepairable": sorted(list(k) for k in unrepairable),
-        "entries": entries,
+        "entries": int(flagged.size),
         "realigned": realigned,
     }
     report["ok"] = not report["unrepairable"]
@@ -254,38 +275,28 @@ def repair_shard(
     return ScrubOutcome(fixed, report)
 
 
-def _rederive(
-    fixed: Shard,
-    job: ScrubJob,
-    union: np.ndarray,
-    positions: list[int],
-    values: dict[tuple[int, int], np.ndarray],
-    repaired: set,
-) -> None:
-    """At entries whose syndrome sits at the noise level but fits no unique error: every parity
-    block of the grid (parity rows, parity columns, corners) re-derived there from the systematic
-    values, so the grid is a codeword at those entries in both directions (re-deriving the parities
-    of one direction only would move the other's away from a codeword)."""
+def _rederive(y: dict[Label, np.ndarray], job: ScrubJob, positions: list[int]) -> None:
+    """At noise-level entries no error pattern explains uniquely: every parity re-derived there
+    from the systematic values (a grid's parity rows, parity columns and corners; a block's copies
+    from copy 0), so the stored values are a codeword at those entries in every direction."""
+    at = np.asarray(positions)
     code = job.grid
-    assert code is not None
+    if code is None:  # copies of one block: copy 0 is the systematic one
+        for word in job.words:
+            for member in word.members[1:]:
+                y[member][at] = y[word.members[0]][at]
+        return
     kr, kc = code.kr, code.kc
     nr, nc = code.coded_shape
-    at = np.asarray(positions)
-    # values are keyed (word = block-column j, position = block-row a)
-    sys = np.stack([np.stack([values[(j, a)][at] for j in range(kc)]) for a in range(kr)])  # kr x kc x e
-    a_row, a_col = code.row_code.parity_matrix, code.col_code.parity_matrix  # pr x kr, pc x kc
-    parity_cols = np.einsum("qb,abe->aqe", a_col, sys)  # kr x pc x e
+    sys = np.stack([np.stack([y[(a, b)][at] for b in range(kc)]) for a in range(kr)])  # kr x kc x e
     full = np.zeros((nr, nc, at.size))
     full[:kr, :kc] = sys
-    full[:kr, kc:] = parity_cols
-    full[kr:, :] = np.einsum("qa,abe->qbe", a_row, full[:kr, :])
-    flat = union[at]
-    for (a, b), block in list(fixed.items()):
-        if (a >= kr or b >= kc) and len((a, b)) == 2:
-            new = block.values.copy()
-            new.reshape(-1)[flat] = full[a, b].astype(block.dtype)
-            fixed[(a, b)] = CodedBlock.from_values(new, block.err, block.updates)
-            repaired.add((a, b))
+    full[:kr, kc:] = np.einsum("qb,abe->aqe", code.col_code.parity_matrix, sys)
+    full[kr:, :] = np.einsum("qa,abe->qbe", code.row_code.parity_matrix, full[:kr, :])
+    for a in range(nr):
+        for b in range(nc):
+            if a >= kr or b >= kc:
+                y[(a, b)][at] = full[a, b]
 
 
 @lru_cache(maxsize=256)

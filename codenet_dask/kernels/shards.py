@@ -197,7 +197,7 @@ def shard_products(shard: Shard, operand: Sequence[np.ndarray], job: ProductJob,
         share = (h**2)[:, None, None] * variance[None]
         variances[member.codeword] = share if member.codeword not in variances else variances[member.codeword] + share
     sums = {
-        key: hook.apply(Site("project", job.layer, job.op, (job.worker, *key)), total, job.attempt)
+        key: hook.apply(Site("project", job.layer, job.op, (job.worker, 0, *key)), total, job.attempt)
         for key, total in sums.items()
     }
     partials: dict[int, np.ndarray] = {}
@@ -346,7 +346,7 @@ def attribute(
             continue
         result = products.results[member.label]
         block_stats, piece_stats, spread = products.stats[member.label]
-        site = Site("project", job.layer, job.op, (job.worker, *member.label))
+        site = Site("project", job.layer, job.op, (job.worker, 1, *member.label))
         at = hook.apply(site, result.reshape(-1)[idx].astype(np.float64), job.attempt)
         bad, variance = noise.at_entries(at, idx, result.shape, block_stats, piece_stats, spread)
         members.append(member)

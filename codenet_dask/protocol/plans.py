@@ -148,37 +148,51 @@ def product_plan(
     return out
 
 
+def parity_sources(code: ProductCode) -> dict[Coord, tuple[list[Coord], np.ndarray]]:
+    """Every parity block of the grid as a combination of the user's weight pieces: the pieces
+    (systematic coordinates) and their coefficients. Row parities combine a block-column, column
+    parities a block-row, corners the whole grid (``A W A'^T``)."""
+    kr, kc = code.kr, code.kc
+    row_a, col_a = code.row_code.parity_matrix, code.col_code.parity_matrix
+    out: dict[Coord, tuple[list[Coord], np.ndarray]] = {}
+    for q in range(code.pr):
+        for j in range(kc):
+            out[(kr + q, j)] = ([(i, j) for i in range(kr)], row_a[q])
+    for i in range(kr):
+        for q in range(code.pc):
+            out[(i, kc + q)] = ([(i, j) for j in range(kc)], col_a[q])
+    everything = [(i, j) for i in range(kr) for j in range(kc)]
+    for q in range(code.pr):
+        for r in range(code.pc):
+            out[(kr + q, kc + r)] = (everything, np.outer(row_a[q], col_a[r]).ravel())
+    return out
+
+
 def encode_plan(
     layer: str,
     code: ProductCode,
-    systematic: Callable[[int, int], Arg],
+    piece: Callable[[Coord, Coord], Arg],
     owner: Callable[[int, int], str | None],
     hook: CorruptionHook,
     key: str,
     plan: Plan,
 ) -> dict[Coord, Ref]:
-    """Parity blocks of the coded grid, each computed on its owner from the blocks it combines.
-
-    Row-parity blocks combine their block-column, column-parity blocks their block-row, corner
-    blocks the row-parity blocks of their block-row. Returns the parity blocks by coordinate.
-    """
-    nr, _ = code.coded_shape
-    row_a, col_a = code.row_code.parity_matrix, code.col_code.parity_matrix
-    refs: dict[Coord, Arg] = {(i, j): systematic(i, j) for i in range(code.kr) for j in range(code.kc)}
+    """Parity blocks of the coded grid, each computed on its owner from the user's weight pieces
+    (``piece(coord, parity)``: piece ``coord`` as the owner of ``parity`` has it; see
+    :func:`parity_sources`). Returns the parity blocks by coordinate."""
     parity: dict[Coord, Ref] = {}
-
-    def add(coord: Coord, sources: list[Arg], coeffs: np.ndarray) -> None:
+    for coord, (sources, coeffs) in parity_sources(code).items():
         site = Site("encode", layer, 0, coord)
-        parity[coord] = refs[coord] = plan.add(
-            (key, *coord), encode.encode_parity, sources, coeffs, hook, site, 0, worker=owner(*coord)
+        parity[coord] = plan.add(
+            (key, *coord),
+            encode.encode_parity,
+            [piece(s, coord) for s in sources],
+            coeffs,
+            hook,
+            site,
+            0,
+            worker=owner(*coord),
         )
-
-    for q in range(code.pr):
-        for j in range(code.kc):
-            add((code.kr + q, j), [refs[(i, j)] for i in range(code.kr)], row_a[q])
-    for i in range(nr):
-        for q in range(code.pc):
-            add((i, code.kc + q), [refs[(i, j)] for j in range(code.kc)], col_a[q])
     return parity
 
 
