@@ -75,6 +75,10 @@ class StoreError(CodeNetError):
     """A coded-weight store cannot be used as asked (base of the store errors)."""
 
 
+class NotResumableError(StoreError):
+    """The store holds no checkpoint a run can continue from (the message says why)."""
+
+
 class NotAStoreError(StoreError, FileNotFoundError):
     """The path holds no codenet_dask store (missing, a plain directory, or some other format)."""
 

@@ -54,7 +54,7 @@ def error_ratio(accepted: np.ndarray, exact: np.ndarray, clean: np.ndarray) -> f
     u = float(np.finfo(clean.dtype).eps) / 2
     with np.errstate(invalid="ignore", over="ignore"):
         own = float(np.max(np.abs(clean.astype(high) - exact), initial=0.0))
-        unit = max(own, u * float(np.max(np.abs(exact), initial=0.0)), np.finfo(np.float64).tiny)
+        unit = max(own, u * float(np.max(np.abs(exact), initial=0.0)), float(np.finfo(np.float64).tiny))
         got = float(np.max(np.abs(accepted.astype(high) - exact), initial=0.0))
     return got / unit if np.isfinite(got) else float("inf")
 
@@ -103,7 +103,7 @@ class Judge:
         exact = shadow @ operand.astype(shadow.dtype)
         clean = twin @ operand
         ratio = error_ratio(accepted, exact, clean)
-        verdict = Verdict(ratio <= FACTOR, ratio)
+        verdict = Verdict(bool(ratio <= FACTOR), float(ratio))
         self.products[(name, op)] = verdict
         return verdict
 

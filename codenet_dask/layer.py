@@ -325,6 +325,7 @@ class CodedLayer:
                 "unrepairable": [],
                 "entries": 0,
                 "realigned": 0,
+                "aligned": 0,
                 "ok": True,
             }
         for attempt in range(self.max_attempts):

@@ -89,6 +89,8 @@ class FaultLedger:
                 return "corrected"  # the verifier excluded it; data never flows through projections
         elif self.judge is not None:
             return self._judged_weights(site)
+        elif _own(site) is None:
+            return "benign"  # a scrub's share or read: it decides what is rewritten (checked), never is
         elif self._weight_fault_handled(site):
             return "corrected"
         return "benign" if fault.relative_magnitude <= self.tolerance else "undetected"
@@ -164,26 +166,40 @@ class FaultLedger:
         return {"injected": len(self.injected), **{k: counts.get(k, 0) for k in OUTCOMES}}
 
 
-_WEIGHT_STEPS = ("encode", "update", "activation")
+_WEIGHT_STEPS = ("encode", "update", "activation", "scrub")
+
+
+def _own(site: Site) -> tuple[int, ...] | None:
+    """The block label a weight fault can have spoilt; ``None``: any block of its layer.
+
+    Encode and update sites name one block, ``(a, b)`` or replica ``(a, b, r)``; an update's factor
+    pieces are activated and encoded by every block for itself (sites ``(side, index, *label)``); a
+    scrub's rewrite of a block is ``(worker, 2, *label)``, while its syndrome shares and the values
+    it reads (``(worker, 0 | 1, ...)``) decide what any block of the layer is rewritten with.
+    """
+    if site.step == "scrub":
+        return tuple(site.block[2:]) if site.block[1] == 2 else None
+    if site.op > 0 and site.step in ("activation", "encode"):
+        return tuple(site.block[2:])
+    return tuple(site.block)
 
 
 def _coords(site: Site) -> list[tuple[int, ...]]:
-    """The systematic block coordinates a weight fault names (its block, or a factor's block)."""
-    own = tuple(site.block[2:]) if site.op > 0 and site.step in ("activation", "encode") else tuple(site.block)
-    return [own[:2]]
+    """The systematic block coordinates a weight fault spoils values of (a scrub's reads: none)."""
+    own = _own(site)
+    return [] if own is None else [own[:2]]
 
 
 def _weight_matcher(site: Site) -> Callable[..., bool]:
-    """Which stored block a weight fault can have spoilt, as a predicate on block labels.
-
-    Encode and update sites name one block, ``(a, b)`` or replica ``(a, b, r)``; an update's factor
-    pieces are activated and encoded by every block for itself (sites ``(side, index, *label)``).
-    With ``coords=True`` the predicate takes a systematic block coordinate (the judge's) and
-    matches any replica of it.
+    """Which stored block a weight fault can have spoilt (:func:`_own`), as a predicate on block
+    labels. With ``coords=True`` the predicate takes a systematic block coordinate (the judge's)
+    and matches any replica of it.
     """
-    own = tuple(site.block[2:]) if site.op > 0 and site.step in ("activation", "encode") else tuple(site.block)
+    own = _own(site)
 
     def matches(label: tuple[int, ...], coords: bool = False) -> bool:
+        if own is None:
+            return True
         if coords:
             return tuple(label) == own[:2]
         return tuple(label) == own or (len(own) == 2 and tuple(label) == (*own, 0))

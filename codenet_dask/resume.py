@@ -15,14 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import journal
-from .errors import StoreError
+from .errors import NotResumableError, StoreError
 from .ledger import FaultLedger
 from .runstate import RunState
 from .store import Checkpoint, CodedStore, ScrubReport, scrub
-
-
-class NotResumableError(StoreError):
-    """The store holds no checkpoint a run can continue from (the message says why)."""
 
 
 @dataclass

@@ -253,3 +253,38 @@ def test_a_wrong_update_persists_is_corrected_around_and_scrub_repairs_it(client
         == steps[1]
         == {"scrub-share", "scrub-flag", "scrub-values", "scrub-repair", "scrub-shard", "scrub-report"}
     )
+
+
+def test_a_scrub_that_reads_or_rewrites_wrong_never_leaves_the_weights_wrong(client):
+    """A scrub's own steps may be faulty: a wrong syndrome share only flags entries, a wrong read of
+    a block's values is corrected in the read copy (the block keeps its values), and a wrong
+    rewrite is a weight fault like a wrong update: corrected around by the next product and rebuilt
+    by the next scrub."""
+    rng = np.random.default_rng(12)
+    w = rng.standard_normal((64, 48))
+    layer = CodedLayer.encode(client, w, grid=(4, 3), parity=(2, 2), name="scrubfaults")
+    reader, writer = (layer.workers.index(layer.owners[c]) for c in ((0, 1), (2, 0)))  # scrub sites name workers so
+    layer.hook = CorruptionPlan(
+        (
+            Corruption("scrub", block=(0, 0, 1), kind="bitflip", bit=62),  # worker 0's share of column 1: huge
+            Corruption("scrub", block=(0, 0, 0), kind="bitflip", bit=62),  # and of column 0
+            Corruption("scrub", block=(reader, 1, 0, 1), kind="add", relative=0.5),  # a wrong read of (0, 1)
+        )
+    )
+    report = layer.scrub()
+    assert report["entries"] > 0 and report["ok"] and report["repaired"] == []  # flagged, nothing to change
+    assert relative(layer.gather_weights(), w) == 0.0
+    layer.hook = CorruptionPlan(
+        (
+            Corruption("scrub", block=(0, 0, 0), kind="bitflip", bit=62),
+            Corruption("scrub", block=(writer, 2, 2, 0), kind="add", relative=0.5),  # a wrong rewrite of (2, 0)
+        )
+    )
+    layer.scrub()
+    assert relative(layer.gather_weights(), w) > 1e-3  # the rewrite left (2, 0) wrong...
+    layer.hook = CorruptionPlan()
+    x = rng.standard_normal((48, 5))
+    forward = layer.forward(x)  # ...every product corrects around it...
+    assert relative(forward.to_numpy(), w @ x) < 1e-12 and (2, 0) in forward.report.corrected
+    assert layer.scrub()["repaired"] == [[2, 0]]  # ...and the next scrub rebuilds it
+    assert relative(layer.gather_weights(), w) < 1e-14

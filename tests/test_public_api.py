@@ -21,7 +21,18 @@ def test_every_public_name_resolves_and_is_listed_by_dir():
     missing = [name for name in codenet_dask.__all__ if not hasattr(codenet_dask, name)]
     assert not missing
     assert set(codenet_dask.__all__) <= set(dir(codenet_dask))
-    assert SUBMODULES == ["bench", "checkpointing", "codes", "compare", "executors", "faults", "nn", "observe", "store"]
+    assert SUBMODULES == [
+        "bench",
+        "checkpointing",
+        "codes",
+        "compare",
+        "executors",
+        "faults",
+        "judge",
+        "nn",
+        "observe",
+        "store",
+    ]
 
 
 @pytest.mark.parametrize("name", SUBMODULES)

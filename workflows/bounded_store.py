@@ -3,8 +3,9 @@ garbage-collects their chunks after every new one.
 
 Runs ``codenet-dask train`` (digits, a wide hidden layer so the coded model is larger than the
 metadata) with ``--checkpoint-every 10 --keep-checkpoints 2``, measures the store's size on disk
-every 0.2 s while it trains and at the end, and compares it with the bound (N + 1) x the coded model
-(every coded block's values) + 1 MB of metadata (bookkeeping, manifests, snapshots, the journal).
+every 0.2 s while it trains and at the end, and compares it with the bound (N + 1) x the checkpoint
+(every coded block's values, and the run's journal: the fault ledger and the judge's shadow weights)
++ 1 MB of metadata (bookkeeping, manifests, snapshots).
 Without expiry the store would hold every checkpoint's changed blocks.
 
     python workflows/bounded_store.py            # 1,000 steps (a few minutes on 2 cores)
@@ -23,6 +24,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+from codenet_dask import CodedStore
 
 MB = 2**20
 
@@ -102,9 +105,11 @@ def main(argv: list[str] | None = None) -> int:
         summary = json.loads(run.stdout)
         info = json.loads(codenet("inspect", str(store), "--json").stdout)
         final = disk_bytes(store)
+        with CodedStore.open(store) as opened:
+            journal = len(opened.read_run(opened.checkpoints()[0].id)[1])
     coded = sum(layer["coded_bytes"] for layer in info["layers"])
     largest = max([*sizes, final])
-    bound = (args.keep + 1) * coded + MB
+    bound = (args.keep + 1) * (coded + journal) + MB
     result = {
         "steps": summary["iterations"],
         "checkpoint_every": args.checkpoint_every,
@@ -113,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         "checkpoints_kept": len(info["checkpoints"]),
         "layers": summary["layers"],
         "coded_model_bytes": coded,
+        "journal_bytes": journal,
         "bound_bytes": bound,
         "max_store_bytes": largest,
         "final_store_bytes": final,
@@ -129,7 +135,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{result['steps']} steps of {'-'.join(map(str, result['layers']))}, a checkpoint every "
             f"{args.checkpoint_every} ({result['checkpoints_written']} written, {result['checkpoints_kept']} kept)"
         )
-        print(f"coded model {coded / MB:.2f} MB; bound ({args.keep} + 1) x model + 1 MB = {bound / MB:.2f} MB")
+        print(
+            f"coded model {coded / MB:.2f} MB, journal {journal / MB:.2f} MB; "
+            f"bound ({args.keep} + 1) x (model + journal) + 1 MB = {bound / MB:.2f} MB"
+        )
         print(
             f"store on disk: at most {result['max_store_bytes'] / MB:.2f} MB over {len(sizes)} samples "
             f"({result['max_store_vs_coded_model']:.2f}x the coded model), {final / MB:.2f} MB at the end; "

@@ -29,6 +29,7 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from codenet_dask import CodeParameterError
 from codenet_dask.codes import (
     PolyDotCode,
     ProductCode,
@@ -38,7 +39,6 @@ from codenet_dask.codes import (
     polydot_code,
     rebuild_blocks,
 )
-from codenet_dask.errors import CodeParameterError
 
 #: Product-code layouts (kr, pr, kc, pc) with (kr + pr)(kc + pc) = P workers.
 LAYOUTS = {

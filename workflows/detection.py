@@ -15,6 +15,7 @@ Run ``python workflows/detection.py`` (the README's table; several minutes), or 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
@@ -37,10 +38,10 @@ def scan(width: int, batch: int, dtype: type, block: tuple[int, int], seed: int 
     unit = error_ratio(clean, exact, clean)  # 1 by construction; the clean output's own error is the unit
     clean_error = float(np.max(np.abs(clean.astype(high) - exact)) / np.max(np.abs(exact)))
     smallest, worst = None, unit
-    executor = LocalExecutor(2)
+    layer = CodedLayer.encode(LocalExecutor(2), w, grid=(4, 4), parity=(2, 2), name="probe")
     for m in CHANGES:
-        hook = CorruptionPlan((Corruption("block-forward", block=block, kind="add", relative=float(m), index=(5, 3)),))
-        layer = CodedLayer.encode(executor, w, grid=(4, 4), parity=(2, 2), hook=hook, name="probe")
+        change = Corruption("block-forward", block=block, kind="add", relative=float(m), index=(5, 3))
+        layer.hook = CorruptionPlan((change,))  # one layer for every change: encoding once is enough
         result = layer.forward(x)
         found = block in result.report.detected_by_attempt.get(0, []) or result.report.recomputed > 0
         ratio = error_ratio(result.to_numpy(), exact, clean)
@@ -53,11 +54,15 @@ def scan(width: int, batch: int, dtype: type, block: tuple[int, int], seed: int 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="width 256 only (a smoke test)")
+    parser.add_argument("--json", action="store_true", help="print one JSON list of rows")
     args = parser.parse_args(argv)
     sizes = [(256, 64)] if args.quick else SIZES
-    print("| dtype | width | batch | position | clean error | smallest detected m | worst accepted / clean | verdict |")
-    print("|---|---|---|---|---|---|---|---|")
-    failures = 0
+    if not args.json:
+        print(
+            "| dtype | width | batch | position | clean error | smallest detected m | worst accepted / clean | verdict |"
+        )
+        print("|---|---|---|---|---|---|---|---|")
+    failures, rows = 0, []
     for dtype in (np.float32, np.float64):
         for width, batch in sizes:
             for position, block in (("systematic", (1, 2)), ("parity", (4, 2))):
@@ -65,12 +70,19 @@ def main(argv: list[str] | None = None) -> int:
                 row = scan(width, batch, dtype, block)
                 ok = row["worst"] <= FACTOR
                 failures += not ok
+                rows.append(
+                    {"dtype": np.dtype(dtype).name, "width": width, "batch": batch, "position": position, **row}
+                )
+                if args.json:
+                    continue
                 smallest = f"{row['smallest']:.1e}" if row["smallest"] is not None else "none"
                 print(
                     f"| {np.dtype(dtype).name} | {width} | {batch} | {position} | {row['clean']:.1e} | {smallest} | "
                     f"{row['worst']:.1f} | {'within 20x' if ok else 'WRONG'} |  ({time.perf_counter() - start:.0f} s)",
                     flush=True,
                 )
+    if args.json:
+        print(json.dumps(rows))
     return 1 if failures else 0
 
 

@@ -1,8 +1,8 @@
 """Monte Carlo through the training path: injected faults in every step kind, each judged.
 
 Trains small networks again and again (``train`` runs exactly this protocol) under seeded random
-faults in every step kind (encode, activation, block products, projections, decode, verify,
-update), for codenet and replication r=3, in float32 and float64, on the in-process reference
+faults in every step kind (encode, activation, block products, projections, decode, verify, update,
+scrub), for codenet and replication r=3, in float32 and float64, on the in-process reference
 executor (``--dask``: on a LocalCluster), with the independent judge on (``codenet_dask.judge``):
 every injected fault ends in exactly one class, and ``undetected`` counts the faults whose
 accepted results the judge found wrong. Prints the counts per step kind and class.
@@ -33,9 +33,9 @@ SPECS = [
     ("codenet", "bitflip:0.12:field=mantissa:steps=block-forward+block-backward,zero:0.02:steps=block-forward"),
     ("codenet", "noise:0.1:scale=1e-6:steps=block-forward,noise:0.05:scale=1e-9:steps=block-backward"),
     ("codenet", "bitflip:0.03:steps=activation+project+decode+verify"),
-    ("codenet", "bitflip:0.02:steps=update+encode,noise:0.02:scale=1e-7:steps=update"),
+    ("codenet", "bitflip:0.02:steps=update+encode+scrub,noise:0.02:scale=1e-7:steps=update"),
     ("replication", "bitflip:0.08:steps=block-forward+block-backward,nan:0.02:steps=block-forward"),
-    ("replication", "bitflip:0.02:steps=activation+project+decode+verify+update"),
+    ("replication", "bitflip:0.02:steps=activation+project+decode+verify+update+scrub"),
 ]
 OUTCOMES = ("corrected", "recomputed", "rolled-back", "benign", "undetected")
 

@@ -21,8 +21,8 @@ import math
 
 import numpy as np
 
+from codenet_dask import IllConditionedCodeError
 from codenet_dask.codes import PolyDotCode, offered_splits
-from codenet_dask.errors import IllConditionedCodeError
 
 
 def decode_errors(code: PolyDotCode, seed: int) -> tuple[float, float]:

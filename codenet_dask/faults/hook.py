@@ -1,7 +1,7 @@
 """The corruption hook: which step, which block, what corruption.
 
 Every task that computes something a soft error could spoil (encode, block products, projections,
-decode, verify, update) passes its output through ``hook.apply(site, values, attempt)``. The hook is
+decode, verify, update, scrub) passes its output through ``hook.apply(site, values, attempt)``. The hook is
 a small frozen object shipped inside the task graph, so it runs *on the worker*, and it is a pure
 function of (site, attempt): a task that Dask runs twice gives the same result twice, and a
 recomputation (a new attempt, with a new task key) is by default clean, like a transient error.
@@ -16,7 +16,9 @@ import numpy as np
 
 from . import corruptions
 
-Step = Literal["encode", "activation", "block-forward", "block-backward", "project", "decode", "verify", "update"]
+Step = Literal[
+    "encode", "activation", "block-forward", "block-backward", "project", "decode", "verify", "update", "scrub"
+]
 STEPS: tuple[str, ...] = (
     "encode",
     "activation",
@@ -26,6 +28,7 @@ STEPS: tuple[str, ...] = (
     "decode",
     "verify",
     "update",
+    "scrub",
 )
 Kind = Literal["bitflip", "add", "nan", "inf", "-inf", "zero"]
 

@@ -22,8 +22,8 @@ Models and their options (defaults in brackets):
 
 Options every model takes:
 
-- ``steps=STEP+STEP...`` — only these step kinds (encode, block-forward, block-backward, project,
-  decode, verify, update) [all].
+- ``steps=STEP+STEP...`` — only these step kinds (encode, activation, block-forward, block-backward,
+  project, decode, verify, update, scrub) [all].
 - ``workers=NAME+NAME...`` — only tasks running on these workers (Dask worker names; LocalCluster
   names them 0, 1, ...) are hit: "these workers are unreliable, the rest are fine".
 - ``boost=X`` (with ``workers``) — instead, every worker is hit at RATE and the listed ones at

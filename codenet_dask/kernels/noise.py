@@ -89,6 +89,19 @@ def block_stats(block: CodedBlock, transpose: bool, inner: int, dtype: np.dtype)
     return BlockStats(norms, row_max, inner, drift, norms * (1 + gamma(inner + 2, dtype)), float(block.err), u)
 
 
+def entry_drift(block: CodedBlock, values: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """The variance of each stored entry's distance from the exact codeword (``values``: the block's
+    entries, or those at flat positions of ``rows``): ``updates + 1`` roundings of the entry's own
+    magnitude, never less than its row's mean square (a row's large entries round with large
+    errors; the row average of ``block_stats`` is right only for a product's sum over the row)."""
+    u = unit_roundoff(block.dtype)
+    mean_square = block.row_norms**2 / max(block.shape[1], 1)
+    floor = mean_square[:, None] if rows is None else mean_square[rows]
+    with np.errstate(invalid="ignore", over="ignore"):
+        squared = np.where(np.isfinite(values), values.astype(np.float64) ** 2, 0.0)
+    return DRIFT_MARGIN * (block.updates + 1) * (u * u / 3) * np.maximum(squared, floor)
+
+
 def screen(values: np.ndarray, stats: BlockStats, piece: PieceStats) -> tuple[np.ndarray, np.ndarray]:
     """``values`` in float64 with provably wrong entries zeroed, and those entries' flat indices."""
     contribution = values.astype(np.float64)

@@ -4,14 +4,16 @@ The stored grid is a set of codewords of stored blocks (the block-columns under 
 replication, each block's copies under a repetition code). A scrub has two stages, like a product:
 
 1. every worker ships its share of each codeword's full-resolution syndrome ``sum_a H[:, a] W~_a``
-   (float64) with the modelled variance of its noise per row (the stored values' drift from an
-   exact codeword: encoding and every update round each entry once, ``kernels.noise``) and the
+   (float64) with the modelled variance of its noise per entry (the stored values' drift from an
+   exact codeword: encoding and every update round each entry once, ``noise.entry_drift``) and the
    entries it holds that are provably wrong (not finite, or beyond the block's rigorously tracked
    largest magnitude); every worker sums the shares and flags the entries whose syndrome exceeds
    its threshold (:func:`flag_entries`);
 2. every worker sends its blocks' own values at the flagged entries (:func:`values_at`), and each
-   decodes every codeword there from those values (``codes.entrywise``) and corrects its own
-   blocks (:func:`repair_shard`): a wrong share can only flag entries, never change a value.
+   decodes every codeword there from those values (``codes.entrywise``; its own blocks as they are,
+   not as read) and corrects its own blocks (:func:`repair_shard`): a wrong share can only flag
+   entries and a wrong read only mislead other workers' decodes, never change a value. A wrong
+   rewrite is a weight fault, found by the next product or scrub.
 
 No block moves and no single task decides for the others. An entry two error patterns explain
 equally well sits at the noise level: its systematic values are kept and its parities re-derived
@@ -62,11 +64,21 @@ class ScrubJob:
     #: noise-level entries then covers the whole slice of the grid at that entry).
     grid: ProductCode | None = None
 
+    @property
+    def checked(self) -> tuple[StoredWord, ...]:
+        """Every codeword a scrub takes syndromes of: ``words``, and for a grid with parity both
+        ways its systematic block-rows under the column code too (:func:`aligned`)."""
+        if self.grid is None or not (self.grid.pr and self.grid.pc):
+            return self.words
+        nc = self.grid.coded_shape[1]
+        rows = tuple(StoredWord(self.grid.col_code, tuple((a, b) for b in range(nc))) for a in range(self.grid.kr))
+        return self.words + rows
+
 
 @dataclass(frozen=True)
 class StoredShare:
     """A worker's share of every codeword's syndrome: ``syndromes[i]`` (``p x rows x cols``), the
-    modelled noise variance per row ``variances[i]`` (``p x rows``), a rigorous per-row bound of its
+    modelled noise variance per entry ``variances[i]`` (the same shape), a rigorous per-row bound of its
     own float64 rounding ``rounding[i]``, and its provably wrong entries ``erased[(i, position)]``."""
 
     syndromes: dict[int, np.ndarray]
@@ -103,9 +115,10 @@ def _provably_wrong(block: CodedBlock, values: np.ndarray) -> np.ndarray:
 
 
 def stored_share(shard: Shard, job: ScrubJob, hook: CorruptionHook) -> StoredShare:
-    """This worker's share of every codeword's syndrome (through the ``project`` fault site)."""
+    """This worker's share of every codeword's syndrome (through a ``scrub`` fault site,
+    ``(worker, 0, word)``)."""
     syndromes, variances, rounding, erased = {}, {}, {}, {}
-    for i, word in enumerate(job.words):
+    for i, word in enumerate(job.checked):
         h = word.code.check_matrix
         for a, label in enumerate(word.members):
             block = shard.get(label)
@@ -116,14 +129,14 @@ def stored_share(shard: Shard, job: ScrubJob, hook: CorruptionHook) -> StoredSha
             if bad.size:
                 values.flat[bad] = 0.0
                 erased[(i, a)] = bad
-            drift = noise.block_stats(block, False, values.shape[1], block.dtype).drift
+            drift = noise.entry_drift(block, values)
             largest = np.abs(values).max(axis=1, initial=0.0)
             share = h[:, a][:, None, None] * values[None]
             syndromes[i] = share if i not in syndromes else syndromes[i] + share
-            variances[i] = (h[:, a] ** 2)[:, None] * drift[None] + variances.get(i, 0.0)
+            variances[i] = (h[:, a] ** 2)[:, None, None] * drift[None] + variances.get(i, 0.0)
             rounding[i] = np.abs(h[:, a])[:, None] * largest[None] + rounding.get(i, 0.0)
         if i in syndromes:
-            site = Site("project", job.layer, job.op, (job.worker, 2, i))
+            site = Site("scrub", job.layer, job.op, (job.worker, 0, i))
             syndromes[i] = hook.apply(site, syndromes[i], job.attempt)
     return StoredShare(syndromes, variances, rounding, erased)
 
@@ -133,36 +146,48 @@ def flag_entries(shares: Sequence[StoredShare], job: ScrubJob) -> np.ndarray:
     syndrome does not vouch for, or some block holds provably wrong."""
     u64 = unit_roundoff(np.float64)
     flagged = [idx for s in shares for idx in s.erased.values()]
-    for i, word in enumerate(job.words):
-        parts = [s.syndromes[i] for s in shares if i in s.syndromes]
-        if not parts or not word.code.p:
+    for i, word in enumerate(job.checked):
+        summed = _summed(shares, i, word)
+        if summed is None:
             continue
-        syndrome = sum(parts[1:], parts[0].copy())
-        variance = sum(s.variances[i] for s in shares if i in s.variances)
-        rows_bound = sum(s.rounding[i] for s in shares if i in s.rounding)
-        rigorous = gamma(len(word.members) + len(parts) + 1, np.float64) * rows_bound
-        tau = noise.LAMBDA * np.sqrt(variance) + rigorous + u64 * np.abs(syndrome).max(axis=2)
+        syndrome, variance, rigorous = summed
+        tau = noise.LAMBDA * np.sqrt(variance) + (rigorous + u64 * np.abs(syndrome).max(axis=2))[:, :, None]
         with np.errstate(invalid="ignore"):
-            flagged.append(np.flatnonzero(~np.all(np.abs(syndrome) <= tau[:, :, None], axis=0).ravel()))
+            flagged.append(np.flatnonzero(~np.all(np.abs(syndrome) <= tau, axis=0).ravel()))
     return np.unique(np.concatenate(flagged)) if flagged else np.zeros(0, np.int64)
 
 
+def _summed(shares: Sequence[StoredShare], i: int, word: StoredWord) -> tuple[np.ndarray, ...] | None:
+    """Codeword ``i``'s syndrome summed over the shares, its modelled variance and a rigorous
+    per-row bound of the float64 sums' rounding (None: nothing to check)."""
+    parts = [s.syndromes[i] for s in shares if i in s.syndromes]
+    if not parts or not word.code.p:
+        return None
+    syndrome = sum(parts[1:], parts[0].copy())
+    variance = sum(s.variances[i] for s in shares if i in s.variances)
+    rows_bound = sum(s.rounding[i] for s in shares if i in s.rounding)
+    return syndrome, variance, gamma(len(word.members) + len(parts) + 1, np.float64) * rows_bound
+
+
 def values_at(shard: Shard, flagged: np.ndarray, job: ScrubJob, hook: CorruptionHook) -> StoredValues:
-    """Every block of this worker at the flagged entries (each through a ``project`` fault site)."""
+    """Every block of this worker at the flagged entries (each through a ``scrub`` fault site,
+    ``(worker, 1, *label)``)."""
     values, variances, wrong, bounds = {}, {}, {}, {}
     if flagged.size == 0:
         return StoredValues(values, variances, wrong, bounds)
     for label, block in shard.items():
-        at = block.values.reshape(-1)[flagged].astype(np.float64)
-        at = hook.apply(Site("project", job.layer, job.op, (job.worker, 3, *label)), at, job.attempt)
+        at = hook.apply(Site("scrub", job.layer, job.op, (job.worker, 1, *label)), _read(block, flagged), job.attempt)
         bad = _provably_wrong(block, at)
         rows = np.unravel_index(flagged, block.shape)[0]
-        drift = noise.block_stats(block, False, block.shape[1], block.dtype).drift
         values[label] = np.where(bad, 0.0, at)
-        variances[label] = drift[rows]
+        variances[label] = noise.entry_drift(block, values[label], rows)
         wrong[label] = bad
         bounds[label] = (float(block.err), float(block.max_abs))
     return StoredValues(values, variances, wrong, bounds)
+
+
+def _read(block: CodedBlock, flagged: np.ndarray) -> np.ndarray:
+    return block.values.reshape(-1)[flagged].astype(np.float64)
 
 
 def _all_words(job: ScrubJob) -> list[StoredWord]:
@@ -175,7 +200,14 @@ def _all_words(job: ScrubJob) -> list[StoredWord]:
     return words
 
 
-def repair_shard(shard: Shard, flagged: np.ndarray, gathered: Sequence[StoredValues], job: ScrubJob) -> ScrubOutcome:
+def repair_shard(
+    shard: Shard,
+    flagged: np.ndarray,
+    gathered: Sequence[StoredValues],
+    shares: Sequence[StoredShare],
+    job: ScrubJob,
+    hook: CorruptionHook,
+) -> ScrubOutcome:
     """Decode every flagged entry from the blocks' own values, codeword after codeword and again
     while a pass changes something (iterative product-code decoding); correct this worker's blocks.
 
@@ -183,11 +215,17 @@ def repair_shard(shard: Shard, flagged: np.ndarray, gathered: Sequence[StoredVal
     ones this worker ``repaired``, ``unrepairable`` ones (some entry of their codeword beyond what
     the code can place: the blocks wrong there, or if none could be named, the codeword) and the
     entries ``realigned`` (noise-level entries no error pattern explains uniquely: see
-    :func:`_rederive`)."""
+    :func:`_rederive`). The entries a block would be rewritten with pass through the fault hook
+    (site ``(worker, 2, *label)``): a faulty rewrite is a weight fault like a faulty update. A grid
+    with nothing flagged is ``aligned`` (:func:`aligned`)."""
     y = {label: g.values[label].copy() for g in gathered for label in g.values}
     variance = {label: g.variances[label] for g in gathered for label in g.variances}
     wrong = {label: g.wrong[label].copy() for g in gathered for label in g.wrong}
     bounds = {label: g.bounds[label] for g in gathered for label in g.bounds}
+    for label, block in shard.items():  # this worker's own blocks as they are, not as read: a read may be wrong
+        if label in y:
+            wrong[label] = _provably_wrong(block, _read(block, flagged))
+            y[label] = np.where(wrong[label], 0.0, _read(block, flagged))
     words = _all_words(job)
     erased_found, located = set(), set()
     failures: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
@@ -249,7 +287,8 @@ def repair_shard(shard: Shard, flagged: np.ndarray, gathered: Sequence[StoredVal
         if label not in y:
             continue
         old = block.values.reshape(-1)[flagged]
-        new = y[label].astype(block.dtype)
+        site = Site("scrub", job.layer, job.op, (job.worker, 2, *label))  # the entries as rewritten
+        new = hook.apply(site, y[label], job.attempt).astype(block.dtype) if flagged.size else old
         if np.array_equal(old, new, equal_nan=True) or label in unrepairable:
             continue
         values = block.values.copy()  # the old shard may still be read
@@ -268,11 +307,60 @@ def repair_shard(shard: Shard, flagged: np.ndarray, gathered: Sequence[StoredVal
         "unrepairable": sorted(list(k) for k in unrepairable),
         "entries": int(flagged.size),
         "realigned": realigned,
+        "aligned": 0,
     }
     report["ok"] = not report["unrepairable"]
-    if report["ok"]:  # every block verified: its bookkeeping may be measured again from its values
+    if flagged.size == 0:
+        fixed = aligned(shard, shares, job, hook)
+        report["aligned"] = len(fixed)
+    elif report["ok"]:  # every block verified: its bookkeeping may be measured again from its values
         fixed = {label: CodedBlock.from_values(b.values, b.err, b.updates) for label, b in fixed.items()}
     return ScrubOutcome(fixed, report)
+
+
+def aligned(shard: Shard, shares: Sequence[StoredShare], job: ScrubJob, hook: CorruptionHook) -> Shard:
+    """A verified grid made an exact codeword again, so its drift does not grow without bound.
+
+    Every update rounds every stored entry, so the grid drifts from an exact codeword like a random
+    walk, and the checks' thresholds with it (``noise.entry_drift``: ``updates + 1`` roundings).
+    With nothing flagged, every codeword's syndrome ``S = A W_sys - W_par`` (``H = [A, -I]``) is
+    noise, and every worker already holds it: each parity block becomes ``W_par + S`` (for a grid
+    with parity both ways, the parity columns' systematic rows first, then the parity rows with the
+    corners' share of those corrections), which no block has to move for. The grid is then a
+    codeword up to one rounding per entry: its blocks count ``updates = 0`` again and their
+    rigorous ``err`` is that rounding plus the float64 syndromes' own. A faulty share can at most
+    move a parity entry by its (noise-level) threshold; each rewrite passes the fault hook like a
+    repair's (site ``(worker, 2, *label)``).
+    """
+    words = job.checked
+    corrections: dict[Label, np.ndarray] = {}
+    largest_bound = 0.0
+    # The other direction's codewords first: their parities are systematic members of the columns'.
+    for i in [*range(len(job.words), len(words)), *range(len(job.words))]:
+        word = words[i]
+        summed = _summed(shares, i, word)
+        if summed is None:
+            continue
+        syndrome, _, rigorous = summed
+        largest_bound = max(largest_bound, float(rigorous.max(initial=0.0)))
+        a_matrix, k = word.code.parity_matrix, word.code.k
+        for q in range(word.code.p):
+            change = syndrome[q].copy()
+            for a in range(k):
+                if word.members[a] in corrections:
+                    change += a_matrix[q, a] * corrections[word.members[a]]
+            corrections[word.members[k + q]] = change
+    gain = 1.0 + max((float(np.abs(w.code.parity_matrix).sum(axis=1).max()) for w in words if w.code.p), default=0.0)
+    out: Shard = {}
+    for label, block in shard.items():
+        if label not in corrections:
+            out[label] = CodedBlock.from_values(block.values, 0.0, 0)  # systematic: defines the codeword
+            continue
+        site = Site("scrub", job.layer, job.op, (job.worker, 2, *label))
+        values = hook.apply(site, block.values.astype(np.float64) + corrections[label], job.attempt).astype(block.dtype)
+        err = unit_roundoff(block.dtype) * float(np.abs(values).max(initial=0.0)) + gain * largest_bound
+        out[label] = CodedBlock.from_values(values, err, 0)
+    return out
 
 
 def _rederive(y: dict[Label, np.ndarray], job: ScrubJob, positions: list[int]) -> None:
@@ -321,6 +409,7 @@ def merge_reports(reports: Sequence[dict]) -> dict:
     out["checked"] = max((r["checked"] for r in reports), default=0)
     out["entries"] = max((r["entries"] for r in reports), default=0)
     out["realigned"] = max((r["realigned"] for r in reports), default=0)
+    out["aligned"] = sum(r.get("aligned", 0) for r in reports)
     out["ok"] = not out["unrepairable"]
     return out
 

@@ -405,7 +405,15 @@ def scrub_plan(
     shards_out, reports = {}, {}
     for w, job in jobs.items():
         outcome = plan.add(
-            (f"scrub-repair-{name}", job.worker), scrub.repair_shard, shard_refs[w], flagged[w], values, job, worker=w
+            (f"scrub-repair-{name}", job.worker),
+            scrub.repair_shard,
+            shard_refs[w],
+            flagged[w],
+            values,
+            shares,
+            job,
+            hook,
+            worker=w,
         )
         shards_out[w] = plan.add((f"scrub-shard-{name}", job.worker), scrub.shard_of, outcome, worker=w)
         reports[w] = plan.add((f"scrub-report-{name}", job.worker), scrub.report_of, outcome, worker=w)
