@@ -300,19 +300,21 @@ class CodedLayer:
             store.add_layer(self.name, self.code, self.block_shape, self.dtype, self.shape)
         return store.write_layer(self.name, self.gather_blocks())
 
-    def scrub(self) -> dict:
+    def scrub(self, align: bool = True) -> dict:
         """Check the resident grid's parity relations and rebuild wrong blocks in place.
 
         A wrong update persists in a block (every later product then corrects around it); a
         scrub finds such entries and rebuilds them from the rest of their codeword, without a
         rollback (``kernels.scrub``: every worker ships its share of the stored syndromes, then
         decodes them all and corrects its own blocks; no block moves). Returns the report
-        (``erased``, ``located``, ``repaired``, ``unrepairable`` blocks, ``ok``).
+        (``erased``, ``located``, ``repaired``, ``unrepairable`` blocks, ``ok``). A clean grid is
+        ``aligned`` (its parity blocks rewritten to an exact codeword) unless ``align`` is off: a
+        scrub that writes nothing when nothing is flagged, to verify an earlier scrub's writes.
         """
         self.ops += 1
-        return self._scrub(self.ops)
+        return self._scrub(self.ops, align)
 
-    def _scrub(self, op: int) -> dict:
+    def _scrub(self, op: int, align: bool = True) -> dict:
         """Scrub, again (new attempt, fresh keys) while something is unrepairable: a soft error in
         the scrub itself must not cost a rollback; after ``max_attempts`` the report says so."""
         words = self._stored_words()
@@ -330,7 +332,7 @@ class CodedLayer:
             }
         for attempt in range(self.max_attempts):
             grid = self.code if self.code.pr and len(next(iter(self.placement))) == 2 else None
-            jobs = {w: scrub.ScrubJob(self.name, op, attempt, self._index(w), words, grid) for w in self.workers}
+            jobs = {w: scrub.ScrubJob(self.name, op, attempt, self._index(w), words, grid, align) for w in self.workers}
             sp = scrub_plan(self.keys.stem(op, attempt), jobs, self.shards, self.hook)
             handles = self.executor.run(sp.plan, [sp.shards[w] for w in jobs] + [sp.reports[w] for w in jobs])
             shards_out, reports = handles[: len(jobs)], handles[len(jobs) :]

@@ -389,14 +389,25 @@ class Trainer:
         self.last_loss = state.last_loss
 
     def _scrub(self) -> None:
-        """Repair stored blocks a faulty update or encode left wrong (uncoded layers have nothing to check)."""
+        """Repair stored blocks a faulty update or encode left wrong (uncoded layers have nothing to
+        check), then verify what the scrub wrote: a scrub's writes may be faulty too, and what it
+        leaves is what a checkpoint stores and an evaluation reads. The verifying scrubs write only
+        where they find something wrong (``align=False``), and end once one finds nothing."""
         if self.config.strategy == "uncoded":
             return
         for layer in self.layers:
             report = layer.scrub()
-            self.ledger.add_scrub(layer.name, layer.ops, report)
-            if report["unrepairable"]:
-                raise UncorrectableError(f"layer {layer.name}: blocks {report['unrepairable']} cannot be rebuilt")
+            for _ in range(layer.max_attempts):
+                self.ledger.add_scrub(layer.name, layer.ops, report)
+                if report["unrepairable"]:
+                    raise UncorrectableError(f"layer {layer.name}: blocks {report['unrepairable']} cannot be rebuilt")
+                report = layer.scrub(align=False)
+                if not report["entries"]:
+                    break
+            else:
+                raise UncorrectableError(
+                    f"layer {layer.name}: every scrub found entries to rebuild again ({layer.max_attempts} in a row)"
+                )
 
     def _rollback(self) -> int:
         """Restore every layer from the last checkpoint (onto the workers); returns its position."""

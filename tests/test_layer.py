@@ -276,15 +276,44 @@ def test_a_scrub_that_reads_or_rewrites_wrong_never_leaves_the_weights_wrong(cli
     assert relative(layer.gather_weights(), w) == 0.0
     layer.hook = CorruptionPlan(
         (
-            Corruption("scrub", block=(0, 0, 0), kind="bitflip", bit=62),
-            Corruption("scrub", block=(writer, 2, 2, 0), kind="add", relative=0.5),  # a wrong rewrite of (2, 0)
+            Corruption("update", block=(2, 0), index=(1, 1), kind="add", relative=0.1),  # (2, 0) wrong...
+            Corruption("scrub", block=(writer, 2, 2, 0), kind="add", relative=0.5),  # ...and its rebuild written wrong
         )
     )
-    layer.scrub()
+    delta, x = rng.standard_normal((64, 6)), rng.standard_normal((48, 6))
+    layer.update(delta, x, lr=0.1)
+    w = w - 0.1 * delta @ x.T
+    assert layer.scrub()["repaired"] == [[2, 0]]
     assert relative(layer.gather_weights(), w) > 1e-3  # the rewrite left (2, 0) wrong...
     layer.hook = CorruptionPlan()
-    x = rng.standard_normal((48, 5))
     forward = layer.forward(x)  # ...every product corrects around it...
     assert relative(forward.to_numpy(), w @ x) < 1e-12 and (2, 0) in forward.report.corrected
     assert layer.scrub()["repaired"] == [[2, 0]]  # ...and the next scrub rebuilds it
     assert relative(layer.gather_weights(), w) < 1e-14
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["inf", "nan", "huge"])
+def test_a_clean_scrub_that_rewrites_a_block_with_garbage_leaves_it_repairable(client, dtype, kind):
+    """A clean scrub rewrites every parity block (aligning the grid); a faulty write of one can
+    leave it Inf, NaN or absurdly large. Its bookkeeping is measured before the write, so the next
+    scrub sees those entries as provably wrong and rebuilds the block (found in a Monte Carlo run:
+    bookkeeping measured after the write took an Inf as the block's bound, and the block's whole
+    column became unrepairable)."""
+    rng = np.random.default_rng(21)
+    w = rng.standard_normal((32, 24)).astype(dtype)
+    layer = CodedLayer.encode(client, w, grid=(2, 2), parity=(2, 2), name=f"garbage-{kind}")
+    writer = layer.workers.index(layer.owners[(2, 0)])
+    fault = (
+        Corruption("scrub", block=(writer, 2, 2, 0), kind="add", relative=1e30)
+        if kind == "huge"
+        else Corruption("scrub", block=(writer, 2, 2, 0), kind=kind)
+    )
+    layer.hook = CorruptionPlan((fault,))
+    assert layer.scrub()["aligned"] > 0  # clean, so it aligned, and wrote (2, 0) wrong
+    layer.hook = CorruptionPlan()
+    report = layer.scrub()
+    assert report["ok"] and [2, 0] in report["repaired"]
+    assert relative(layer.gather_weights(), w) == 0.0
+    x = rng.standard_normal((24, 5)).astype(dtype)
+    assert layer.forward(x).report.detected == []  # the grid is a codeword again

@@ -153,6 +153,7 @@ def test_resume_refuses_changed_settings_and_writes_nothing(uninterrupted):
     for args, message in (
         (["--store", "elsewhere"], "drop --store"),
         (["--workers", "3"], "--workers 3 (the run has 2"),
+        (["--no-judge"], "--no-judge (the run has the judge on)"),
     ):
         done = cli("train", "--resume", str(store), *args, timeout=120)
         assert done.returncode == 2 and message in done.stderr, done.stderr

@@ -71,9 +71,10 @@ def test_hpc_large_layer_runs_at_tiny_size_on_a_local_cluster():
 def test_a_long_run_keeps_its_store_bounded():
     """--checkpoint-every 10 --keep-checkpoints 2 over 60 steps (7 checkpoints): the store, measured
     on disk while training, never exceeds 3x the coded model + 1 MB (the 1,000-step figure is in
-    the README, from the same script without --tiny)."""
+    the README, from the same script without --tiny). Without the judge, whose shadow weights the
+    journal of every checkpoint carries (the workflow's default counts them in its bound)."""
     done = subprocess.run(
-        [sys.executable, str(WORKFLOWS / "bounded_store.py"), "--tiny", "--json"],
+        [sys.executable, str(WORKFLOWS / "bounded_store.py"), "--tiny", "--no-judge", "--json"],
         capture_output=True,
         text=True,
         timeout=300,

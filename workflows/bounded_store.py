@@ -10,6 +10,7 @@ Without expiry the store would hold every checkpoint's changed blocks.
 
     python workflows/bounded_store.py            # 1,000 steps (a few minutes on 2 cores)
     python workflows/bounded_store.py --tiny     # 60 steps, for the tests
+    python workflows/bounded_store.py --no-judge # without the judge's shadow weights in the journal
     python workflows/bounded_store.py --json     # one JSON object on stdout
 """
 
@@ -53,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint-every", type=int, default=10)
     parser.add_argument("--keep", type=int, default=2)
     parser.add_argument("--tiny", action="store_true", help="64-256-10, 60 steps")
+    parser.add_argument("--no-judge", action="store_true", help="train --no-judge: no shadow weights in the journal")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.tiny:
@@ -82,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             "--store",
             str(store),
             "--json",
+            *(["--no-judge"] if args.no_judge else []),
         ]
         sizes: list[int] = []
         done = threading.Event()
@@ -118,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         "checkpoints_kept": len(info["checkpoints"]),
         "layers": summary["layers"],
         "coded_model_bytes": coded,
+        "judged": not args.no_judge,
         "journal_bytes": journal,
         "bound_bytes": bound,
         "max_store_bytes": largest,

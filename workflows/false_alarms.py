@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
 import numpy as np
@@ -94,6 +95,8 @@ def clean_products(products: int, dtype: type, top: int, seed: int = 0) -> dict:
             found += alarms(report)
             by_kind[kind] += alarms(report)
             done += 1
+            if done % 10_000 == 0:
+                print(f"{np.dtype(dtype).name}: {done} products, {found} alarms", file=sys.stderr, flush=True)
         trial += 1
     return {"products": done, "layers": trial, "alarms": found, "by_kind": by_kind}
 

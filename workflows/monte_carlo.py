@@ -53,6 +53,7 @@ def run(target_faults: int, dask: bool = False, progress: bool = True) -> dict:
     """Train until ``target_faults`` faults were injected; the per-step-kind counts of every class."""
     counts: Counter = Counter()
     runs, statuses, start = 0, Counter(), time.perf_counter()
+    escaped: list[dict] = []
     client = cluster = None
     if dask:
         from distributed import Client, LocalCluster
@@ -84,11 +85,17 @@ def run(target_faults: int, dask: bool = False, progress: bool = True) -> dict:
                 trainer = Trainer(client if dask else LocalExecutor(4), blobs(seed), config, f"{folder}/store")
                 summary = trainer.run()
             statuses[summary.status] += 1
-            counts.update((f.site.step, outcome) for f, outcome in trainer.ledger.outcomes())
+            outcomes = trainer.ledger.outcomes()
+            counts.update((f.site.step, outcome) for f, outcome in outcomes)
+            missed = [f"{f.site} attempt {f.attempt}" for f, outcome in outcomes if outcome == "undetected"]
+            if missed:  # enough to run it again: the seed names the data, the faults and the config
+                escaped.append({"seed": seed, "strategy": strategy, "dtype": dtype, "faults": missed})
             runs += 1
             if progress:
                 print(
-                    f"run {runs}: {strategy} {dtype} {summary.status}; {sum(counts.values())} faults so far", flush=True
+                    f"run {runs} (seed {seed}): {strategy} {dtype} {summary.status}; "
+                    f"{sum(counts.values())} faults so far" + (f"; UNDETECTED {missed}" if missed else ""),
+                    flush=True,
                 )
     finally:
         if client is not None:
@@ -102,6 +109,7 @@ def run(target_faults: int, dask: bool = False, progress: bool = True) -> dict:
         "seconds": round(time.perf_counter() - start, 1),
         "by_step": {step: {o: counts[(step, o)] for o in OUTCOMES} for step in steps},
         "totals": {o: sum(counts[(s, o)] for s in steps) for o in OUTCOMES},
+        "undetected_runs": escaped,
     }
 
 

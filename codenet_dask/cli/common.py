@@ -6,6 +6,10 @@ import argparse
 from pathlib import Path
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults in the option help, the description and the epilog as written."""
+
+
 class UsageError(Exception):
     """Bad command-line input: reported in one line, exit code 2."""
 
@@ -32,6 +36,18 @@ def check_output(path: str, option: str, suffixes: tuple[str, ...]) -> Path:
     if not out.parent.is_dir():
         raise UsageError(f"{option} {path}: folder {out.parent} does not exist")
     return out
+
+
+class GivenFalse(argparse.Action):
+    """A ``--no-X`` flag: sets ``dest`` to False and, like :class:`Given`, remembers it was typed
+    (until then ``dest`` is absent: read it with ``getattr(args, dest, True)``)."""
+
+    def __init__(self, option_strings, dest, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, False)
+        namespace.given = frozenset(getattr(namespace, "given", frozenset()) | {self.dest})
 
 
 class Given(argparse.Action):

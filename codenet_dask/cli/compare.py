@@ -10,7 +10,8 @@ from pathlib import Path
 
 from ..errors import CodeNetError, DataError
 from .cluster_options import add_cluster_options, cluster_spec_from_args, connect_from_args
-from .common import UsageError
+from .common import HelpFormatter, UsageError
+from .train_run import EXIT_UNDETECTED
 
 DESCRIPTION = """\
 Train the same MLP with every strategy (uncoded, replication-R, codenet-KxK+PRxPC) at every fault
@@ -19,7 +20,12 @@ accuracy, the fault ledger and the compute redundancy. The fault spec at rate R 
 MODEL:R[:OPTIONS] from --fault-model, on block-forward+block-backward+update unless it names steps
 (rate 0 is 'none'). Writes runs.csv, results.zarr (or results.nc) and PNG plots to --out, and
 prints a Markdown table of final accuracy; --json prints one JSON object instead. A run that fails
-(e.g. weights gone non-finite) is recorded with NaN accuracy and its status."""
+(e.g. weights gone non-finite) is recorded with NaN accuracy and its status.
+
+exit codes (the table, or the JSON object, is printed in every case):
+  0  every run of a protecting strategy (replication, codenet) left nothing undetected
+  3  some run of a protecting strategy had an undetected fault (uncoded runs are expected to)
+  2  usage error"""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "compare",
         help="accuracy vs runtime of the strategies under soft errors",
         description=DESCRIPTION,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--out", required=True, help="folder for runs.csv, the Dataset and the PNGs")
     p.add_argument("--overwrite", action="store_true", help="allow a non-empty --out (its outputs are replaced)")
@@ -156,10 +162,18 @@ def run(args: argparse.Namespace) -> int:
             fmt=args.format,
         )
     paths = [str(p) for p in output_paths(out, args.format)]
+    # Uncoded training cannot see a soft error; every other strategy promises never to accept one.
+    escaped = [r for r in done if r["strategy"] != "uncoded" and r["undetected"]]
     if args.json:
         runs = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in done]
         print(json.dumps({"runs": runs, "paths": paths, "table": markdown_table(ds)}))
-        return 0
-    print(markdown_table(ds))
-    print("\nwritten:\n" + "\n".join(f"  {p}" for p in paths))
-    return 0
+    else:
+        print(markdown_table(ds))
+        print("\nwritten:\n" + "\n".join(f"  {p}" for p in paths))
+    for r in escaped:
+        print(
+            f"codenet-dask compare: {r['strategy']} at rate {r['fault_rate']:g}, seed {r['seed']}: "
+            f"{r['undetected']} undetected fault(s)",
+            file=sys.stderr,
+        )
+    return EXIT_UNDETECTED if escaped else 0

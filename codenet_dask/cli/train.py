@@ -9,7 +9,7 @@ from ..codes import ProductCode
 from ..errors import CodeParameterError, DataError, FaultSpecError
 from ..faults import parse_fault_spec
 from .cluster_options import add_cluster_options, cluster_spec_from_args
-from .common import Given, UsageError, check_output, parse_pair
+from .common import Given, GivenFalse, HelpFormatter, UsageError, check_output, parse_pair
 from .train_run import (
     EXIT_COMPLETED,
     EXIT_DIVERGED,
@@ -44,10 +44,6 @@ exit codes (the summary, and with --json the JSON object, are printed in every c
   1  any other failure (a clear message on stderr)"""
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults in the option help, the description and the epilog as written."""
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     from ..strategies import STRATEGIES
     from ..training import TrainConfig
@@ -58,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="train an MLP of coded layers under soft errors (or --resume one)",
         description=DESCRIPTION,
         epilog=EPILOG,
-        formatter_class=_HelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.set_defaults(given=frozenset())
     # Options a resumed run takes from its store (Given records which ones were typed, so that
@@ -90,6 +86,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     run.add_argument(
         "--scrub-every", type=int, default=d.scrub_every, action=Given, help="steps between scrubs (codenet)"
+    )
+    run.add_argument(
+        "--no-judge",
+        dest="judge",
+        action=GivenFalse,
+        help="do not judge accepted results against a fault-free higher-precision shadow (saves its time and "
+        "the shadow weights in every checkpoint; 'undetected' then comes from the system's own bookkeeping)",
     )
     data = p.add_argument_group("data (with --resume: taken from the store)")
     data.add_argument(
@@ -231,6 +234,7 @@ def config_from(args: argparse.Namespace, features: int, classes: int):
         checkpoint_every=args.checkpoint_every,
         scrub_every=args.scrub_every,
         keep_checkpoints=args.keep_checkpoints,
+        judge=getattr(args, "judge", True),
     )
 
 

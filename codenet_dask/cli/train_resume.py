@@ -39,6 +39,7 @@ def find_conflicts(args: argparse.Namespace, config, state) -> list[str]:
         "seed": (args.seed, config.seed, str(config.seed)),
         "checkpoint_every": (args.checkpoint_every, config.checkpoint_every, str(config.checkpoint_every)),
         "scrub_every": (args.scrub_every, config.scrub_every, str(config.scrub_every)),
+        "judge": (getattr(args, "judge", True), config.judge, "the judge on"),
         "x_var": (args.x_var, data.get("x_var"), str(data.get("x_var"))),
         "y_var": (args.y_var, data.get("y_var"), str(data.get("y_var"))),
         "test_fraction": (args.test_fraction, data.get("test_fraction"), str(data.get("test_fraction"))),
@@ -61,7 +62,8 @@ def find_conflicts(args: argparse.Namespace, config, state) -> list[str]:
             asked = str(Path(getattr(args, dest)).expanduser().absolute())
             wanted[dest] = (asked, data.get("path"), str(data.get("path") or data.get("name")))
     conflicts = [
-        f"--{dest.replace('_', '-')} {getattr(args, dest)} (the run has {shown})"
+        ("--no-judge" if dest == "judge" else f"--{dest.replace('_', '-')} {getattr(args, dest)}")
+        + f" (the run has {shown})"
         for dest, (asked, stored, shown) in wanted.items()
         if dest in given and asked != stored
     ]

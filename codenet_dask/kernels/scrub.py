@@ -35,6 +35,7 @@ from ..codes.entrywise import decode_entries
 from ..faults.hook import CorruptionHook, Site
 from . import noise
 from .blocks import CodedBlock
+from .encode import stored
 
 Label = tuple[int, ...]
 Shard = dict[Label, CodedBlock]
@@ -63,6 +64,9 @@ class ScrubJob:
     #: The product code when ``words`` are a coded grid's block-columns (parity re-derivation at
     #: noise-level entries then covers the whole slice of the grid at that entry).
     grid: ProductCode | None = None
+    #: Whether a grid with nothing flagged is made an exact codeword again (:func:`aligned`: a
+    #: rewrite of every parity block). Off for a scrub that only verifies another's rewrites.
+    align: bool = True
 
     @property
     def checked(self) -> tuple[StoredWord, ...]:
@@ -283,21 +287,24 @@ def repair_shard(
     largest = max((b for _, b in bounds.values()), default=0.0)
     worst_err = max((e for e, _ in bounds.values()), default=0.0)
     gain = max((rebuild_gain(word.code) for word in words if word.code.p), default=1.0)
+    ok = not unrepairable
     for label, block in shard.items():
         if label not in y:
             continue
         old = block.values.reshape(-1)[flagged]
-        site = Site("scrub", job.layer, job.op, (job.worker, 2, *label))  # the entries as rewritten
-        new = hook.apply(site, y[label], job.attempt).astype(block.dtype) if flagged.size else old
+        new = y[label].astype(block.dtype) if flagged.size else old
         if np.array_equal(old, new, equal_nan=True) or label in unrepairable:
             continue
         values = block.values.copy()  # the old shard may still be read
         values.reshape(-1)[flagged] = new
         # A rebuilt entry is as far from the exact codeword as its sources times the rebuild's gain,
         # plus its rounding to the stored dtype: the rigorous ``err`` the block keeps. Bookkeeping
-        # stays as it was: measured again only once the whole grid verified (below).
+        # is measured from the values as decoded (once the whole grid verified; else it stays as it
+        # was), before the write, which may be faulty (site ``(worker, 2, *label)``).
         err = max(block.err, gain * worst_err + (gain + 1) * unit_roundoff(block.dtype) * largest)
-        fixed[label] = replace(block, values=values, err=err)
+        rebuilt = CodedBlock.from_values(values, err, block.updates) if ok else replace(block, values=values, err=err)
+        site = Site("scrub", job.layer, job.op, (job.worker, 2, *label))
+        fixed[label] = stored(rebuilt, hook, site, job.attempt)
         repaired.add(label)
     report = {
         "checked": len({label for word in job.words for label in word.members}),
@@ -309,12 +316,12 @@ def repair_shard(
         "realigned": realigned,
         "aligned": 0,
     }
-    report["ok"] = not report["unrepairable"]
-    if flagged.size == 0:
+    report["ok"] = ok
+    if flagged.size == 0 and job.align:
         fixed = aligned(shard, shares, job, hook)
         report["aligned"] = len(fixed)
-    elif report["ok"]:  # every block verified: its bookkeeping may be measured again from its values
-        fixed = {label: CodedBlock.from_values(b.values, b.err, b.updates) for label, b in fixed.items()}
+    elif ok:  # every block verified: its bookkeeping may be measured again from its values
+        fixed = {label: b if label in repaired else b.refreshed() for label, b in fixed.items()}
     return ScrubOutcome(fixed, report)
 
 
@@ -356,10 +363,10 @@ def aligned(shard: Shard, shares: Sequence[StoredShare], job: ScrubJob, hook: Co
         if label not in corrections:
             out[label] = CodedBlock.from_values(block.values, 0.0, 0)  # systematic: defines the codeword
             continue
-        site = Site("scrub", job.layer, job.op, (job.worker, 2, *label))
-        values = hook.apply(site, block.values.astype(np.float64) + corrections[label], job.attempt).astype(block.dtype)
+        values = (block.values.astype(np.float64) + corrections[label]).astype(block.dtype)
         err = unit_roundoff(block.dtype) * float(np.abs(values).max(initial=0.0)) + gain * largest_bound
-        out[label] = CodedBlock.from_values(values, err, 0)
+        site = Site("scrub", job.layer, job.op, (job.worker, 2, *label))
+        out[label] = stored(CodedBlock.from_values(values, err, 0), hook, site, job.attempt)
     return out
 
 
