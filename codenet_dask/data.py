@@ -94,15 +94,7 @@ class Dataset:
 
     def describe(self) -> dict[str, Any]:
         """Where the data came from and what it is, as plain JSON data (stored with a training run)."""
-        return {
-            "name": self.name,
-            **self.source,
-            "features": self.features,
-            "classes": self.classes,
-            "train": int(self.y_train.size),
-            "test": int(self.y_test.size),
-            "fingerprint": self.fingerprint,
-        }
+        return describe(self)
 
     def epoch_batches(self, batch_size: int, *, seed: int, epoch: int) -> Sequence[tuple[np.ndarray, np.ndarray]]:
         """One epoch's mini-batches (see :func:`batches`), indexable: a rollback may go back in it."""
@@ -111,6 +103,20 @@ class Dataset:
     def test_batches(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """The test set as ``(x, y)`` pieces (here: one)."""
         yield self.x_test, self.y_test
+
+
+def describe(data: Any) -> dict[str, Any]:
+    """A data set's (in memory or streamed) origin and shape, as plain JSON data: the record a
+    training run keeps of what it trained on, and a resume checks it is given again."""
+    return {
+        "name": data.name,
+        **data.source,
+        "features": data.features,
+        "classes": data.classes,
+        "train": int(data.y_train.size),
+        "test": int(data.y_test.size),
+        "fingerprint": data.fingerprint,
+    }
 
 
 def load_dataset(

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .data import stratified_split
+from .data import describe, stratified_split
 from .errors import DataError
 
 #: Default memory for one group of chunks (two groups may be held at once).
@@ -93,15 +93,8 @@ class StreamedDataset:
         return h.hexdigest()
 
     def describe(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            **self.source,
-            "features": self.features,
-            "classes": self.classes,
-            "train": int(self.y_train.size),
-            "test": int(self.y_test.size),
-            "fingerprint": self.fingerprint,
-        }
+        """Where the data came from and what it is (:func:`codenet_dask.data.describe`)."""
+        return describe(self)
 
     def epoch_batches(self, batch_size: int, *, seed: int, epoch: int) -> Sequence[tuple[np.ndarray, np.ndarray]]:
         """One epoch's mini-batches, read from disk when first asked for (see the module docstring)."""

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import xarray as xr
+from clirun import run_cli as cli
 
 import codenet_dask
 from codenet_dask.data import load_dataset
@@ -34,12 +33,6 @@ RUN = [
     "--seed",
     "4",
 ]
-
-
-def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "codenet_dask", *args], capture_output=True, text=True, timeout=timeout
-    )
 
 
 @pytest.fixture(scope="module")

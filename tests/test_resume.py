@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from clirun import run_cli as cli
 from test_store_support import same_block
 
 from codenet_dask.errors import StoreError
@@ -42,12 +43,6 @@ RUN = [
     "bitflip:0.02:steps=block-forward+block-backward+update,nan:0.01:steps=block-forward",
 ]
 STEPS = 4 * 12
-
-
-def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "codenet_dask", *args], capture_output=True, text=True, timeout=timeout
-    )
 
 
 def latest_step(path: Path) -> int:

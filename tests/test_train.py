@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from clirun import run_cli
 
 from codenet_dask.data import load_dataset
 from codenet_dask.training import TrainConfig, Trainer
@@ -29,12 +28,6 @@ SMALL = [
     "--workers",
     "2",
 ]
-
-
-def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "codenet_dask", *args], capture_output=True, text=True, timeout=timeout
-    )
 
 
 def test_train_json_end_to_end(tmp_path):
