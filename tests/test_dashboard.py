@@ -98,7 +98,7 @@ def test_dashboard_counters_equal_the_trainers_ledger(client, tmp_path):
         checkpoint_every=4,
         scrub_every=2,
         max_attempts=2,
-        seed=2,
+        seed=3,
     )
     trainer = Trainer(client, data, config, tmp_path / "store")
     publisher = DashboardPublisher(trainer, client)  # registers the plugin itself

@@ -317,3 +317,29 @@ def test_a_clean_scrub_that_rewrites_a_block_with_garbage_leaves_it_repairable(c
     assert relative(layer.gather_weights(), w) == 0.0
     x = rng.standard_normal((24, 5)).astype(dtype)
     assert layer.forward(x).report.detected == []  # the grid is a codeword again
+
+
+def test_a_wrong_weight_is_corrected_along_its_whole_output_row(client):
+    """One wrong stored weight w[r, k] spoils row r of its block's output by e * x[k, b]: flagged
+    where x[k, b] is large, below the threshold where it is small. The second round decodes the
+    whole footprint, so the accepted output is as close to the exact one as a clean product's
+    (decoding only the flagged entries left this one 5.7x the clean error; in the Monte Carlo, 144x)."""
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((64, 256)).astype(np.float32)
+    x = rng.standard_normal((256, 40)).astype(np.float32)
+    x[7] *= np.logspace(0, -6, 40, dtype=np.float32)  # the wrong weight's input: from large to tiny
+    delta, step = rng.standard_normal((64, 1)).astype(np.float32), np.zeros((256, 1), np.float32)
+    exact = w.astype(np.float64) @ x.astype(np.float64)
+
+    def error(hook) -> tuple[float, list]:
+        layer = CodedLayer.encode(client, w, grid=(4, 2), parity=(2, 2), name="row", hook=hook)
+        layer.update(delta, step, lr=0.1)  # the update (a no-op: its x is 0) is where the fault lands
+        result = layer.forward(x)
+        return float(np.max(np.abs(result.to_numpy() - exact))), result.report.corrected
+
+    clean, _ = error(CorruptionPlan())
+    wrong, corrected = error(
+        CorruptionPlan((Corruption("update", block=(1, 0), index=(3, 7), kind="add", relative=1e-3),))
+    )
+    assert (1, 0) in corrected
+    assert wrong <= 3 * clean, (wrong, clean)

@@ -27,7 +27,7 @@ from typing import Protocol
 import numpy as np
 
 from ..codes import SystematicMDSCode, gamma
-from ..codes.entrywise import decode_entries
+from ..codes.entrywise import EntryDecode, decode_entries
 from ..faults.hook import CorruptionHook, NoFaults, Site
 from . import checks, noise
 from .blocks import CodedBlock, Factor, apply_update, encoding_error
@@ -309,8 +309,48 @@ def suspicious_entries(summaries: Sequence[ShardSummary], job: DecodeJob) -> dic
             with np.errstate(invalid="ignore"):
                 loud = np.flatnonzero(~np.all(np.abs(syndrome) <= tau, axis=0).ravel())
         if loud.size or erased:
-            found[c] = np.unique(np.concatenate([loud, *erased]))
+            found[c] = footprint(np.unique(np.concatenate([loud, *erased])), _chunk_shape(summaries, job))
     return found
+
+
+def _chunk_shape(summaries: Sequence[ShardSummary], job: DecodeJob) -> tuple[int, int]:
+    first = next(p for s in summaries for p in s.partials.values())
+    return job.chunk_rows, first.shape[1]
+
+
+def footprint(entries: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Every entry in a row or a column of ``entries`` (flat indices into a chunk of ``shape``).
+
+    A wrong block result rarely stops at the entries its check flags: a wrong weight spoils a
+    whole row of the block's output (``e * x[k, b]`` for every column ``b``), a wrong operand entry a
+    whole column, and where ``x[k, b]`` is small the error is below the threshold yet may be many
+    times the product's own roundoff. The second round therefore looks at the whole footprint.
+    """
+    rows, cols = np.unravel_index(entries, shape)
+    grid = np.zeros(shape, bool)
+    grid[rows, :] = True
+    grid[:, cols] = True
+    return np.flatnonzero(grid)
+
+
+def _erase_footprints(
+    verdict: EntryDecode, erased: dict[int, np.ndarray], idx: np.ndarray, shape: tuple[int, int], p: int
+) -> dict[int, np.ndarray] | None:
+    """The erasures a second decode uses: every position the first found wrong, erased over the
+    footprint (:func:`footprint`) of the entries it was found wrong at, so that its sub-threshold
+    errors there are rebuilt too. None when nothing was found, or when erasing would leave the
+    codeword no parity to check the rebuild with."""
+    good = ~verdict.failed
+    wrong = [a for a in range(verdict.bad.shape[0]) if (verdict.bad[a] & good).any()]
+    if not wrong or len(wrong) >= p:
+        return None
+    rows, cols = np.unravel_index(idx, shape)
+    widened = dict(erased)
+    for a in wrong:
+        hit = verdict.entries[verdict.bad[a] & good]
+        near = np.flatnonzero(np.isin(rows, rows[hit]) | np.isin(cols, cols[hit]))
+        widened[a] = np.union1d(erased.get(a, np.zeros(0, np.int64)), near)
+    return widened
 
 
 def decode(summaries: Sequence[ShardSummary], job: DecodeJob, hook: CorruptionHook) -> Decoded | Pending | np.ndarray:
@@ -368,6 +408,7 @@ def resolve(
     if not isinstance(pending, Pending):
         return pending
     values = pending.decoded.values.copy()
+    shape = (values.shape[0] // job.outputs, values.shape[1])
     findings: dict[Label, list] = {}
     failed: set[int] = set()
     ambiguous = 0
@@ -391,6 +432,13 @@ def resolve(
             tau = noise.LAMBDA * np.sqrt((h**2) @ variance) + gamma(n + 1, np.float64) * (np.abs(h) @ np.abs(y))
             erased = {a: np.flatnonzero(positions[a][3]) for a in range(n)}
             verdict = decode_entries(word.code, h @ y, tau, erased)
+            widened = _erase_footprints(verdict, erased, idx, shape, word.code.p)
+            if widened is not None:  # decode again with the wrong blocks erased over their footprints
+                y = y.copy()
+                for a, at in widened.items():
+                    y[a, at] = 0.0
+                tau = noise.LAMBDA * np.sqrt((h**2) @ variance) + gamma(n + 1, np.float64) * (np.abs(h) @ np.abs(y))
+                verdict = decode_entries(word.code, h @ y, tau, widened)
             fixed = y.copy()
             if verdict.entries.size:
                 fixed[:, verdict.entries] -= verdict.errors
