@@ -68,6 +68,7 @@ from .ledger import FaultLedger
 from .matmul import matmul
 from .model import TrainedModel, load_model
 from .observe.taskgraph import GraphError
+from .protocol.placement import most_per_codeword, spread_owners
 from .store import CodedStore, describe_store
 from .strategies import STRATEGIES, build_layer
 from .training import TrainConfig, Trainer, TrainSummary
@@ -154,10 +155,12 @@ __all__ = [
     "load_model",
     "main",
     "matmul",
+    "most_per_codeword",
     "nn",
     "observe",
     "parse_fault_spec",
     "parse_pair",
+    "spread_owners",
     "store",
     "workers_for_grid",
 ]

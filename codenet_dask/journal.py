@@ -137,6 +137,7 @@ def dumps(ledger: FaultLedger) -> bytes:
         "products": [_report(r) for r in ledger.products.values()],
         "repairs": {layer: [[op, list(block)] for op, block in rows] for layer, rows in ledger.repairs.items()},
         "rolled_back": sorted([layer, op] for layer, op in ledger.rolled_back),
+        "reencoded": dict(ledger.reencoded),
         "judge": None if ledger.judge is None else _judge(ledger.judge),
     }
     return json.dumps(body, separators=(",", ":")).encode()
@@ -160,6 +161,9 @@ def loads(data: bytes) -> FaultLedger:
             for layer, rows in body["repairs"].items()
         }
         ledger.rolled_back = {(layer, int(op)) for layer, op in body["rolled_back"]}
+        ledger.reencoded = {
+            layer: int(a) for layer, a in body.get("reencoded", {}).items()
+        }  # absent before quarantines
         ledger.judge = None if body["judge"] is None else _unjudge(body["judge"])
     except StoreFormatError:
         raise

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +33,7 @@ from .kernels.blocks import CodedBlock
 from .kernels.checks import Rejected
 from .kernels.shards import Label, OperandSpec, Transform
 from .protocol.keys import KeyMaker, step_word
-from .protocol.placement import Coord, round_robin_owners
+from .protocol.placement import Coord, spread_owners
 from .protocol.plans import (
     ShardedProduct,
     assemble_plan,
@@ -150,12 +151,14 @@ class CodedLayer:
         seed: int = 0,
         workers: list[str] | None = None,
         verify_encoding: bool = True,
+        attempt: int = 0,
     ) -> CodedLayer:
         """Encode ``weights`` once into the coded grid, resident on the workers of ``target`` (a
         ``distributed.Client`` or an executor).
 
         Encoding may be faulty too: with ``verify_encoding`` the fresh grid is scrubbed once
-        (``encode_report``) before any product uses it.
+        (``encode_report``) before any product uses it. ``attempt`` numbers the fault sites of
+        this encoding and its scrub from there (an initialisation done again gets fresh ones).
         """
         executor = as_executor(target)
         weights = np.asarray(weights)
@@ -174,7 +177,7 @@ class CodedLayer:
         addresses = list(workers) if workers else executor.workers()
         if not addresses:
             raise CodeParameterError("the cluster has no workers; start some before encoding")
-        owners = round_robin_owners(addresses, code.coded_shape)
+        owners = spread_owners(addresses, code.coded_shape)
         hook = hook or NoFaults()
         keys = KeyMaker(name)
         plan = Plan()
@@ -184,9 +187,18 @@ class CodedLayer:
         for coord, (sources, _) in parity_sources(code).items():
             needs |= {(owners[coord], s) for s in sources}
         pieces = scatter_pieces(executor, weights, (bh, bw), needs)
-        systematic = systematic_plan({c: pieces[(w, c)] for c, w in cells.items()}, cells, hook, name, key, plan)
+        systematic = systematic_plan(
+            {c: pieces[(w, c)] for c, w in cells.items()}, cells, hook, name, key, plan, attempt
+        )
         parity_blocks = encode_plan(
-            name, code, lambda s, coord: pieces[(owners[coord], s)], lambda a, b: owners[(a, b)], hook, key, plan
+            name,
+            code,
+            lambda s, coord: pieces[(owners[coord], s)],
+            lambda a, b: owners[(a, b)],
+            hook,
+            key,
+            plan,
+            attempt,
         )
         layer = cls(
             executor,
@@ -205,7 +217,7 @@ class CodedLayer:
         layer._assemble({**systematic, **parity_blocks}, plan)
         layer.encode_count = 1
         if verify_encoding and (code.pr or code.pc):
-            layer.encode_report = layer._scrub(op=0)
+            layer.encode_report = layer._scrub(op=0, first_attempt=attempt)
         return layer
 
     @classmethod
@@ -226,7 +238,7 @@ class CodedLayer:
         executor = as_executor(target)
         spec = store.layer(name)
         addresses = executor.workers()
-        owners = round_robin_owners(addresses, spec.code.coded_shape)
+        owners = spread_owners(addresses, spec.code.coded_shape)
         blocks = store.load_layer(name, checkpoint)[0]
         if set(blocks) != set(owners):
             raise ShapeMismatchError(f"layer {name!r} in the store does not hold every block of its coded grid")
@@ -314,7 +326,7 @@ class CodedLayer:
         self.ops += 1
         return self._scrub(self.ops, align)
 
-    def _scrub(self, op: int, align: bool = True) -> dict:
+    def _scrub(self, op: int, align: bool = True, first_attempt: int = 0) -> dict:
         """Scrub, again (new attempt, fresh keys) while something is unrepairable: a soft error in
         the scrub itself must not cost a rollback; after ``max_attempts`` the report says so."""
         words = self._stored_words()
@@ -330,7 +342,7 @@ class CodedLayer:
                 "aligned": 0,
                 "ok": True,
             }
-        for attempt in range(self.max_attempts):
+        for attempt in range(first_attempt, first_attempt + self.max_attempts):
             grid = self.code if self.code.pr and len(next(iter(self.placement))) == 2 else None
             jobs = {w: scrub.ScrubJob(self.name, op, attempt, self._index(w), words, grid, align) for w in self.workers}
             sp = scrub_plan(self.keys.stem(op, attempt), jobs, self.shards, self.hook)
@@ -342,6 +354,30 @@ class CodedLayer:
             if found["ok"]:
                 break
         return found
+
+    def evacuate(self, gone: Collection[str]) -> list[Label]:
+        """Move the layer off the workers ``gone`` (quarantined or lost): the others' blocks are
+        placed again over the executor's current workers, ``gone``'s blocks arrive erased
+        (:meth:`CodedBlock.erased`) and the next :meth:`scrub` rebuilds them from their codewords
+        (never re-encoded from W). Returns the erased labels; the caller scrubs and verifies, and
+        rolls back when the code cannot rebuild them."""
+        keep = [w for w in self.executor.workers() if w not in gone]
+        if not keep:
+            raise UncorrectableError(f"layer {self.name}: no worker is left to hold its blocks")
+        blocks: dict[Label, CodedBlock] = {}
+        healthy = [h for w, h in self.shards.items() if w not in gone]
+        for shard in self.executor.gather(healthy, f"evacuate {self.name}"):
+            blocks.update(shard)
+        erased = sorted(label for label, w in self.placement.items() if w in gone)
+        blocks.update({label: CodedBlock.erased(self.block_shape, self.dtype) for label in erased})
+        self.placement = dict(spread_owners(keep, self.code.coded_shape))
+        self.workers = holders(keep, self.placement)
+        self._assemble(scatter_blocks(self.executor, blocks, self.placement), Plan())
+        return erased
+
+    def participants(self, step: str) -> dict[str, list[Coord]]:
+        """The blocks whose products each worker computes in a ``forward`` or ``backward``."""
+        return {w: [(m.label[0], m.label[1]) for m in members] for w, members in self._members(step).items()}
 
     def _stored_words(self) -> tuple[scrub.StoredWord, ...]:
         """The stored grid's codewords a scrub decodes: the block-columns under the row code (or,

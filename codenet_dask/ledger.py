@@ -45,6 +45,9 @@ class FaultLedger:
     products: dict[tuple[str, int], ProductReport] = field(default_factory=dict)
     repairs: dict[str, list[tuple[int, tuple[int, ...]]]] = field(default_factory=dict)
     rolled_back: set[tuple[str, int]] = field(default_factory=set)
+    #: Per layer, the first attempt of the initial encoding kept: one done again on healthy
+    #: workers (after a quarantine) discards the attempts before it.
+    reencoded: dict[str, int] = field(default_factory=dict)
     #: The independent judge of the run (``codenet_dask.judge``); without one, faults the system
     #: did not catch are classed by their size against ``BENIGN_TOLERANCE`` instead.
     judge: Judge | None = None
@@ -72,6 +75,8 @@ class FaultLedger:
         site = fault.site
         if (site.layer, site.op) in self.rolled_back:
             return "rolled-back"
+        if site.op == 0 and site.step in ("encode", "scrub") and fault.attempt < self.reencoded.get(site.layer, 0):
+            return "recomputed"  # an initial encoding that was discarded and done again
         report = self.products.get((site.layer, site.op))
         if site.step in _PRODUCT_STEPS or (site.step == "activation" and report is not None):
             if report is None or report.accepted_attempt is None:

@@ -20,6 +20,8 @@ from .errors import StoreFormatError
 #: Bump when the record's fields change meaning.
 RECORD_VERSION = 1
 STATUSES = ("running", "completed", "diverged", "gave-up")
+#: Fields added after version 1 was written: a record without them takes their defaults.
+LATER = frozenset({"quarantined"})
 
 
 def _finite(value: float) -> float | None:
@@ -46,6 +48,8 @@ class RunState:
     #: The last step the run reached (the one that failed, for a diverged or given-up run).
     step: int = 0
     resumed_from_step: int = 0
+    #: Workers quarantined so far, each ``{worker, step, wrong, checked, score}`` (``quarantine``).
+    quarantined: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def test_accuracy(self) -> float:
@@ -68,7 +72,7 @@ class RunState:
             raise StoreFormatError(
                 f"{where}: version {record.get('record_version')!r}; this codenet_dask reads version {RECORD_VERSION}"
             )
-        names = {f.name for f in fields(cls)}
+        names = {f.name for f in fields(cls)} - {name for name in LATER if name not in record}
         missing = names - set(record)
         if missing:
             raise StoreFormatError(f"{where}: fields {sorted(missing)} are missing")
@@ -86,6 +90,10 @@ class RunState:
             ),
             (state.status in STATUSES, f"'status' must be one of {', '.join(STATUSES)}"),
             (isinstance(state.accuracy_by_epoch, list), "'accuracy_by_epoch' must be a list"),
+            (
+                isinstance(state.quarantined, list) and all(isinstance(q, dict) for q in state.quarantined),
+                "'quarantined' must be a list of objects",
+            ),
         ]
         for ok, message in checks:
             if not ok:

@@ -14,6 +14,7 @@ resident grids are scrubbed (rebuilding blocks a faulty update left wrong); ever
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import tempfile
 import time
@@ -46,6 +47,8 @@ from .judge import Judge
 from .layer import Activated, CodedLayer, ProductResult
 from .ledger import FaultLedger
 from .nn import Relu, ReluGrad, SoftmaxXentGrad, cross_entropy, init_weights, predict, softmax_grad
+from .protocol.reports import ProductReport
+from .quarantine import Quarantine, Quarantined
 from .runstate import RunState
 from .store import CodedStore
 from .strategies import ReplicatedLayer, Strategy, UncodedLayer, build_layer
@@ -54,8 +57,13 @@ from .strategies import ReplicatedLayer, Strategy, UncodedLayer, build_layer
 #: fixed, and work lost with a worker (pinned tasks noticing it, scatters and fetches to it failing).
 RECOVERABLE = (UncorrectableError, WorkerLostError, StepTimeoutError, CommClosedError, KilledWorker, CancelledError)
 
+log = logging.getLogger(__name__)
+
 #: Rollbacks after which a run gives up (the fault rate is beyond what checkpoints can absorb).
 MAX_ROLLBACKS = 20
+#: The attempts of the k-th initial encoding of a layer start at k x this (more than any
+#: ``max_attempts``), so an initialisation done again after a quarantine draws fresh faults.
+REENCODE_STRIDE = 100
 
 #: How a run ended (``running`` only inside a store whose run was interrupted).
 Status = Literal["running", "completed", "diverged", "gave-up"]
@@ -124,6 +132,8 @@ class TrainSummary:
     reason: str | None = None
     #: The checkpoint step a resumed run started from (0 for a fresh run).
     resumed_from_step: int = 0
+    #: Workers taken out of the run for computing wrong: ``{worker, step, wrong, checked, score}``.
+    quarantined: list[dict] = field(default_factory=list)
 
     @classmethod
     def from_state(cls, state: RunState, ledger: FaultLedger, wall_seconds: float, store: str) -> TrainSummary:
@@ -156,6 +166,7 @@ class TrainSummary:
             step=state.step,
             reason=state.reason,
             resumed_from_step=state.resumed_from_step,
+            quarantined=[dict(q) for q in state.quarantined],
         )
 
     def as_dict(self) -> dict:
@@ -244,6 +255,8 @@ class Trainer:
         self.judge = Judge() if config.judge else None
         self.ledger = FaultLedger(dtype=self.dtype, judge=self.judge)
         self.rollbacks = 0
+        #: Blame of the workers from the checks' verdicts, and the workers retired (``quarantine``).
+        self.quarantine = Quarantine(self.executor)
         self.layers: list[CodedLayer] = []
         self.checkpoint_position = 0
         self.checkpoint_ops: dict[str, int] = {}
@@ -257,15 +270,41 @@ class Trainer:
 
     # -- lifecycle ------------------------------------------------------------------------
     def build(self) -> None:
-        self.workers = len(self.executor.workers())
-        grid = (self.config.grid, self.config.grid)
+        """Encode every layer, verify the encoding and write checkpoint 0. An encoding that does not
+        verify (faults in it or in its scrubs beyond what the code repairs, or a quarantine that
+        leaves a layer the code cannot rebuild) is done again on the healthy workers (nothing is
+        trained yet: the initial weights are the checkpoint), with fresh fault sites (attempts
+        from ``REENCODE_STRIDE`` up); ``max_attempts`` times on one cluster, then GaveUpError."""
         weights = self.initial_weights
         if weights is None:
             weights = init_weights(self.sizes, self.dtype, self.config.seed)
+        failed = 0  # attempts on the same cluster
+        for again in itertools.count():
+            retired = len(self.quarantine.retired)
+            try:
+                self._encode(weights, again * REENCODE_STRIDE)
+                self._scrub()
+                break
+            except UncorrectableError as exc:
+                failed = 0 if len(self.quarantine.retired) > retired else failed + 1
+                if failed >= self.config.max_attempts:
+                    raise GaveUpError(
+                        f"the initial encoding did not verify in {failed} attempts ({exc}); lower --faults or add parity"
+                    ) from None
+                log.warning("the initial encoding is done again on %d workers (%s)", len(self.executor.workers()), exc)
+        with CodedStore.create(self.store_path, model="mlp") as store:
+            self._checkpoint(store, 0, scrubbed=True)
+
+    def _encode(self, weights: Sequence[np.ndarray], attempt: int) -> None:
+        """Every layer encoded from ``weights`` on the executor's workers (fault sites of ``attempt``)."""
+        self.workers = len(self.executor.workers())
+        grid = (self.config.grid, self.config.grid)
+        self.layers = []
         for i, w in enumerate(weights):
+            name = f"dense{i}"
             if self.judge is not None:
                 bh, bw = -(-w.shape[0] // grid[0]), -(-w.shape[1] // grid[1])
-                self.judge.start(f"dense{i}", w, grid, (bh, bw))
+                self.judge.start(name, w, grid, (bh, bw))
             layer = build_layer(
                 self.config.strategy,
                 self.executor,
@@ -273,16 +312,19 @@ class Trainer:
                 grid=grid,
                 parity=self.config.parity,
                 replicas=self.config.replicas,
-                name=f"dense{i}",
+                name=name,
                 hook=self.hook,
                 seed=self.config.seed,
+                **({"attempt": attempt} if attempt else {}),
             )
-            if layer.encode_report is not None:
-                self.ledger.add_scrub(layer.name, 0, layer.encode_report)
+            if attempt:
+                self.ledger.reencoded[name] = attempt
             layer.max_attempts = self.config.max_attempts
             self.layers.append(layer)
-        with CodedStore.create(self.store_path, model="mlp") as store:
-            self._checkpoint(store, 0)
+            if layer.encode_report is not None:
+                self.ledger.add_scrub(name, 0, layer.encode_report)
+                self.quarantine.scrub(layer, layer.encode_report)
+                self._retire_suspects()
 
     def close(self) -> None:
         if self._tmp is not None:
@@ -296,7 +338,7 @@ class Trainer:
         pre, operand = [], x
         for i, layer in enumerate(self.layers):
             result = layer.forward(operand)
-            self.ledger.add_product(result.report)
+            self._add_product(layer, result.report)
             if judged:
                 judged.forward(i, result)
             pre.append(result)
@@ -307,7 +349,7 @@ class Trainer:
             layer = self.layers[i]
             if i > 0:
                 back = layer.backward(delta)
-                self.ledger.add_product(back.report)
+                self._add_product(layer, back.report)
                 if judged:
                     judged.backward(i, back)
             layer.update(delta, x if i == 0 else Activated((pre[i - 1],), Relu()), lr)
@@ -316,6 +358,40 @@ class Trainer:
             if i > 0:
                 delta = Activated((back, pre[i - 1]), ReluGrad())
         return cross_entropy(logits.astype(np.float64), y)
+
+    def _add_product(self, layer: CodedLayer, report: ProductReport) -> None:
+        self.ledger.add_product(report)
+        self.quarantine.product(layer, report)
+
+    # -- quarantine -----------------------------------------------------------------------
+    def _retire_suspects(self) -> None:
+        """Retire the workers the blame points at and move every layer off them: their blocks are
+        rebuilt from the code (UncorrectableError where it cannot: the caller rolls back)."""
+        gone = self._retire_pending()
+        if not gone:
+            return
+        self.workers = len(self.executor.workers())
+        for layer in self.layers:  # only coded layers give evidence (``quarantine``)
+            self._scrub_layer(layer, innocent=layer.evacuate(gone))
+
+    def _blame_failed(self, exc: BaseException) -> None:
+        """Evidence from a product that stayed uncorrectable, then retire the suspects without
+        moving the layers: the rollback that follows restores them onto the healthy workers."""
+        report = getattr(exc, "report", None)
+        if isinstance(report, ProductReport):
+            layer = next((la for la in self.layers if la.name == report.layer), None)
+            if layer is not None:
+                self.quarantine.product(layer, report)
+        if self._retire_pending():
+            self.workers = len(self.executor.workers())
+
+    def _retire_pending(self) -> list[str]:
+        """Retire the suspects, once the faults their logs hold are in the ledger (ground truth
+        from a closed worker would be lost)."""
+        if not self.quarantine.pending:
+            return []
+        self.ledger.add_injected(self.executor.collect_faults(self.run_id))
+        return self.quarantine.retire_pending(self.step_reached)
 
     # -- checkpoints ----------------------------------------------------------------------
     def _checkpoint(self, store: CodedStore, position: int, scrubbed: bool = False) -> None:
@@ -365,6 +441,7 @@ class Trainer:
             reason=self.reason,
             step=self.step_reached,
             resumed_from_step=self.resumed_from_step,
+            quarantined=[q.as_dict() for q in self.quarantine.retired],
         )
 
     def restore(self, state: RunState, ledger: FaultLedger) -> None:
@@ -385,6 +462,7 @@ class Trainer:
         self.checkpoint_position = self.position = self.step_reached = self.resumed_from_step = state.position
         self.checkpoint_ops = dict(state.ops)
         self.rollbacks = state.rollbacks
+        self.quarantine.retired = [Quarantined.from_dict(q) for q in state.quarantined]
         self.accuracy_by_epoch = list(state.accuracy_by_epoch)
         self.last_loss = state.last_loss
 
@@ -392,22 +470,33 @@ class Trainer:
         """Repair stored blocks a faulty update or encode left wrong (uncoded layers have nothing to
         check), then verify what the scrub wrote: a scrub's writes may be faulty too, and what it
         leaves is what a checkpoint stores and an evaluation reads. The verifying scrubs write only
-        where they find something wrong (``align=False``), and end once one finds nothing."""
+        where they find something wrong (``align=False``), and end once one writes nothing
+        (entries a faulty share flagged that decode as right are no reason to scrub again)."""
         if self.config.strategy == "uncoded":
             return
         for layer in self.layers:
-            report = layer.scrub()
-            for _ in range(layer.max_attempts):
-                self.ledger.add_scrub(layer.name, layer.ops, report)
-                if report["unrepairable"]:
-                    raise UncorrectableError(f"layer {layer.name}: blocks {report['unrepairable']} cannot be rebuilt")
-                report = layer.scrub(align=False)
-                if not report["entries"]:
-                    break
-            else:
+            self._scrub_layer(layer)
+
+    def _scrub_layer(self, layer: CodedLayer, innocent: Sequence = ()) -> None:
+        """One layer's scrub and its verifying passes (see :meth:`_scrub`); ``innocent``: blocks
+        erased on purpose (an evacuation), no evidence against their new owners. A worker the
+        verdicts quarantine on the way is retired and the layers moved off it (that scrubs them)."""
+        report = layer.scrub()
+        for passes in range(layer.max_attempts + 1):
+            self.ledger.add_scrub(layer.name, layer.ops, report)
+            self.quarantine.scrub(layer, report, innocent if passes == 0 else ())
+            if self.quarantine.pending:
+                self._retire_suspects()
+                return
+            if report["unrepairable"]:
+                raise UncorrectableError(f"layer {layer.name}: blocks {report['unrepairable']} cannot be rebuilt")
+            if passes and not report["repaired"]:
+                return  # a verifying pass that wrote nothing checked the grid as it stays
+            if passes == layer.max_attempts:
                 raise UncorrectableError(
-                    f"layer {layer.name}: every scrub found entries to rebuild again ({layer.max_attempts} in a row)"
+                    f"layer {layer.name}: every scrub rebuilt entries again ({layer.max_attempts} in a row)"
                 )
+            report = layer.scrub(align=False)
 
     def _rollback(self) -> int:
         """Restore every layer from the last checkpoint (onto the workers); returns its position."""
@@ -423,6 +512,7 @@ class Trainer:
             )
         if self.judge is not None:
             self.judge.rollback()
+        self.quarantine.forget_sightings()
         restored = []
         self.executor.wait_for_workers(1, timeout=60)  # a lost worker's replacement may still be starting
         with CodedStore.open(self.store_path) as store:
@@ -442,7 +532,12 @@ class Trainer:
         """Train to the end, or until the run diverges or gives up; the summary says which."""
         start = time.perf_counter()
         if not self.layers:
-            self.build()
+            try:
+                self.build()
+            except GaveUpError as exc:  # no verified initial encoding: nothing was trained or stored
+                self.status, self.reason = "gave-up", str(exc)
+                self.ledger.add_injected(self.executor.collect_faults(self.run_id))
+                return self.summary(time.perf_counter() - start)
         with CodedStore.open(self.store_path, mode="r+") as store:
             try:
                 self._train(store, progress)
@@ -488,6 +583,7 @@ class Trainer:
                 loss = self.step(xb.astype(self.dtype, copy=False), yb, lr)
                 if not math.isfinite(loss):
                     raise DivergedError(f"the loss of step {position + 1} is {loss}: NaN/Inf reached the outputs")
+                self._retire_suspects()
                 end_of_epoch = (position + 1) % per_epoch == 0
                 if end_of_epoch:  # before the checkpoint: an evaluation that fails rolls back past it
                     by_epoch.append(self.test_accuracy())  # scrubs first
@@ -495,7 +591,8 @@ class Trainer:
                     self._checkpoint(store, position + 1, scrubbed=end_of_epoch)
                 elif (position + 1) % self.config.scrub_every == 0 and not end_of_epoch:
                     self._scrub()
-            except RECOVERABLE:
+            except RECOVERABLE as exc:
+                self._blame_failed(exc)
                 position = self.position = self._rollback()
                 del by_epoch[position // per_epoch :]  # a rollback past an epoch's end takes its evaluation back
                 continue

@@ -20,6 +20,7 @@ from distributed import Client, LocalCluster
 
 from codenet_dask.data import load_dataset
 from codenet_dask.observe import COUNTS, JSON_ROUTE, PAGE, DashboardPublisher, Tally
+from codenet_dask.observe.page import render_header
 from codenet_dask.observe.taskgraph import render, step_graph
 from codenet_dask.training import TrainConfig, Trainer
 
@@ -79,6 +80,17 @@ def test_tally_folds_increments_per_run_layer_and_worker():
     assert tally.snapshot()["runs"] == ["a", "b"] and tally.ignored == 2
     tally.apply({"kind": "start", "run": "a"})  # a restarted run starts from zero
     assert tally.snapshot("a")["run"]["totals"]["detected"] == 0
+
+
+def test_a_quarantined_worker_is_shown_on_the_page():
+    tally = Tally()
+    tally.apply({"kind": "start", "run": "a", "strategy": "codenet", "label": "x"})
+    quarantined = [{"worker": "1", "step": 4, "wrong": 8, "checked": 18, "score": 14.1}]
+    tally.apply({"kind": "step", "run": "a", "position": 5, "total": 9, "quarantined": quarantined})
+    tally.apply({"kind": "step", "run": "a", "position": 6, "total": 9})  # a step without the field keeps it
+    run = tally.snapshot("a")["run"]
+    assert run["quarantined"] == quarantined
+    assert "Quarantined worker 1 at step 4: 8 of its 18 checked results were wrong" in render_header(run)
 
 
 # -- counters == ledger -----------------------------------------------------------------------

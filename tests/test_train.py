@@ -270,3 +270,29 @@ def test_a_run_that_gives_up_accounts_for_every_fault(client, tmp_path):
     assert summary.faults["rollbacks"] == 21 and math.isnan(summary.test_accuracy)
     assert 0 < summary.step <= summary.iterations
     assert summary.faults["injected"] > 0 and summary.faults["undetected"] == 0, summary.faults
+
+
+def test_two_runs_on_one_scheduler_each_report_their_own_faults(tmp_path):
+    """Ground truth is kept per run: run concurrently on one external scheduler, two runs report
+    exactly the faults each injects when run alone (forward faults in one, backward in the other)."""
+    import subprocess
+    import sys
+
+    from distributed import LocalCluster
+
+    runs = {
+        "forward": ["--faults", "bitflip:0.05:steps=block-forward", "--seed", "1"],
+        "backward": ["--faults", "bitflip:0.05:steps=block-backward", "--seed", "2"],
+    }
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
+        common = [*SMALL[:-2], "--scheduler", cluster.scheduler_address, "--json", "--quiet"]
+
+        def command(name: str) -> list[str]:
+            return [sys.executable, "-m", "codenet_dask", "train", *common, *runs[name]]
+
+        alone = {name: json.loads(run_cli(*command(name)[3:]).stdout) for name in runs}
+        started = {name: subprocess.Popen(command(name), stdout=subprocess.PIPE, text=True) for name in runs}
+        together = {name: json.loads(p.communicate(timeout=300)[0]) for name, p in started.items()}
+    for name in runs:
+        assert together[name]["faults"]["injected"] == alone[name]["faults"]["injected"] > 0, name
+        assert together[name]["faults"]["undetected"] == 0 and together[name]["quarantined"] == []

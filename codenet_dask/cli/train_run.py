@@ -74,6 +74,7 @@ def train_and_report(args: argparse.Namespace, config, spec, report, make_traine
 
     from ..cluster import workers_for_grid
     from ..observe import PAGE, DashboardPublisher, register
+    from ..protocol.placement import one_bad_worker
 
     needed = workers_for_grid(
         (config.grid, config.grid), config.parity, config.replicas if config.strategy == "replication" else 1
@@ -84,6 +85,10 @@ def train_and_report(args: argparse.Namespace, config, spec, report, make_traine
             f"dashboard: {client.dashboard_link}  (fault counters: {client.dashboard_link.rsplit('/', 1)[0]}/{PAGE})",
             file=sys.stderr,
         )
+        if config.strategy == "codenet":
+            cost = one_bad_worker(len(client.nthreads()), (config.grid, config.grid), config.parity)
+            if cost:
+                print(f"placement: {cost}; more workers spread codewords wider", file=sys.stderr)
         trainer = make_trainer(client)
         trainer.subscribers.append(DashboardPublisher(trainer, client))
         progress = TrainProgress(config.epochs, trainer.steps_per_epoch, quiet=args.quiet)
@@ -130,6 +135,10 @@ def print_summary(summary) -> None:
     ]
     if summary.resumed_from_step:
         rows.insert(3, ("resumed from step", str(summary.resumed_from_step)))
+    for q in summary.quarantined:
+        rows.insert(
+            -2, ("quarantined", f"worker {q['worker']} at step {q['step']} ({q['wrong']} of {q['checked']} wrong)")
+        )
     width = max(len(k) for k, _ in rows)
     print("\n".join(f"{k:<{width}}  {v}" for k, v in rows))
 

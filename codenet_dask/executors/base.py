@@ -65,6 +65,11 @@ class Executor(Protocol):
         """Until at least ``count`` workers are there (a lost worker's replacement may be starting)."""
         ...
 
+    def retire(self, worker: str) -> None:
+        """Stop using ``worker`` (quarantined): :meth:`workers` leaves it out from now on, and the
+        cluster closes it where it can. What it holds is no longer read."""
+        ...
+
 
 @dataclass
 class Deadlines:

@@ -9,6 +9,7 @@ deadline into StepTimeoutError (naming what was pending), never a hang.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Sequence
@@ -24,6 +25,9 @@ from .base import Deadlines
 
 #: Seconds between checks for lost workers while waiting.
 POLL = 1.0
+#: Seconds the scheduler gets to close a retired (quarantined) worker.
+RETIRE_TIMEOUT = 30.0
+logger = logging.getLogger(__name__)
 
 
 def _worker_name(dask_worker: Any) -> str:
@@ -48,11 +52,12 @@ class DaskExecutor:
         self.deadlines = deadlines or Deadlines()
         self._names: dict[str, str] = {}
         self._used: set[str] = set()
+        self._retired: set[str] = set()
 
     # -- workers ------------------------------------------------------------------------------
     def workers(self) -> list[str]:
         # nthreads() asks the scheduler; scheduler_info() may answer from a cache without workers.
-        addresses = list(self.client.nthreads())
+        addresses = [a for a in self.client.nthreads() if a not in self._retired]
         if set(addresses) - set(self._names):
             self._names.update(self.client.run(_worker_name, workers=addresses))
         return sorted(addresses, key=lambda a: natural(self._names[a]))
@@ -63,7 +68,24 @@ class DaskExecutor:
         return self._names[worker]
 
     def wait_for_workers(self, count: int, timeout: float) -> None:
-        self.client.wait_for_workers(count, timeout=timeout)
+        self.client.wait_for_workers(count + len(self._retired & set(self.client.nthreads())), timeout=timeout)
+
+    def retire(self, worker: str) -> None:
+        """Leave ``worker`` out from now on and ask the scheduler to close it (its data is not
+        moved: nothing it holds is read again). A scheduler that does not answer within
+        ``RETIRE_TIMEOUT`` leaves it open, still unused."""
+        self._retired.add(worker)
+        self._used.discard(worker)
+        try:
+            self.client.sync(
+                self.client.scheduler.retire_workers,
+                workers=[worker],
+                close_workers=True,
+                remove=True,
+                callback_timeout=RETIRE_TIMEOUT,
+            )
+        except (TimeoutError, OSError) as exc:
+            logger.warning("worker %s is quarantined but could not be closed (%s); it stays unused", worker, exc)
 
     # -- running ------------------------------------------------------------------------------
     def run(self, plan: Plan, wanted: Sequence[Ref]) -> list[Future]:

@@ -72,6 +72,9 @@ class LocalExecutor:
         """Simulate a worker leaving: every value it holds is gone."""
         self._lost.add(worker)
 
+    def retire(self, worker: str) -> None:
+        self.lose(worker)
+
     # -- running ------------------------------------------------------------------------------
     def run(self, plan: Plan, wanted: Sequence[Ref]) -> list[Cell]:
         cells: dict[Key, Cell] = {}

@@ -57,6 +57,13 @@ class CodedBlock:
         """Same values and ``err``, exact norms."""
         return CodedBlock.from_values(self.values, self.err, self.updates)
 
+    @classmethod
+    def erased(cls, shape: tuple[int, int], dtype: np.dtype) -> CodedBlock:
+        """A block whose values are lost (its worker was quarantined or left): every entry NaN, so
+        provably wrong, and no bounds of its own, so the next scrub rebuilds it from its codewords."""
+        rows, cols = shape
+        return cls(np.full(shape, np.nan, dtype=dtype), np.zeros(rows), np.zeros(cols), 0.0, 0.0)
+
 
 def encoding_error(terms: int, abs_combination_max: float, dtype: np.dtype) -> float:
     """Bound on max |fl(sum_i c_i B_i) - sum_i c_i B_i| given max of ``sum_i |c_i| |B_i|``."""

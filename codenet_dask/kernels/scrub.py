@@ -223,7 +223,7 @@ def repair_shard(
     (site ``(worker, 2, *label)``): a faulty rewrite is a weight fault like a faulty update. A grid
     with nothing flagged is ``aligned`` (:func:`aligned`)."""
     y = {label: g.values[label].copy() for g in gathered for label in g.values}
-    variance = {label: g.variances[label] for g in gathered for label in g.variances}
+    variance = {label: g.variances[label].copy() for g in gathered for label in g.variances}
     wrong = {label: g.wrong[label].copy() for g in gathered for label in g.wrong}
     bounds = {label: g.bounds[label] for g in gathered for label in g.bounds}
     for label, block in shard.items():  # this worker's own blocks as they are, not as read: a read may be wrong
@@ -231,6 +231,7 @@ def repair_shard(
             wrong[label] = _provably_wrong(block, _read(block, flagged))
             y[label] = np.where(wrong[label], 0.0, _read(block, flagged))
     words = _all_words(job)
+    gain = max((rebuild_gain(word.code) for word in words if word.code.p), default=1.0)
     erased_found, located = set(), set()
     failures: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for _ in range(2 * len(words)):
@@ -261,9 +262,13 @@ def repair_shard(
             for a, member in enumerate(word.members):
                 hits = verdict.bad[a] & good
                 if hits.any():
-                    (erased_found if wrong[member][verdict.entries[hits]].any() else located).add(member)
-                    y[member][verdict.entries[hits]] -= verdict.errors[a, hits]
-                    wrong[member][verdict.entries[hits]] = False
+                    at = verdict.entries[hits]
+                    (erased_found if wrong[member][at].any() else located).add(member)
+                    y[member][at] -= verdict.errors[a, hits]
+                    wrong[member][at] = False
+                    # A rebuilt entry carries its sources' drift, amplified by the rebuild: the
+                    # other codeword through it (iterative decoding) must expect that much.
+                    variance[member][at] = np.maximum(variance[member][at], gain**2 * spread[:, at].sum(axis=0))
                     changed = True
             if verdict.failed.any():
                 at = verdict.entries[verdict.failed]
@@ -286,7 +291,6 @@ def repair_shard(
     fixed, repaired = dict(shard), set()
     largest = max((b for _, b in bounds.values()), default=0.0)
     worst_err = max((e for e, _ in bounds.values()), default=0.0)
-    gain = max((rebuild_gain(word.code) for word in words if word.code.p), default=1.0)
     ok = not unrepairable
     for label, block in shard.items():
         if label not in y:

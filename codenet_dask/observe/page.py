@@ -84,6 +84,11 @@ def render_header(run: dict[str, Any] | None) -> str:
         f"corrected {t['corrected']}, recomputed {t['recomputed']}, rolled back {t['rolled_back']}, "
         f"repaired {t['repaired']}; {t['products']} products checked.</p>"
     )
+    for q in run.get("quarantined", []):
+        text += (
+            f'<p class="codenet-quarantine">Quarantined worker {html.escape(str(q["worker"]))} at step {int(q["step"])}: '
+            f"{int(q['wrong'])} of its {int(q['checked'])} checked results were wrong.</p>"
+        )
     if run["final"]:
         f = run["final"]
         text += (

@@ -104,6 +104,7 @@ class DashboardPublisher:
             "position": position,
             "total": total,
             "rollbacks": self.trainer.rollbacks,
+            "quarantined": [q.as_dict() for q in self.trainer.quarantine.retired],
             **self._increments(),
         }
         if tuple(map(id, layers)) != self._layer_ids:
@@ -133,6 +134,7 @@ class DashboardPublisher:
                 "kind": "finish",
                 "faults": faults,
                 "rollbacks": self.trainer.rollbacks,
+                "quarantined": [q.as_dict() for q in self.trainer.quarantine.retired],
                 "position": self.trainer.checkpoint_position,
             }
         )

@@ -43,6 +43,8 @@ class RunTally:
     layers: dict[str, dict[str, Any]] = field(default_factory=dict)
     workers: dict[str, dict[str, int]] = field(default_factory=dict)
     final: dict[str, Any] | None = None
+    #: Workers the run quarantined: ``{worker, step, wrong, checked, score}`` each.
+    quarantined: list[dict[str, Any]] = field(default_factory=list)
     #: Totals of COUNTS after each step event, in arrival order (a redone step after a rollback counts again).
     history: list[list[int]] = field(default_factory=list)
 
@@ -71,6 +73,7 @@ class RunTally:
             "layers": [dict(v) for v in self.layers.values()],
             "workers": [{"worker": k, **v} for k, v in sorted(self.workers.items())],
             "final": self.final,
+            "quarantined": [dict(q) for q in self.quarantined],
             "history": {"counts": list(COUNTS), "points": [list(p) for p in self.history]},
         }
 
@@ -124,6 +127,7 @@ class Tally:
         elif kind == "step":
             run.position, run.total = int(msg["position"]), int(msg.get("total", run.total))
             run.rollbacks = int(msg.get("rollbacks", run.rollbacks))
+            run.quarantined = [dict(q) for q in msg.get("quarantined", run.quarantined)]
             for name, counts in msg.get("layers", {}).items():
                 layer = run.layer(name)
                 for key, n in counts.items():
@@ -141,6 +145,7 @@ class Tally:
             run.status = "finished"
             run.final = dict(msg.get("faults", {}))
             run.rollbacks = int(msg.get("rollbacks", run.rollbacks))
+            run.quarantined = [dict(q) for q in msg.get("quarantined", run.quarantined)]
             run.position = int(msg.get("position", run.position))
         else:
             raise ValueError(kind)

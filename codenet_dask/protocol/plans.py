@@ -176,10 +176,11 @@ def encode_plan(
     hook: CorruptionHook,
     key: str,
     plan: Plan,
+    attempt: int = 0,
 ) -> dict[Coord, Ref]:
     """Parity blocks of the coded grid, each computed on its owner from the user's weight pieces
     (``piece(coord, parity)``: piece ``coord`` as the owner of ``parity`` has it; see
-    :func:`parity_sources`). Returns the parity blocks by coordinate."""
+    :func:`parity_sources`), through encode sites of ``attempt``. Returns them by coordinate."""
     parity: dict[Coord, Ref] = {}
     for coord, (sources, coeffs) in parity_sources(code).items():
         site = Site("encode", layer, 0, coord)
@@ -190,7 +191,7 @@ def encode_plan(
             coeffs,
             hook,
             site,
-            0,
+            attempt,
             worker=owner(*coord),
         )
     return parity
@@ -198,9 +199,16 @@ def encode_plan(
 
 # -- a layer's blocks on their workers ---------------------------------------------------------
 def systematic_plan(
-    pieces: Mapping[Label, Arg], owners: Mapping[Label, str], hook: CorruptionHook, layer: str, key: str, plan: Plan
+    pieces: Mapping[Label, Arg],
+    owners: Mapping[Label, str],
+    hook: CorruptionHook,
+    layer: str,
+    key: str,
+    plan: Plan,
+    attempt: int = 0,
 ) -> dict[Label, Ref]:
-    """Systematic block ``label`` made on its owner from its shipped piece, through its own encode site."""
+    """Systematic block ``label`` made on its owner from its shipped piece, through its own encode
+    site (of ``attempt``)."""
     return {
         label: plan.add(
             (key, *label),
@@ -208,7 +216,7 @@ def systematic_plan(
             pieces[label],
             hook,
             Site("encode", layer, 0, label),
-            0,
+            attempt,
             worker=owners[label],
         )
         for label in sorted(pieces)
