@@ -40,7 +40,7 @@ class Quarantined:
 
     @classmethod
     def from_dict(cls, values: dict) -> Quarantined:
-        evidence = Evidence(int(values["wrong"]), int(values["checked"]), float(values["score"]))
+        evidence = Evidence(int(values["wrong"]), int(values["checked"]), float(values.get("score", 0.0)))
         return cls(str(values["worker"]), int(values["step"]), evidence)
 
 

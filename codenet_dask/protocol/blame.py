@@ -85,8 +85,8 @@ class Blame:
         return reached
 
     def peer_rate(self, worker: str) -> float:
-        """``worker``'s healthy rate: ``healthy``, or the other workers' error rate if higher
-        (never ``bad`` or more: a test against peers as bad as the hypothesis blames nobody)."""
+        """``worker``'s healthy rate: ``healthy``, or the other workers' error rate if higher (at
+        most halfway to ``bad``, so the two hypotheses stay apart)."""
         own = self.evidence.get(worker, Evidence())
         wrong, checked = self._wrong - own.wrong, self._checked - own.checked
         observed = wrong / checked if checked else 0.0
