@@ -534,8 +534,8 @@ class Trainer:
         if not self.layers:
             try:
                 self.build()
-            except GaveUpError as exc:  # no verified initial encoding: nothing was trained or stored
-                self.status, self.reason = "gave-up", str(exc)
+            except (GaveUpError, DivergedError) as exc:  # no verified initial encoding: nothing trained or stored
+                self.status, self.reason = "gave-up" if isinstance(exc, GaveUpError) else "diverged", str(exc)
                 self.ledger.add_injected(self.executor.collect_faults(self.run_id))
                 return self.summary(time.perf_counter() - start)
         with CodedStore.open(self.store_path, mode="r+") as store:

@@ -104,6 +104,22 @@ def test_the_bad_worker_table_runs_for_two_worker_counts():
     assert all(r["rollbacks"] == 0 and r["undetected"] == 0 for r in rows)
 
 
+def test_a_small_soak_ends_every_run_as_documented():
+    """The README's soak, 12 random runs (strategies, code shapes, worker counts, fault specs, a bad
+    worker in some): none crashes; every quarantine is of the bad worker."""
+    done = subprocess.run(
+        [sys.executable, str(WORKFLOWS / "soak.py"), "--runs", "12", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=ENV,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    assert result["crashes"] == [] and sum(result["ended"].values()) == 12
+    assert "healthy worker" not in result["quarantined"]
+
+
 def test_compare_strategies_runs_at_tiny_size(tmp_path):
     """The README's comparison script, tiny: a table, the output files it names, one row per run."""
     done = subprocess.run(
