@@ -207,14 +207,16 @@ def _release_if_held(job: str, released: set[str]) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_a_job_that_hits_its_walltime_requeues_itself_and_resumes_bit_identical(tmp_path, capsys):
-    """workflows/slurm_requeue.sbatch (the README's job script) with a 1-minute walltime and USR1 40 s
-    before it (SLURM sends it up to 60 s early): every attempt is stopped by the signal, the job
+    """workflows/slurm_requeue.sbatch (the README's job script) with a 2-minute walltime and USR1 40 s
+    before it (SLURM checks once a minute, so it comes 20..80 s into an attempt: with a 1-minute
+    walltime it can come within seconds of every start, and no attempt gets to train): every
+    attempt is stopped by the signal, the job
     requeues itself, each attempt resumes the store, and the run ends with the model and ledger of
     an uninterrupted run."""
     args = [
         *SMALL,
         "--epochs",
-        "8",
+        "24",  # longer than one attempt, so the walltime is hit
         "--checkpoint-every",
         "2",
         "--seed",
@@ -236,7 +238,7 @@ def test_a_job_that_hits_its_walltime_requeues_itself_and_resumes_bit_identical(
         [
             "sbatch",
             "--parsable",
-            "--time=1",
+            "--time=2",
             "--signal=B:USR1@40",
             f"--output={log}",
             str(ROOT / "workflows" / "slurm_requeue.sbatch"),
