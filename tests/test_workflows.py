@@ -20,6 +20,15 @@ WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(WORKFLOWS.parent), os.environ.get("PYTHONPATH")])))
 
 
+def run_workflow(script: str, *args: str) -> subprocess.CompletedProcess:
+    """Run ``workflows/<script> *args`` as a user would; it must exit 0."""
+    done = subprocess.run(
+        [sys.executable, str(WORKFLOWS / script), *args], capture_output=True, text=True, timeout=300, env=ENV
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
 @pytest.mark.parametrize(
     "script,keys",
     [
@@ -29,14 +38,7 @@ ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(WORKFLOWS.pa
     ],
 )
 def test_benchmark_runs_at_tiny_size(script, keys):
-    done = subprocess.run(
-        [sys.executable, str(WORKFLOWS / script), "--tiny", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=ENV,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = run_workflow(script, "--tiny", "--json")
     result = json.loads(done.stdout)  # exactly one JSON object on stdout
     assert keys <= set(result)
 
@@ -73,14 +75,7 @@ def test_a_long_run_keeps_its_store_bounded():
     on disk while training, never exceeds 3x the coded model + 1 MB (the 1,000-step figure is in
     the README, from the same script without --tiny). Without the judge, whose shadow weights the
     journal of every checkpoint carries (the workflow's default counts them in its bound)."""
-    done = subprocess.run(
-        [sys.executable, str(WORKFLOWS / "bounded_store.py"), "--tiny", "--no-judge", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=ENV,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = run_workflow("bounded_store.py", "--tiny", "--no-judge", "--json")
     result = json.loads(done.stdout)
     assert result["steps"] == 60 and result["checkpoints_written"] == 7 and result["checkpoints_kept"] == 2
     assert result["samples"] > 5  # measured while training, not only at the end
@@ -90,14 +85,7 @@ def test_a_long_run_keeps_its_store_bounded():
 
 def test_the_bad_worker_table_runs_for_two_worker_counts():
     """The README's bad-worker table, two rows: the worker is quarantined and no run is hurt."""
-    done = subprocess.run(
-        [sys.executable, str(WORKFLOWS / "bad_worker.py"), "--workers", "2", "9", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=ENV,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = run_workflow("bad_worker.py", "--workers", "2", "9", "--json")
     rows = [json.loads(line) for line in done.stdout.splitlines()]
     assert [r["blocks_per_codeword"] for r in rows] == [2, 1]
     assert all(r["quarantined"][0].startswith("1@0 ") and r["accuracy"] == r["fault_free_accuracy"] for r in rows)
@@ -107,14 +95,7 @@ def test_the_bad_worker_table_runs_for_two_worker_counts():
 def test_a_small_soak_ends_every_run_as_documented():
     """The README's soak, 12 random runs (strategies, code shapes, worker counts, fault specs, a bad
     worker in some): none crashes; every quarantine is of the bad worker."""
-    done = subprocess.run(
-        [sys.executable, str(WORKFLOWS / "soak.py"), "--runs", "12", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=ENV,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = run_workflow("soak.py", "--runs", "12", "--json")
     result = json.loads(done.stdout)
     assert result["crashes"] == [] and sum(result["ended"].values()) == 12
     assert "healthy worker" not in result["quarantined"]
@@ -122,14 +103,7 @@ def test_a_small_soak_ends_every_run_as_documented():
 
 def test_compare_strategies_runs_at_tiny_size(tmp_path):
     """The README's comparison script, tiny: a table, the output files it names, one row per run."""
-    done = subprocess.run(
-        [sys.executable, str(WORKFLOWS / "compare_strategies.py"), "--tiny", "--json", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=ENV,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = run_workflow("compare_strategies.py", "--tiny", "--json", "--out", str(tmp_path))
     result = json.loads(done.stdout)
     assert all(Path(p).exists() for p in result["paths"]) and result["paths"]
     assert {row["strategy"] for row in result["runs"]} == {"uncoded", "codenet-2x2+2x2"}
@@ -198,13 +172,6 @@ def test_workflows_use_only_the_public_api(script):
     ],
 )
 def test_polydot_measurements_run_at_tiny_size(script, keys):
-    done = subprocess.run(
-        [sys.executable, str(WORKFLOWS / script), "--tiny", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=ENV,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = run_workflow(script, "--tiny", "--json")
     rows = json.loads(done.stdout)
     assert rows and all(keys <= set(row) for row in rows if "unavailable" not in row)

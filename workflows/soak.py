@@ -29,20 +29,12 @@ import traceback
 from collections import Counter
 
 import numpy as np
+from monte_carlo import blobs  # the same 4-class data set (this folder is on sys.path)
 
-from codenet_dask import Dataset, LocalExecutor, TrainConfig, Trainer
+from codenet_dask import LocalExecutor, TrainConfig, Trainer
 
 MODELS = ("bitflip", "bitflip:field=mantissa", "nan", "inf", "zero", "noise:scale=1e-6")
 STEPS = ("encode", "activation", "block-forward", "block-backward", "project", "decode", "verify", "update", "scrub")
-
-
-def blobs(seed: int) -> Dataset:
-    """4 classes of 12-feature Gaussian blobs: 256 training samples."""
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((4, 12)) * 2
-    labels = rng.integers(0, 4, 320)
-    x = (centres[labels] + rng.standard_normal((320, 12))).T
-    return Dataset(x[:, :256], labels[:256], x[:, 256:], labels[256:], classes=4, name="blobs")
 
 
 def draw(seed: int) -> tuple[TrainConfig, int, bool]:
