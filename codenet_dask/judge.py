@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import exact
+
 __all__ = ["FACTOR", "Judge", "Verdict", "error_ratio", "higher"]
 
 #: An accepted result may be at most this many times the clean computation's own error.
@@ -35,6 +37,14 @@ def higher(dtype: np.dtype) -> type:
     """The precision results of ``dtype`` are judged in: float64 for float32 (through BLAS, fast),
     long double for float64 (11 more bits on x86; computed without BLAS, so slower)."""
     return np.float64 if np.dtype(dtype) == np.float32 else np.longdouble
+
+
+def _high_matmul(a: np.ndarray, b: np.ndarray, high: type) -> np.ndarray:
+    """``a @ b`` in ``high``: float64 through BLAS, long double from exact float64 GEMMs
+    (``exact.matmul``: the plain long double matmul is ~20 x slower)."""
+    if high is np.longdouble:
+        return exact.matmul(a, b)
+    return a.astype(high) @ b.astype(high)
 
 
 @dataclass(frozen=True)
@@ -100,9 +110,8 @@ class Judge:
         """Judge an accepted ``W @ operand`` (``W.T`` for backprop)."""
         w = self._weights[name]
         shadow, twin = (w.shadow.T, w.twin.T) if transpose else (w.shadow, w.twin)
-        exact = shadow @ operand.astype(shadow.dtype)
         clean = twin @ operand
-        ratio = error_ratio(accepted, exact, clean)
+        ratio = error_ratio(accepted, _high_matmul(shadow, operand, shadow.dtype.type), clean)
         verdict = Verdict(bool(ratio <= FACTOR), float(ratio))
         self.products[(name, op)] = verdict
         return verdict
@@ -111,7 +120,7 @@ class Judge:
         """Follow an accepted update; ``stored``: the systematic weights the layer now holds."""
         w = self._weights[name]
         high = w.shadow.dtype.type
-        w.shadow = w.shadow - high(lr) * (delta.astype(high) @ x.astype(high).T)
+        w.shadow = w.shadow - high(lr) * _high_matmul(delta, x.T, high)
         w.twin = w.twin - w.twin.dtype.type(lr) * (delta @ x.T)
         verdict = self._compare(w, stored)
         self.checks.setdefault(name, []).append((op, False, frozenset(verdict.wrong)))
