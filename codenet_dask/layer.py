@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -70,8 +70,16 @@ class ProductResult:
 
     def to_numpy(self) -> np.ndarray:
         """Gather one copy (padding rows dropped)."""
-        first = next(iter(self.copies.values()))
-        return np.asarray(self.executor.gather([first], f"{self.report.operation} {self.report.layer}")[0])[: self.rows]
+        return self.trimmed(self.executor.gather([self.any_copy], f"{self.report.operation} {self.report.layer}")[0])
+
+    @property
+    def any_copy(self) -> Handle:
+        """One copy's handle, to gather it with other things in one round trip (then :meth:`trimmed`)."""
+        return next(iter(self.copies.values()))
+
+    def trimmed(self, gathered: Any) -> np.ndarray:
+        """A gathered copy without its padding rows."""
+        return np.asarray(gathered)[: self.rows]
 
     def copy_for(self, worker: str) -> Handle:
         """The copy on ``worker`` (or any, if that worker decoded none)."""
@@ -277,7 +285,8 @@ class CodedLayer:
         return self._product("backward", delta)
 
     def update(self, delta: Operand, x: Operand, lr: float) -> None:
-        """``W -= lr * delta @ x.T`` applied to every coded block with encoded factors."""
+        """``W -= lr * delta @ x.T`` applied to every coded block with encoded factors (returns once
+        submitted; the next operation on the layer waits for it)."""
         self._check_lr(lr)
         d_spec, d_refs, d_batch = self._operand(delta, self.shape[0], self.code.kr, self.block_shape[0], "delta")
         x_spec, x_refs, x_batch = self._operand(x, self.shape[1], self.code.kc, self.block_shape[1], "x")
@@ -302,9 +311,9 @@ class CodedLayer:
             for w, labels in self._labels_by_worker().items()
         }
         plan, outputs = update_plan(self.keys.stem(self.ops), jobs, self.shards, d_refs, x_refs, self.hook)
-        handles = self.executor.run(plan, [outputs[w] for w in jobs])
-        self.executor.wait(handles, f"update {self.name}")
-        self.shards = dict(zip(jobs, handles))
+        # Not waited for: whatever uses the shards next (a product, a scrub, a gather) waits, with
+        # its deadline, for this update too, and updates of lower layers run meanwhile.
+        self.shards = dict(zip(jobs, self.executor.run(plan, [outputs[w] for w in jobs])))
 
     def save(self, store: CodedStore) -> WriteStats:
         """Write this layer's coded blocks (only the changed ones) into ``store``; commit separately."""
@@ -397,14 +406,21 @@ class CodedLayer:
 
     def gather_blocks(self) -> dict[Coord, CodedBlock]:
         """All coded blocks, fetched to the client (for checkpoints, tests, scrub)."""
+        return self.blocks_of(self.executor.gather(list(self.shards.values()), f"gather {self.name}"))
+
+    def blocks_of(self, gathered: Sequence[shards.Shard]) -> dict[Coord, CodedBlock]:
+        """The coded blocks in gathered shards (of :attr:`shards`, e.g. fetched with other things)."""
         merged: dict[Label, CodedBlock] = {}
-        for shard in self.executor.gather(list(self.shards.values()), f"gather {self.name}"):
+        for shard in gathered:
             merged.update(shard)
         return merged  # type: ignore[return-value]
 
     def gather_weights(self) -> np.ndarray:
         """The systematic part of the grid assembled into ``W`` (no decoding)."""
-        blocks = self.gather_blocks()
+        return self.weights_of(self.blocks_of(self.executor.gather(list(self.shards.values()), f"gather {self.name}")))
+
+    def weights_of(self, blocks: dict[Coord, CodedBlock]) -> np.ndarray:
+        """The systematic blocks of :meth:`blocks_of` assembled into ``W`` (no decoding)."""
         rows = [np.hstack([blocks[(i, j)].values for j in range(self.code.kc)]) for i in range(self.code.kr)]
         return np.vstack(rows)[: self.shape[0], : self.shape[1]]
 

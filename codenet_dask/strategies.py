@@ -159,10 +159,10 @@ class ReplicatedLayer(CodedLayer):
     def _blocks_checked(self, step: str) -> int:
         return self.copies * self.code.kr * self.code.kc
 
-    def gather_blocks(self) -> dict[Coord, CodedBlock]:
+    def blocks_of(self, gathered: Sequence[shards.Shard]) -> dict[Coord, CodedBlock]:
         """Every block as replica 0 holds it (for checkpoints, which scrub first: a replica a faulty
         update left wrong is repaired from the others before anything is saved)."""
-        return {label[:2]: block for label, block in super().gather_blocks().items() if label[2] == 0}  # type: ignore[misc]
+        return {label[:2]: block for label, block in super().blocks_of(gathered).items() if label[2] == 0}  # type: ignore[misc]
 
     def _stored_words(self) -> tuple[scrub.StoredWord, ...]:
         """Every block's copies under the repetition code: r = 2 detects a disagreement, r >= 3

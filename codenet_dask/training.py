@@ -196,32 +196,65 @@ class Subscriber(Protocol):
 
 
 class _Judging:
-    """One step's accepted operands, materialised on the client for the judge (``judge.Judge``)."""
+    """One step's accepted operations, judged (``judge.Judge``) once the step has run: their
+    outputs and the updated weights reach the client in the step's one gather (with the logits),
+    not in a round trip per operation; a step that fails has what it accepted judged too."""
 
     def __init__(self, trainer: Trainer, x: np.ndarray, y: np.ndarray) -> None:
         self.trainer, self.judge = trainer, trainer.judge
-        self.inputs: dict[int, np.ndarray] = {0: x}  # layer i's accepted input
-        self.pre: dict[int, np.ndarray] = {}  # layer i's accepted output
-        self.deltas: dict[int, np.ndarray] = {}  # the gradient w.r.t. layer i's output
-        self.y = y
+        self.x, self.y = x, y
+        #: In the step's order: (kind, layer index, product result | (op, shard handles, lr)).
+        self.events: list[tuple[str, int, Any]] = []
 
     def forward(self, i: int, result: ProductResult) -> None:
-        layer, out = self.trainer.layers[i], result.to_numpy()
-        self.judge.product(layer.name, result.report.op, self.inputs[i], out, transpose=False)
-        self.pre[i] = out
-        if i + 1 < len(self.trainer.layers):
-            self.inputs[i + 1] = np.maximum(out, 0)
-        else:
-            self.deltas[i] = softmax_grad(out, np.asarray(self.y, dtype=np.int64), self.trainer.data.classes)
+        self.events.append(("forward", i, result))
 
     def backward(self, i: int, result: ProductResult) -> None:
-        layer, out = self.trainer.layers[i], result.to_numpy()
-        self.judge.product(layer.name, result.report.op, self.deltas[i], out, transpose=True)
-        self.deltas[i - 1] = np.where(self.pre[i - 1] > 0, out, 0).astype(out.dtype, copy=False)
+        self.events.append(("backward", i, result))
 
     def update(self, i: int, lr: float) -> None:
         layer = self.trainer.layers[i]
-        self.judge.update(layer.name, layer.ops, layer.gather_weights(), self.deltas[i], self.inputs[i], lr)
+        self.events.append(("update", i, (layer.ops, list(layer.shards.values()), lr)))
+
+    def handles(self) -> list[Any]:
+        """What to gather: one copy of every product output, every updated shard, in order."""
+        return [h for kind, _, item in self.events for h in ([item.any_copy] if kind != "update" else item[1])]
+
+    def finish(self, gathered: Sequence[Any]) -> None:
+        """Judge the step's operations, in order, from what :meth:`handles` gathered."""
+        layers, items = self.trainer.layers, iter(gathered)
+        inputs: dict[int, np.ndarray] = {0: self.x}  # layer i's accepted input
+        pre: dict[int, np.ndarray] = {}  # layer i's accepted output
+        deltas: dict[int, np.ndarray] = {}  # the gradient w.r.t. layer i's output
+        for kind, i, item in self.events:
+            layer = layers[i]
+            if kind == "update":
+                op, handles, lr = item
+                weights = layer.weights_of(layer.blocks_of([next(items) for _ in handles]))
+                self.judge.update(layer.name, op, weights, deltas[i], inputs[i], lr)
+                continue
+            out = item.trimmed(next(items))
+            if kind == "forward":
+                self.judge.product(layer.name, item.report.op, inputs[i], out, transpose=False)
+                pre[i] = out
+                if i + 1 < len(layers):
+                    inputs[i + 1] = np.maximum(out, 0)
+                else:
+                    deltas[i] = softmax_grad(out, np.asarray(self.y, dtype=np.int64), self.trainer.data.classes)
+            else:
+                self.judge.product(layer.name, item.report.op, deltas[i], out, transpose=True)
+                deltas[i - 1] = np.where(pre[i - 1] > 0, out, 0).astype(out.dtype, copy=False)
+
+    def finish_failed(self) -> None:
+        """Judge what a step that failed accepted, if it can still be fetched (a lost worker's
+        cannot: the rollback undoes it all the same)."""
+        try:
+            self.finish(self.trainer.executor.gather(self.handles(), "judge a failed step"))
+        except RECOVERABLE:
+            log.info(
+                "the accepted results of the failed step %d could not be fetched for the judge",
+                self.trainer.step_reached,
+            )
 
 
 class Trainer:
@@ -334,6 +367,23 @@ class Trainer:
     def step(self, x: np.ndarray, y: np.ndarray, lr: float) -> float:
         """Forward, loss gradient, backward and update of every layer; returns the batch loss."""
         judged = _Judging(self, x, y) if self.judge is not None else None
+        try:
+            logits = self._operations(x, y, lr, judged)
+        except RECOVERABLE:
+            if judged:
+                judged.finish_failed()
+            raise
+        # The logits and everything the judge looks at, in one round trip.
+        gathered = self.executor.gather(
+            [logits.any_copy, *(judged.handles() if judged else [])], f"step {self.step_reached}"
+        )
+        if judged:
+            judged.finish(gathered[1:])
+        return cross_entropy(logits.trimmed(gathered[0])[: self.data.classes].astype(np.float64), y)
+
+    def _operations(self, x: np.ndarray, y: np.ndarray, lr: float, judged: _Judging | None) -> ProductResult:
+        """The step's products and updates, each accepted before what uses it runs; returns the
+        output layer's result (the logits)."""
         x = self.layers[0].ship(x, "x")  # the first layer's forward and update share it
         pre, operand = [], x
         for i, layer in enumerate(self.layers):
@@ -343,7 +393,6 @@ class Trainer:
                 judged.forward(i, result)
             pre.append(result)
             operand = Activated((result,), Relu()) if i < len(self.layers) - 1 else result
-        logits = pre[-1].to_numpy()[: self.data.classes]
         delta = Activated((pre[-1],), SoftmaxXentGrad(y, self.data.classes))
         for i in reversed(range(len(self.layers))):
             layer = self.layers[i]
@@ -357,7 +406,7 @@ class Trainer:
                 judged.update(i, lr)
             if i > 0:
                 delta = Activated((back, pre[i - 1]), ReluGrad())
-        return cross_entropy(logits.astype(np.float64), y)
+        return pre[-1]
 
     def _add_product(self, layer: CodedLayer, report: ProductReport) -> None:
         self.ledger.add_product(report)
