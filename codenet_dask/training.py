@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 import numpy as np
 from distributed.comm.core import CommClosedError
@@ -104,7 +104,7 @@ class TrainConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise StoreFormatError(f"training config has fields {unknown} this codenet_dask does not know")
-        typed = {k: tuple(v) if k in ("hidden", "parity") else v for k, v in values.items()}
+        typed: dict[str, Any] = {k: tuple(v) if k in ("hidden", "parity") else v for k, v in values.items()}
         return cls(**typed)
 
 
@@ -199,7 +199,7 @@ class _Judging:
     """One step's accepted operands, materialised on the client for the judge (``judge.Judge``)."""
 
     def __init__(self, trainer: Trainer, x: np.ndarray, y: np.ndarray) -> None:
-        self.trainer, self.judge = trainer, trainer.judge
+        self.trainer, self.judge = trainer, cast(Judge, trainer.judge)  # made only when there is a judge
         self.inputs: dict[int, np.ndarray] = {0: x}  # layer i's accepted input
         self.pre: dict[int, np.ndarray] = {}  # layer i's accepted output
         self.deltas: dict[int, np.ndarray] = {}  # the gradient w.r.t. layer i's output
@@ -250,7 +250,7 @@ class Trainer:
         #: Followers of the run (``codenet_dask.observe.DashboardPublisher``), told after every step.
         self.subscribers: list[Subscriber] = []
         self._tmp = None if store_path else tempfile.TemporaryDirectory(prefix="codenet-store-")
-        self.store_path = Path(store_path) if store_path else Path(self._tmp.name) / "model"
+        self.store_path = Path(store_path) if store_path else Path(self._tmp.name) / "model"  # type: ignore[union-attr]  # _tmp is set without store_path
         #: The independent judge of every accepted result (``codenet_dask.judge``; ``judge=False``: none).
         self.judge = Judge() if config.judge else None
         self.ledger = FaultLedger(dtype=self.dtype, judge=self.judge)
@@ -334,7 +334,7 @@ class Trainer:
     def step(self, x: np.ndarray, y: np.ndarray, lr: float) -> float:
         """Forward, loss gradient, backward and update of every layer; returns the batch loss."""
         judged = _Judging(self, x, y) if self.judge is not None else None
-        x = self.layers[0].ship(x, "x")  # the first layer's forward and update share it
+        x = self.layers[0].ship(x, "x")  # type: ignore[assignment]  # rebound to the shipped copy: the first layer's forward and update share it
         pre, operand = [], x
         for i, layer in enumerate(self.layers):
             result = layer.forward(operand)
@@ -342,7 +342,7 @@ class Trainer:
             if judged:
                 judged.forward(i, result)
             pre.append(result)
-            operand = Activated((result,), Relu()) if i < len(self.layers) - 1 else result
+            operand = Activated((result,), Relu()) if i < len(self.layers) - 1 else result  # type: ignore[assignment]  # rebound: any Operand
         logits = pre[-1].to_numpy()[: self.data.classes]
         delta = Activated((pre[-1],), SoftmaxXentGrad(y, self.data.classes))
         for i in reversed(range(len(self.layers))):
