@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Literal, cast
 
 import numpy as np
 from distributed import Client, get_task_stream
@@ -47,7 +48,7 @@ class Config:
     """One column of the benchmark: a strategy on a systematic ``grid x grid`` block grid."""
 
     name: str
-    strategy: str  # codenet, uncoded, replication, numpy
+    strategy: Literal["codenet", "uncoded", "replication", "numpy"]
     grid: int = 1
     parity: tuple[int, int] = (0, 0)
     replicas: int = 1
@@ -210,7 +211,7 @@ def _status_bytes(field_name: str) -> int:
 
 
 def _rise_mib(before: dict[str, int | None], after: dict[str, int | None]) -> float | None:
-    rises = [after[k] - b for k, b in before.items() if b is not None and after.get(k) is not None]
+    rises = [cast(int, after[k]) - b for k, b in before.items() if b is not None and after.get(k) is not None]
     return max(rises) / 2**20 if rises else None
 
 

@@ -86,6 +86,7 @@ class Variant:
     def flop_ratio(self) -> float:
         """Compute per training step relative to uncoded."""
         if self.strategy == "codenet":
+            assert self.grid is not None  # a codenet variant names its grid
             return ProductCode(self.grid, self.grid, *self.parity).flop_ratio
         return float(self.replicas)
 
@@ -333,7 +334,9 @@ def _dataset(
 ) -> xr.Dataset:
     """The runs as arrays: curves over (strategy, fault_rate, seed, step), totals over the first three."""
     shape = (len(variants), len(rates), len(seeds))
-    curves = {name: np.full((*shape, len(positions)), np.nan) for name in ("accuracy", "elapsed", "loss")}
+    curves: dict[str, np.ndarray] = {
+        name: np.full((*shape, len(positions)), np.nan) for name in ("accuracy", "elapsed", "loss")
+    }
     totals = {name: np.full(shape, np.nan) for name in ("final_accuracy", "final_loss", "wall_seconds")}
     counts = {name: np.zeros(shape, np.int64) for name in LEDGER_COUNTS}
     status = np.full(shape, "", dtype=object)

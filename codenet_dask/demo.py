@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 from distributed import Client
@@ -106,7 +107,7 @@ def run_demo(
             _relative(backward.to_numpy(), reference.T @ delta),
         ]
         reference -= lr * delta.astype(np.float64) @ x.astype(np.float64).T
-        row = {"step": step + 1, "max_relative_error": max(errors)}
+        row: dict[str, Any] = {"step": step + 1, "max_relative_error": max(errors)}
         for result in (forward, backward):
             row[result.report.operation] = result.report.as_dict()
             ledger.add_product(result.report)

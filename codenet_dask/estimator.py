@@ -17,6 +17,7 @@ import numbers
 import operator
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import cast
 
 import dask.array as da
 import numpy as np
@@ -35,7 +36,7 @@ from .errors import FaultSpecError
 from .faults import parse_fault_spec
 from .ledger import OUTCOMES
 from .nn import predict
-from .strategies import STRATEGIES
+from .strategies import STRATEGIES, Strategy
 from .training import TrainConfig, Trainer, TrainSummary
 
 #: What a seed drawn for ``random_state=None`` or a RandomState may be (the Trainer's seeds are >= 0).
@@ -112,6 +113,9 @@ class CodedMLPClassifier(ClassifierMixin, BaseEstimator):
     n_iter_ : int
         Epochs trained (``fit`` and every ``partial_fit`` since).
     """
+
+    history_: xr.Dataset
+    fault_summary_: xr.Dataset
 
     def __init__(
         self,
@@ -281,7 +285,7 @@ class CodedMLPClassifier(ClassifierMixin, BaseEstimator):
         if self.strategy == "codenet":
             ProductCode(self.grid, self.grid, *parity)  # CodeParameterError (a ValueError) names the problem
         return TrainConfig(
-            strategy=self.strategy,
+            strategy=cast(Strategy, self.strategy),  # checked against STRATEGIES above
             hidden=hidden,
             grid=int(self.grid),
             parity=parity,

@@ -34,7 +34,7 @@ def _blocks(items: Any) -> list[tuple[int, ...]]:
 
 
 def _fault(f: InjectedFault) -> list:
-    model = {"name": f.model.name, **dataclasses.asdict(f.model)}
+    model = {"name": f.model.name, **dataclasses.asdict(f.model)}  # type: ignore[call-overload]  # the models are dataclasses
     return [f.site.step, f.site.layer, f.site.op, list(f.site.block), f.attempt, model, f.relative_magnitude, f.worker]
 
 

@@ -20,7 +20,7 @@ import logging
 import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -31,7 +31,8 @@ from .faults import CorruptionHook, NoFaults
 from .kernels import scrub, shards
 from .kernels.blocks import CodedBlock
 from .kernels.checks import Rejected
-from .kernels.shards import Label, OperandSpec, Transform
+from .kernels.scrub import StoredWord
+from .kernels.shards import Label, Member, OperandSpec, Shard, SummedCodeword, Transform
 from .protocol.keys import KeyMaker, step_word
 from .protocol.placement import Coord, spread_owners
 from .protocol.plans import (
@@ -185,11 +186,11 @@ class CodedLayer:
         addresses = list(workers) if workers else executor.workers()
         if not addresses:
             raise CodeParameterError("the cluster has no workers; start some before encoding")
-        owners = spread_owners(addresses, code.coded_shape)
+        owners = cast(dict[Label, str], spread_owners(addresses, code.coded_shape))  # Coord keys are Labels
         hook = hook or NoFaults()
         keys = KeyMaker(name)
         plan = Plan()
-        cells = {(i, j): owners[(i, j)] for i in range(code.kr) for j in range(code.kc)}
+        cells: dict[Label, str] = {(i, j): owners[(i, j)] for i in range(code.kr) for j in range(code.kc)}
         key = f"encode-{keys.stem()}"
         needs = {(w, label) for label, w in cells.items()}
         for coord, (sources, _) in parity_sources(code).items():
@@ -222,7 +223,7 @@ class CodedLayer:
             seed,
             keys=keys,
         )
-        layer._assemble({**systematic, **parity_blocks}, plan)
+        layer._assemble({**systematic, **cast(dict[Label, Any], parity_blocks)}, plan)
         layer.encode_count = 1
         if verify_encoding and (code.pr or code.pc):
             layer.encode_report = layer._scrub(op=0, first_attempt=attempt)
@@ -246,8 +247,8 @@ class CodedLayer:
         executor = as_executor(target)
         spec = store.layer(name)
         addresses = executor.workers()
-        owners = spread_owners(addresses, spec.code.coded_shape)
-        blocks = store.load_layer(name, checkpoint)[0]
+        owners = cast(dict[Label, str], spread_owners(addresses, spec.code.coded_shape))  # Coord keys are Labels
+        blocks = cast(dict[Label, CodedBlock], store.load_layer(name, checkpoint)[0])
         if set(blocks) != set(owners):
             raise ShapeMismatchError(f"layer {name!r} in the store does not hold every block of its coded grid")
         layer = cls(
@@ -379,7 +380,7 @@ class CodedLayer:
             blocks.update(shard)
         erased = sorted(label for label, w in self.placement.items() if w in gone)
         blocks.update({label: CodedBlock.erased(self.block_shape, self.dtype) for label in erased})
-        self.placement = dict(spread_owners(keep, self.code.coded_shape))
+        self.placement = dict(cast(dict[Label, str], spread_owners(keep, self.code.coded_shape)))
         self.workers = holders(keep, self.placement)
         self._assemble(scatter_blocks(self.executor, blocks, self.placement), Plan())
         return erased
@@ -388,7 +389,7 @@ class CodedLayer:
         """The blocks whose products each worker computes in a ``forward`` or ``backward``."""
         return {w: [(m.label[0], m.label[1]) for m in members] for w, members in self._members(step).items()}
 
-    def _stored_words(self) -> tuple[scrub.StoredWord, ...]:
+    def _stored_words(self) -> tuple[StoredWord, ...]:
         """The stored grid's codewords a scrub decodes: the block-columns under the row code (or,
         without parity rows, the block-rows under the column code)."""
         nr, nc = self.code.coded_shape
@@ -408,7 +409,7 @@ class CodedLayer:
         """All coded blocks, fetched to the client (for checkpoints, tests, scrub)."""
         return self.blocks_of(self.executor.gather(list(self.shards.values()), f"gather {self.name}"))
 
-    def blocks_of(self, gathered: Sequence[shards.Shard]) -> dict[Coord, CodedBlock]:
+    def blocks_of(self, gathered: Sequence[Shard]) -> dict[Coord, CodedBlock]:
         """The coded blocks in gathered shards (of :attr:`shards`, e.g. fetched with other things)."""
         merged: dict[Label, CodedBlock] = {}
         for shard in gathered:
@@ -510,7 +511,7 @@ class CodedLayer:
         copies = dict(zip(refs, self.executor.run(plan, list(refs.values()))))
         return Shipped(copies, length, data.shape[1], (count, size))
 
-    def _members(self, step: str) -> dict[str, list[shards.Member]]:
+    def _members(self, step: str) -> dict[str, list[Member]]:
         """Per worker, its blocks taking part in a product and where each sits.
 
         Forward: the summed codeword runs down the block-rows (position = block-row, piece =
@@ -527,7 +528,7 @@ class CodedLayer:
                 members[w].append(shards.Member(label, 0, b, a))
         return members
 
-    def _codewords(self, step: str) -> tuple[shards.SummedCodeword, ...]:
+    def _codewords(self, step: str) -> tuple[SummedCodeword, ...]:
         """The product code's one summed codeword: its systematic positions are the output chunks."""
         code = self.code.row_code if step == "forward" else self.code.col_code
         return (shards.SummedCodeword(code, tuple(range(code.k))),)

@@ -27,7 +27,7 @@ from .judge import Judge
 from .protocol.reports import ProductReport
 
 Outcome = Literal["corrected", "recomputed", "rolled-back", "benign", "undetected"]
-OUTCOMES: tuple[str, ...] = ("corrected", "recomputed", "rolled-back", "benign", "undetected")
+OUTCOMES: tuple[Outcome, ...] = ("corrected", "recomputed", "rolled-back", "benign", "undetected")
 
 #: Largest relative change of a value (vs the block's largest magnitude) that counts as benign:
 #: what the worst-case roundoff bounds of a checked product can hide in each precision.
@@ -159,7 +159,8 @@ class FaultLedger:
             return True
         later = [r for (layer, op), r in self.products.items() if layer == site.layer and op > site.op]
         return bool(later) and all(
-            any(matches(tuple(d)) for d in r.detected_by_attempt.get(r.accepted_attempt, [])) for r in later
+            any(matches(tuple(d)) for d in r.detected_by_attempt.get(r.accepted_attempt, []))  # type: ignore[arg-type]  # None (never accepted) gets []
+            for r in later
         )
 
     def outcomes(self) -> list[tuple[InjectedFault, Outcome]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from typing import cast
 
 import dask.array as da
 import numpy as np
@@ -47,7 +48,7 @@ def matmul(
     >>> float(matmul(x, y).sum().compute())
     96.0
     """
-    a, b = da.asarray(a), da.asarray(b)
+    a, b = cast(da.Array, da.asarray(a)), cast(da.Array, da.asarray(b))
     if a.ndim != 2 or b.ndim != 2:
         raise ShapeMismatchError(f"matmul needs two matrices, got {a.ndim}-D and {b.ndim}-D arrays")
     if a.shape[1] != b.shape[0]:
@@ -115,7 +116,8 @@ def matmul(
         for t, ref in enumerate(product.outputs):
             plan.add((out_name, t, c), _identity, ref)
 
-    graph = HighLevelGraph.from_collections(out_name, graph_of(plan), dependencies=[a_p, b_p])
+    # The plan's keys are Dask keys; protocol (which knows no Dask) types them as Hashable.
+    graph = HighLevelGraph.from_collections(out_name, graph_of(plan), dependencies=[a_p, b_p])  # type: ignore[arg-type]
     result = da.Array(graph, out_name, chunks=((bh,) * kr, b_p.chunks[1]), dtype=dtype)
     return result[: a.shape[0]]
 

@@ -62,7 +62,7 @@ class UncodedLayer(CodedLayer):
     def _blocks_checked(self, step: str) -> int:
         return 0
 
-    def scrub(self) -> dict:
+    def scrub(self, align: bool = True) -> dict:
         raise CodeParameterError("an uncoded layer carries no redundancy to check; use codenet or replication")
 
 
@@ -119,7 +119,7 @@ class ReplicatedLayer(CodedLayer):
         """
         addresses = self.executor.workers()
         kc = self.code.kc
-        placement = {
+        placement: dict[shards.Label, str] = {
             (a, b, r): addresses[(a * kc + b + r) % len(addresses)]
             for (a, b) in self.placement
             for r in range(replicas)

@@ -68,7 +68,7 @@ class StreamedDataset:
     def _rows(self, chunk: int) -> tuple[int, int]:
         return chunk * self.rows_per_chunk, min(self.x.shape[0], (chunk + 1) * self.rows_per_chunk)
 
-    def _read(self, chunks: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    def _read(self, chunks: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Row numbers (ascending) and values of some chunks, one read per chunk, in ``self.dtype``."""
         ordered = sorted(int(c) for c in chunks)
         spans = [self._rows(c) for c in ordered]

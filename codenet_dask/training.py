@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 import numpy as np
 from distributed.comm.core import CommClosedError
@@ -44,7 +44,7 @@ from .errors import (
 from .executors import as_executor
 from .faults import RandomFaults
 from .judge import Judge
-from .layer import Activated, CodedLayer, ProductResult
+from .layer import Activated, CodedLayer, Operand, ProductResult
 from .ledger import FaultLedger
 from .nn import Relu, ReluGrad, SoftmaxXentGrad, cross_entropy, init_weights, predict, softmax_grad
 from .protocol.reports import ProductReport
@@ -104,7 +104,7 @@ class TrainConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise StoreFormatError(f"training config has fields {unknown} this codenet_dask does not know")
-        typed = {k: tuple(v) if k in ("hidden", "parity") else v for k, v in values.items()}
+        typed: dict[str, Any] = {k: tuple(v) if k in ("hidden", "parity") else v for k, v in values.items()}
         return cls(**typed)
 
 
@@ -201,7 +201,7 @@ class _Judging:
     not in a round trip per operation; a step that fails has what it accepted judged too."""
 
     def __init__(self, trainer: Trainer, x: np.ndarray, y: np.ndarray) -> None:
-        self.trainer, self.judge = trainer, trainer.judge
+        self.trainer, self.judge = trainer, cast(Judge, trainer.judge)  # made only when there is a judge
         self.x, self.y = x, y
         #: In the step's order: (kind, layer index, product result | (op, shard handles, lr)).
         self.events: list[tuple[str, int, Any]] = []
@@ -283,7 +283,7 @@ class Trainer:
         #: Followers of the run (``codenet_dask.observe.DashboardPublisher``), told after every step.
         self.subscribers: list[Subscriber] = []
         self._tmp = None if store_path else tempfile.TemporaryDirectory(prefix="codenet-store-")
-        self.store_path = Path(store_path) if store_path else Path(self._tmp.name) / "model"
+        self.store_path = Path(store_path) if store_path else Path(self._tmp.name) / "model"  # type: ignore[union-attr]  # _tmp is set without store_path
         #: The independent judge of every accepted result (``codenet_dask.judge``; ``judge=False``: none).
         self.judge = Judge() if config.judge else None
         self.ledger = FaultLedger(dtype=self.dtype, judge=self.judge)
@@ -384,8 +384,9 @@ class Trainer:
     def _operations(self, x: np.ndarray, y: np.ndarray, lr: float, judged: _Judging | None) -> ProductResult:
         """The step's products and updates, each accepted before what uses it runs; returns the
         output layer's result (the logits)."""
-        x = self.layers[0].ship(x, "x")  # the first layer's forward and update share it
-        pre, operand = [], x
+        shipped = self.layers[0].ship(x, "x")  # the first layer's forward and update share it
+        pre: list[ProductResult] = []
+        operand: Operand = shipped
         for i, layer in enumerate(self.layers):
             result = layer.forward(operand)
             self._add_product(layer, result.report)
@@ -401,7 +402,7 @@ class Trainer:
                 self._add_product(layer, back.report)
                 if judged:
                     judged.backward(i, back)
-            layer.update(delta, x if i == 0 else Activated((pre[i - 1],), Relu()), lr)
+            layer.update(delta, shipped if i == 0 else Activated((pre[i - 1],), Relu()), lr)
             if judged:
                 judged.update(i, lr)
             if i > 0:

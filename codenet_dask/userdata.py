@@ -19,7 +19,7 @@ import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -99,6 +99,7 @@ def load_data(
         return load_idx(p, dtype)
     test_fraction = _check_fraction(test_fraction)
     arrays = open_arrays(p, x_var, y_var)
+    assert arrays.y is not None  # open_arrays raises without labels
     source = {
         "kind": data_kind(p),
         "path": str(p),
@@ -135,7 +136,7 @@ def reload_data(description: dict[str, Any], dtype: str | np.dtype) -> Dataset |
     """The data set a training run recorded (``describe()``), loaded again and checked to be the same."""
     kind = description.get("kind")
     if kind == "builtin":
-        data = load_dataset(
+        data: Dataset | StreamedDataset = load_dataset(
             description["dataset"], dtype=dtype, test_fraction=description["test_fraction"], seed=description["seed"]
         )
     elif kind in KINDS:
@@ -224,7 +225,7 @@ def _read_netcdf(path: Path, x_var: str, y_var: str, labels: bool) -> tuple[np.n
 
     try:
         with xr.open_dataset(path) as ds:
-            names = list(ds.data_vars) + list(ds.coords)
+            names = [str(name) for name in (*ds.data_vars, *ds.coords)]  # NetCDF names are strings
             _pick(names, x_var, path.name, True)
             y = ds[y_var].values if _pick(names, y_var, path.name, labels) else None
             return ds[x_var].values, y
@@ -241,5 +242,5 @@ def _open_zarr(path: Path, x_var: str, y_var: str, labels: bool) -> tuple[Any, n
     except Exception as exc:  # untrusted files: any failure to open is a data error
         raise DataError(f"cannot open {path} as a Zarr group ({type(exc).__name__}: {exc})") from None
     _pick(names, x_var, path.name, True)
-    y = np.asarray(group[y_var][:]) if _pick(names, y_var, path.name, labels) else None
+    y = np.asarray(cast(zarr.Array, group[y_var])[:]) if _pick(names, y_var, path.name, labels) else None
     return group[x_var], y

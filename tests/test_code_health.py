@@ -1,5 +1,6 @@
-"""The habits that keep the code readable, run with the tests: ruff's lint rules and formatter, and
-the package's layering written down as import contracts (``[tool.importlinter]`` in pyproject.toml)."""
+"""The habits that keep the code readable, run with the tests: ruff's lint rules and formatter, mypy
+on the package's type hints (``[tool.mypy]``), and the package's layering written down as import
+contracts (``[tool.importlinter]`` in pyproject.toml)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,11 @@ def _tool(name: str, *args: str, cwd: Path = ROOT, env: dict | None = None) -> s
 def test_ruff_is_clean(args):
     result = _tool("ruff", *args, *SOURCES)
     assert result.returncode == 0, f"ruff {' '.join(args)} found problems:\n{result.stdout}{result.stderr}"
+
+
+def test_mypy_is_clean():
+    result = _tool("mypy", "codenet_dask")
+    assert result.returncode == 0, f"mypy found problems:\n{result.stdout}{result.stderr}"
 
 
 def test_import_contracts_hold():

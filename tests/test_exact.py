@@ -64,7 +64,7 @@ def test_the_default_networks_products_are_as_accurate_as_the_long_double_matmul
 
 
 def test_products_long_double_holds_exactly_come_out_exact_and_zero_lines_zero() -> None:
-    a = np.array([[0.0, 0.0], [3.0, -2.0**-40]])
+    a = np.array([[0.0, 0.0], [3.0, -(2.0**-40)]])
     b = np.array([[1.0 + 2.0**-52], [2.0**30]])
     want = _rational(a) @ _rational(b)
     assert (_rational(exact.matmul(a, b)) == want).all()

@@ -52,7 +52,7 @@ def find_conflicts(args: argparse.Namespace, config, state) -> list[str]:
     if "faults" in given:
         wanted["faults"] = (str(parse_fault_spec(args.faults)), str(parse_fault_spec(config.faults)), config.faults)
     if "layers" in given:
-        asked = resolve_layers(parse_widths(args.layers), data["features"], data["classes"], config.grid)
+        asked: object = resolve_layers(parse_widths(args.layers), data["features"], data["classes"], config.grid)
         wanted["layers"] = (asked, tuple(config.hidden), ",".join(map(str, state.layers)))
     builtin = data.get("kind") == "builtin"
     if "dataset" in given:

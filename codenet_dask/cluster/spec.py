@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 from dataclasses import dataclass, field
+from typing import Any
 
 from dask.utils import parse_bytes
 
@@ -89,6 +90,7 @@ class ClusterSpec:
     def from_config(cls, **overrides) -> ClusterSpec:
         """The ``codenet.cluster`` config, with every override that is not None applied on top."""
         conf = config.get("cluster", {}) or {}
+        values: dict[str, Any]  # None is dropped below
         values = {f.name: conf.get(f.name.replace("_", "-"), conf.get(f.name)) for f in dataclasses.fields(cls)}
         values.update({k: v for k, v in overrides.items() if v is not None})
         values = {k: v for k, v in values.items() if v is not None}

@@ -184,5 +184,6 @@ def rebuild_blocks(
             assert block is not None
             term = block * block.dtype.type(c)
             acc = term if acc is None else acc + term
+        assert acc is not None  # known holds at least k >= 1 positions
         out[position] = acc
     return out

@@ -403,7 +403,7 @@ class EvaluationCode:
                 yield tuple(sorted({*order[:j], *rest}))
 
     def _prune(
-        self, z: np.ndarray, sigma: np.ndarray, base: list[int], support: tuple[int, ...], wide: bool
+        self, z: np.ndarray, sigma: np.ndarray, base: list[int], support: Sequence[int], wide: bool
     ) -> tuple[int, ...]:
         """Drop members of a fitting support whose result fits with the others (not wrong after all)."""
         support = list(support)
@@ -880,7 +880,7 @@ class PolyDotCode:
         """
         wanted = [self.n * i + self.n - 1 for i in range(self.m)]
         check, values, out_scale, shape = self._decode("forward", results, scale, erased, wanted, bound)
-        if values is None:
+        if values is None or out_scale is None:
             return PolyDotDecode(None, check)
         real = np.finfo(results.dtype).dtype
         s = values.real.reshape(self.m * shape[0], *shape[1:]).astype(real)
@@ -896,7 +896,7 @@ class PolyDotCode:
         """
         wanted = [self.n * (self.m - 1) + j for j in range(self.n)]
         check, values, out_scale, shape = self._decode("backward", results, scale, erased, wanted, bound)
-        if values is None:
+        if values is None or out_scale is None:
             return PolyDotDecode(None, check)
         real = np.finfo(results.dtype).dtype
         blocks = values.reshape(self.n, *shape)

@@ -95,7 +95,8 @@ class DaskExecutor:
         by_worker: dict[str | None, dict[Key, tuple]] = {}
         for task in plan.tasks.values():
             by_worker.setdefault(task.worker, {})[task.key] = graph[task.key]
-        layers, deps = {}, {}
+        layers: dict[str, MaterializedLayer] = {}
+        deps: dict[str, set[str]] = {}
         token = uuid.uuid4().hex[:8]
         for i, (worker, tasks) in enumerate(by_worker.items()):
             annotations = None if worker is None else {"workers": [worker], "allow_other_workers": False}

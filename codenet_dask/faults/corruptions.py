@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-_UINT = {np.dtype(np.float32): np.uint32, np.dtype(np.float64): np.uint64}
+_UINT: dict[np.dtype, type[np.unsignedinteger]] = {np.dtype(np.float32): np.uint32, np.dtype(np.float64): np.uint64}
 
 
 def bits_of(dtype: np.dtype) -> int:

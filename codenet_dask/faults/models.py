@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import UnsupportedDtypeError
 
-_UINT = {np.dtype(np.float32): np.uint32, np.dtype(np.float64): np.uint64}
+_UINT: dict[np.dtype, type[np.unsignedinteger]] = {np.dtype(np.float32): np.uint32, np.dtype(np.float64): np.uint64}
 
 Field = Literal["any", "mantissa", "exponent", "sign"]
 FIELDS: tuple[str, ...] = ("any", "mantissa", "exponent", "sign")

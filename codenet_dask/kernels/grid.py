@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeGuard
 
 import numpy as np
 
@@ -110,7 +110,7 @@ class BlockProjection:
     left_noise: np.ndarray
 
 
-def _usable(block: CodedBlock | None) -> bool:
+def _usable(block: CodedBlock | None) -> TypeGuard[CodedBlock]:
     """A block can take part in checks: present, finite values, sane bookkeeping."""
     if block is None:
         return False
@@ -135,7 +135,7 @@ def project_blocks(
     """
     v, u = projecting_vectors(block_shape, seed)
     return {
-        key: _project(blk, v, u) if _usable(blk) and blk.shape == tuple(block_shape) else None  # type: ignore[union-attr]
+        key: _project(blk, v, u) if _usable(blk) and blk.shape == tuple(block_shape) else None
         for key, blk in blocks.items()
     }
 
@@ -289,6 +289,7 @@ class _GridDecoder:
     def vouched(self, key: BlockKey, results: Mapping[tuple[Direction, int], CodewordCheck]) -> bool:
         """Some codeword holding ``key`` checks consistent with independent redundancy to spare."""
         a, b = key
+        direction: Direction
         for direction, index in (("column", b), ("row", a)):
             if (
                 results[(direction, index)].status != "uncorrectable"
@@ -301,10 +302,8 @@ class _GridDecoder:
         """Some codeword holding ``key`` is consistent and has parity to spare (may be manufactured
         by rebuilds; :class:`_GlobalVerifier` sorts that out)."""
         a, b = key
-        return any(
-            results[(d, i)].status != "uncorrectable" and self.redundancy(d, i) >= 1
-            for d, i in (("column", b), ("row", a))
-        )
+        around: tuple[tuple[Direction, int], ...] = (("column", b), ("row", a))
+        return any(results[(d, i)].status != "uncorrectable" and self.redundancy(d, i) >= 1 for d, i in around)
 
     # -- repair -------------------------------------------------------------------------------
     def rebuild_round(self, results: Mapping[tuple[Direction, int], CodewordCheck]) -> bool:
@@ -315,6 +314,7 @@ class _GridDecoder:
                 continue
             a, b = key
             options = []
+            direction: Direction
             for direction, index in (("column", b), ("row", a)):
                 if results[(direction, index)].status == "uncorrectable" or self.redundancy(direction, index) < 0:
                     continue
@@ -436,7 +436,7 @@ class _GlobalVerifier:
             return False
         g, row = self.rows(keys), self.rows([key])[0]
         coeffs = np.linalg.lstsq(g.T, row, rcond=None)[0]
-        return bool(np.linalg.norm(g.T @ coeffs - row) <= self.RANK_TOL * max(1.0, np.linalg.norm(row)))
+        return bool(np.linalg.norm(g.T @ coeffs - row) <= self.RANK_TOL * max(1.0, float(np.linalg.norm(row))))
 
     def verify(self, stored: list[BlockKey], rebuilt: list[BlockKey]) -> _Verdict:
         if not stored or not self.consistent(stored):

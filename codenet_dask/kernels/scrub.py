@@ -27,6 +27,7 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from typing import cast
 
 import numpy as np
 
@@ -121,7 +122,10 @@ def _provably_wrong(block: CodedBlock, values: np.ndarray) -> np.ndarray:
 def stored_share(shard: Shard, job: ScrubJob, hook: CorruptionHook) -> StoredShare:
     """This worker's share of every codeword's syndrome (through a ``scrub`` fault site,
     ``(worker, 0, word)``)."""
-    syndromes, variances, rounding, erased = {}, {}, {}, {}
+    syndromes: dict[int, np.ndarray] = {}
+    variances: dict[int, np.ndarray] = {}
+    rounding: dict[int, np.ndarray] = {}
+    erased: dict[tuple[int, int], np.ndarray] = {}
     for i, word in enumerate(job.checked):
         h = word.code.check_matrix
         for a, label in enumerate(word.members):
@@ -168,15 +172,18 @@ def _summed(shares: Sequence[StoredShare], i: int, word: StoredWord) -> tuple[np
     if not parts or not word.code.p:
         return None
     syndrome = sum(parts[1:], parts[0].copy())
-    variance = sum(s.variances[i] for s in shares if i in s.variances)
-    rows_bound = sum(s.rounding[i] for s in shares if i in s.rounding)
+    variance = cast(np.ndarray, sum(s.variances[i] for s in shares if i in s.variances))  # not 0: parts is not empty
+    rows_bound = cast(np.ndarray, sum(s.rounding[i] for s in shares if i in s.rounding))
     return syndrome, variance, gamma(len(word.members) + len(parts) + 1, np.float64) * rows_bound
 
 
 def values_at(shard: Shard, flagged: np.ndarray, job: ScrubJob, hook: CorruptionHook) -> StoredValues:
     """Every block of this worker at the flagged entries (each through a ``scrub`` fault site,
     ``(worker, 1, *label)``)."""
-    values, variances, wrong, bounds = {}, {}, {}, {}
+    values: dict[Label, np.ndarray] = {}
+    variances: dict[Label, np.ndarray] = {}
+    wrong: dict[Label, np.ndarray] = {}
+    bounds: dict[Label, tuple[float, float]] = {}
     if flagged.size == 0:
         return StoredValues(values, variances, wrong, bounds)
     for label, block in shard.items():
@@ -232,7 +239,8 @@ def repair_shard(
             y[label] = np.where(wrong[label], 0.0, _read(block, flagged))
     words = _all_words(job)
     gain = max((rebuild_gain(word.code) for word in words if word.code.p), default=1.0)
-    erased_found, located = set(), set()
+    erased_found: set[Label] = set()
+    located: set[Label] = set()
     failures: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for _ in range(2 * len(words)):
         changed = False
@@ -278,7 +286,8 @@ def repair_shard(
                 failures[w] = (at, verdict.ambiguous[verdict.failed] & calm, verdict.bad[:, verdict.failed])
         if not changed:
             break
-    unrepairable, noise_level = set(), set()
+    unrepairable: set[Label] = set()
+    noise_level: set[int] = set()
     for w, (entries, ambiguous, bad) in failures.items():
         word = words[w]
         noise_level.update(int(e) for e in entries[ambiguous])

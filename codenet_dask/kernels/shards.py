@@ -182,6 +182,7 @@ def shard_products(shard: Shard, operand: Sequence[np.ndarray], job: ProductJob,
             total = sums.get(key)
             sums[key] = values.astype(np.float64) if total is None else total + values
             continue
+        assert piece_stats is not None  # the pieces of a checked product carry stats (_input)
         block_stats = noise.block_stats(block, job.transpose, piece.shape[0], values.dtype)
         spread = noise.exact_spread(weights, clean)
         stats[member.label] = (block_stats, piece_stats, spread)

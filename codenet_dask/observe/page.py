@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import html
 import time
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from bokeh.layouts import column
-from bokeh.models import ColumnDataSource, Div, FactorRange
+from bokeh.models import ColumnDataSource, DataRange1d, FactorRange
+from bokeh.models.widgets import Div
 from bokeh.plotting import figure
 from bokeh.transform import factor_cmap
 
@@ -162,7 +163,7 @@ class CodeNetPage:
             line_color=None,
             fill_color=factor_cmap("x", palette=list(COLORS), factors=[LABELS[c] for c in COUNTS], start=1, end=2),
         )
-        self.chart.y_range.start = 0
+        cast(DataRange1d, self.chart.y_range).start = 0  # figure's default y_range
         self.chart.xaxis.major_label_orientation = 0.9
         self.chart.xgrid.grid_line_color = None
         self.history = ColumnDataSource({"step": [], **{c: [] for c in COUNTS}})
@@ -185,7 +186,7 @@ class CodeNetPage:
                 mode="after",
             )
         self.timeline.legend.location = "top_left"
-        self.timeline.y_range.start = 0
+        cast(DataRange1d, self.timeline.y_range).start = 0
         self.root = column(
             self.header, self.layers, self.workers, self.timeline, self.chart, sizing_mode="stretch_width"
         )
@@ -202,8 +203,8 @@ class CodeNetPage:
         workers = (run or {}).get("workers", [])
         factors = [(short(w["worker"]), LABELS[c]) for w in workers for c in COUNTS]
         data = {"x": factors, "count": [c for _, c in factors], "value": [w[c] for w in workers for c in COUNTS]}
-        if list(self.chart.x_range.factors) != factors:
-            self.chart.x_range.factors = factors
+        if list(cast(FactorRange, self.chart.x_range).factors) != factors:
+            cast(FactorRange, self.chart.x_range).factors = factors
         if dict(self.source.data) != data:
             self.source.data = data
         points = (run or {}).get("history", {}).get("points", [])

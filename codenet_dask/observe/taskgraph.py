@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from distributed import Client
 from distributed.diagnostics.plugin import SchedulerPlugin
@@ -115,7 +115,7 @@ def recording(client: Client) -> Iterator[StepGraph]:
 
 
 def _take(dask_scheduler: Scheduler, name: str) -> tuple[dict, dict, set]:
-    plugin = dask_scheduler.plugins[name]
+    plugin = cast(GraphRecorder, dask_scheduler.plugins[name])  # registered by recording()
     return plugin.dependencies, plugin.groups, plugin.scattered
 
 

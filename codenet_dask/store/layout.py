@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from ..codes import ProductCode
 from ..errors import CodeNetError, StoreFormatError, StoreVersionError
@@ -107,7 +108,7 @@ def make_spec(
     name: str,
     code: ProductCode,
     block_shape: tuple[int, int],
-    dtype: np.dtype | str,
+    dtype: DTypeLike,
     layer_shape: tuple[int, int] | None = None,
 ) -> LayerSpec:
     """A validated LayerSpec for a new layer."""

@@ -30,12 +30,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import icechunk
 import numpy as np
 import zarr
 import zarr.api.asynchronous
+from numpy.typing import DTypeLike
 from zarr.codecs import BytesCodec, Crc32cCodec, ZstdCodec
 from zarr.core.sync import sync
 
@@ -345,7 +346,12 @@ class CodedStore:
             raise StoreFormatError(f"layer {name!r}: expected arrays, found groups")
         spec, _ = layout.parse_layer_attrs(name, dict(weights.attrs))
         layout.check_weights_array(
-            spec, weights.shape, weights.chunks, weights.dtype, weights.metadata.dimension_names, weights.fill_value
+            spec,
+            weights.shape,
+            weights.chunks,
+            weights.dtype,
+            weights.metadata.dimension_names,  # type: ignore[union-attr]  # icechunk stores are zarr v3
+            weights.fill_value,
         )
         layout.check_bookkeeping_array(spec, dict(book.attrs), book.shape, book.chunks, book.dtype)
         return spec
@@ -532,7 +538,7 @@ class CodedStore:
                 dimension_names=("journal_byte",),
                 config={"write_empty_chunks": True},
             )
-        array = group[JOURNAL_PATH]
+        array = cast(zarr.Array, group[JOURNAL_PATH])
         array.resize((len(journal),))
         if journal:
             array[:] = np.frombuffer(journal, dtype=np.uint8)
@@ -552,7 +558,7 @@ class CodedStore:
         if not journal:
             return record, b""
         try:
-            data = np.asarray(root[JOURNAL_PATH][:], dtype=np.uint8).tobytes()
+            data = np.asarray(cast(zarr.Array, root[JOURNAL_PATH])[:], dtype=np.uint8).tobytes()
         except Exception as exc:  # untrusted bytes: any failure to fetch or decode
             raise StoreCorruptError(f"{self.root}: the training journal is unreadable ({_brief(exc)})") from None
         if len(data) != size or hashlib.sha256(data).hexdigest() != digest:
@@ -600,7 +606,7 @@ class CodedStore:
         name: str,
         code: ProductCode,
         block_shape: tuple[int, int],
-        dtype: np.dtype | str = np.float64,
+        dtype: DTypeLike = np.float64,
         layer_shape: tuple[int, int] | None = None,
     ) -> LayerSpec:
         """Define a layer (its arrays exist from now on; write all its blocks before checkpointing)."""
@@ -659,7 +665,7 @@ class CodedStore:
         session = self._require_writable()
         spec = self.layer(name)
         self._validate_blocks(spec, blocks)
-        book = zarr.open_group(session.store, mode="r")[spec.bookkeeping_path]
+        book = cast(zarr.Array, zarr.open_group(session.store, mode="r")[spec.bookkeeping_path])
         stored = self._stored_records(spec, book, list(blocks))
         writes: list[tuple[str, Any, np.ndarray]] = []
         values_written = records_written = nbytes = 0
@@ -711,13 +717,13 @@ class CodedStore:
     ) -> dict[BlockKey, np.ndarray | None]:
         """Stored bookkeeping of ``keys`` in the writable session; None where absent or unreadable."""
         try:
-            whole = book[:]
+            whole = np.asarray(book[:])
             return {k: (None if np.isnan(whole[k]).all() else whole[k]) for k in keys}
         except Exception:  # one damaged record: fall back to reading them one by one
             out: dict[BlockKey, np.ndarray | None] = {}
             for k in keys:
                 try:
-                    rec = book[k[0], k[1], :]
+                    rec = np.asarray(book[k[0], k[1], :])
                     out[k] = None if np.isnan(rec).all() else rec
                 except Exception:
                     out[k] = None
@@ -735,7 +741,7 @@ class CodedStore:
         if name not in names:
             raise StoreError(f"no layer {name!r} in that checkpoint of {self.root}; layers: {names or 'none'}")
         spec = self._load_layer_spec(root, name)
-        weights, book = root[spec.weights_path], root[spec.bookkeeping_path]
+        weights, book = cast(zarr.Array, root[spec.weights_path]), cast(zarr.Array, root[spec.bookkeeping_path])
         values_of = self._read_chunks(weights, spec.grid, lambda a, b: spec.block_slices(a, b))
         records_of = self._read_chunks(book, spec.grid, lambda a, b: (a, b, slice(None)))
         blocks: dict[BlockKey, CodedBlock | None] = {}
@@ -772,7 +778,7 @@ class CodedStore:
         """
         nr, nc = grid
         try:
-            whole = array[:]
+            whole = np.asarray(array[:])
             return {(a, b): np.ascontiguousarray(whole[selection(a, b)]) for a in range(nr) for b in range(nc)}
         except Exception:  # untrusted bytes: any failure to fetch or decode is an erasure
             pass
