@@ -10,7 +10,7 @@ from dask.utils import key_split
 from distributed import get_task_stream
 from distributed.diagnostics.plugin import SchedulerPlugin
 
-from codenet_dask import CodedLayer, UncorrectableError
+from codenet_dask import CodedLayer, LocalExecutor, UncorrectableError
 from codenet_dask.faults import Corruption, CorruptionPlan
 
 KINDS = [
@@ -184,6 +184,22 @@ def test_faulty_decode_verify_or_projection_never_reaches_the_result(client, ste
     assert relative(result.to_numpy(), w @ x) < 1e-10
     # A wrong decode or a wrong verdict costs one recomputation; a wrong projection is corrected.
     assert result.report.recomputed == (0 if step == "project" else 1)
+
+
+@pytest.mark.parametrize("kind", ["inf", "-inf", "nan"])
+@pytest.mark.parametrize("step", ["forward", "backward"])
+def test_a_non_finite_projection_is_never_within_its_own_threshold(kind, step):
+    """A worker's partial sum turned Inf after the blocks were screened (a ``project`` fault) makes
+    its syndrome share Inf, and the rigorous part of the threshold, made of the shares, Inf too:
+    Inf <= Inf hid it, and the Inf reached the accepted output (the soak's seeds 11, 23, 121, 122)."""
+    rng = np.random.default_rng(8)
+    w = rng.standard_normal((24, 20))
+    operand = rng.standard_normal((20 if step == "forward" else 24, 5))
+    hook = CorruptionPlan((Corruption("project", block=(1, 0, 0, 0), kind=kind, index=(2, 1)),))
+    layer = CodedLayer.encode(LocalExecutor(3), w, grid=(2, 2), parity=(1, 1), name="inf-project", hook=hook)
+    result = layer.forward(operand) if step == "forward" else layer.backward(operand)
+    exact = w @ operand if step == "forward" else w.T @ operand
+    assert relative(result.to_numpy(), exact) < 1e-12
 
 
 def test_float32_layer_corrects_within_its_roundoff_bound(client):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from codenet_dask import CodedLayer
+from codenet_dask import CodedLayer, LocalExecutor
 from codenet_dask.errors import CodeParameterError
 from codenet_dask.faults import STEPS, Corruption, CorruptionPlan, RandomFaults, collect_injected
 from codenet_dask.layer import Activated
@@ -169,6 +169,30 @@ def test_replication3_outvotes_one_wrong_replica_per_block_without_recomputing(c
             c.block for c in plan.corruptions if c.step == f"block-{result.report.operation}"
         )
         np.testing.assert_allclose(result.to_numpy(), want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_faulty_second_round_read_beside_a_wrong_replica_never_outvotes_the_right_one(dtype):
+    """Replica 0 of block (0, 0) computes zeros, and the second round's read of replica 1 (the
+    values its worker sends to every decoder) is zeroed too: two copies "agree" on 0. The read no
+    longer matches the syndrome share the worker sent in the first round, so it counts as erased:
+    the product is recomputed or corrected, never accepted as 0 (the soak's seed 53 accepted it)."""
+    rng = np.random.default_rng(2)
+    w = rng.standard_normal((16, 12)).astype(dtype)
+    x = rng.standard_normal((12, 4)).astype(dtype)
+    probe = build_layer("replication", LocalExecutor(3), w, grid=(2, 2), replicas=3, name="read")
+    holder = probe.workers.index(probe.placement[(0, 0, 1)])
+    plan = CorruptionPlan(
+        (
+            Corruption("block-forward", block=(0, 0, 0), kind="zero"),
+            Corruption("project", block=(holder, 1, 0, 0, 1), kind="zero"),
+        )
+    )
+    layer = build_layer("replication", LocalExecutor(3), w, grid=(2, 2), replicas=3, hook=plan, name="read")
+    result = layer.forward(x)
+    exact = w.astype(np.float64) @ x.astype(np.float64)
+    np.testing.assert_allclose(result.to_numpy(), exact, rtol=0, atol=1e3 * np.finfo(dtype).eps * np.abs(exact).max())
+    assert (0, 0, 1) in result.report.detected or result.report.recomputed, result.report.as_dict()
 
 
 def test_replication3_scrubs_a_wrong_stored_replica_between_attempts(client):

@@ -117,6 +117,9 @@ class DaskExecutor:
         futures = list(handles)
         if not futures:
             return
+        if all(f.done() for f in futures):  # known done already (a gather after a wait): no round trip
+            self._raise_failures(futures)
+            return
         start = time.perf_counter()
         deadline = self.deadlines.for_wait(what)
         while True:
@@ -140,6 +143,10 @@ class DaskExecutor:
                         f"codenet.deadline.minimum/factor in dask config if such waits are expected"
                     ) from None
         self.deadlines.record(what, time.perf_counter() - start)
+        self._raise_failures(futures)
+
+    @staticmethod
+    def _raise_failures(futures: Sequence[Future]) -> None:
         for f in futures:
             if f.status != "finished":
                 f.result()  # a genuine failure (not a soft error): raise it as is

@@ -31,8 +31,9 @@ from typing import cast
 
 import numpy as np
 
-from ..codes import ProductCode, SystematicMDSCode, gamma, unit_roundoff
+from ..codes import ProductCode, SystematicMDSCode, unit_roundoff
 from ..codes.entrywise import decode_entries
+from ..codes.roundoff import SAFETY
 from ..faults.hook import CorruptionHook, Site
 from . import noise
 from .blocks import CodedBlock
@@ -43,6 +44,27 @@ Shard = dict[Label, CodedBlock]
 
 #: An ambiguous entry whose syndrome stays within this many thresholds counts as noise level.
 NOISE_LEVEL = 3.0
+#: Syndromes are formed and summed in long double and shipped as float64 (head, tail) pairs: in
+#: float64 their own rounding (~10 units of a float64 grid's entries) was most of the threshold
+#: and hid weight errors of 20 units (README: detection); in long double it is 2,000x smaller.
+SYNDROME = np.longdouble
+U_SYNDROME = float(np.finfo(SYNDROME).eps) / 2
+
+
+def _gamma_syndrome(terms: int) -> float:
+    """``gamma`` (``codes.roundoff``) of a ``terms``-term sum in :data:`SYNDROME`."""
+    mu = terms * U_SYNDROME
+    return SAFETY * mu / (1 - mu)
+
+
+def _pair(x: np.ndarray) -> np.ndarray:
+    """A long double array as float64 (head, tail), stacked on a first axis: exact (64 digits)."""
+    head = x.astype(np.float64)
+    return np.stack([head, (x - head).astype(np.float64)])
+
+
+def _unpair(pair: np.ndarray) -> np.ndarray:
+    return pair[0].astype(SYNDROME) + pair[1]
 
 
 @dataclass(frozen=True)
@@ -82,9 +104,11 @@ class ScrubJob:
 
 @dataclass(frozen=True)
 class StoredShare:
-    """A worker's share of every codeword's syndrome: ``syndromes[i]`` (``p x rows x cols``), the
-    modelled noise variance per entry ``variances[i]`` (the same shape), a rigorous per-row bound of its
-    own float64 rounding ``rounding[i]``, and its provably wrong entries ``erased[(i, position)]``."""
+    """A worker's share of every codeword's syndrome: ``syndromes[i]`` (``2 x p x rows x cols``: the
+    long double share as a float64 pair, ``_pair``), the modelled noise variance per entry
+    ``variances[i]`` (``p x rows x cols``), a per-row bound ``rounding[i]`` of its entries' sizes
+    (times ``_gamma_syndrome``: a rigorous bound of the sums' rounding), and its provably wrong
+    entries ``erased[(i, position)]``."""
 
     syndromes: dict[int, np.ndarray]
     variances: dict[int, np.ndarray]
@@ -139,42 +163,42 @@ def stored_share(shard: Shard, job: ScrubJob, hook: CorruptionHook) -> StoredSha
                 erased[(i, a)] = bad
             drift = noise.entry_drift(block, values)
             largest = np.abs(values).max(axis=1, initial=0.0)
-            share = h[:, a][:, None, None] * values[None]
+            share = h[:, a].astype(SYNDROME)[:, None, None] * values[None]
             syndromes[i] = share if i not in syndromes else syndromes[i] + share
             variances[i] = (h[:, a] ** 2)[:, None, None] * drift[None] + variances.get(i, 0.0)
             rounding[i] = np.abs(h[:, a])[:, None] * largest[None] + rounding.get(i, 0.0)
         if i in syndromes:
             site = Site("scrub", job.layer, job.op, (job.worker, 0, i))
-            syndromes[i] = hook.apply(site, syndromes[i], job.attempt)
+            syndromes[i] = hook.apply(site, _pair(syndromes[i]), job.attempt)
     return StoredShare(syndromes, variances, rounding, erased)
 
 
 def flag_entries(shares: Sequence[StoredShare], job: ScrubJob) -> np.ndarray:
     """The flat entries (of one block: every block has the same shape) some codeword's summed
     syndrome does not vouch for, or some block holds provably wrong."""
-    u64 = unit_roundoff(np.float64)
     flagged = [idx for s in shares for idx in s.erased.values()]
     for i, word in enumerate(job.checked):
         summed = _summed(shares, i, word)
         if summed is None:
             continue
         syndrome, variance, rigorous = summed
-        tau = noise.LAMBDA * np.sqrt(variance) + (rigorous + u64 * np.abs(syndrome).max(axis=2))[:, :, None]
-        with np.errstate(invalid="ignore"):
-            flagged.append(np.flatnonzero(~np.all(np.abs(syndrome) <= tau, axis=0).ravel()))
+        tau = noise.LAMBDA * np.sqrt(variance) + (rigorous + U_SYNDROME * np.abs(syndrome).max(axis=2))[:, :, None]
+        with np.errstate(invalid="ignore"):  # a share's Inf makes its own tau Inf: never within it
+            within = (np.abs(syndrome) <= tau) & np.isfinite(syndrome)
+            flagged.append(np.flatnonzero(~np.all(within, axis=0).ravel()))
     return np.unique(np.concatenate(flagged)) if flagged else np.zeros(0, np.int64)
 
 
 def _summed(shares: Sequence[StoredShare], i: int, word: StoredWord) -> tuple[np.ndarray, ...] | None:
-    """Codeword ``i``'s syndrome summed over the shares, its modelled variance and a rigorous
-    per-row bound of the float64 sums' rounding (None: nothing to check)."""
-    parts = [s.syndromes[i] for s in shares if i in s.syndromes]
+    """Codeword ``i``'s syndrome summed over the shares (long double), its modelled variance and a
+    rigorous per-row bound of the sums' rounding (None: nothing to check)."""
+    parts = [_unpair(s.syndromes[i]) for s in shares if i in s.syndromes]
     if not parts or not word.code.p:
         return None
-    syndrome = sum(parts[1:], parts[0].copy())
+    syndrome = sum(parts[1:], parts[0])
     variance = cast(np.ndarray, sum(s.variances[i] for s in shares if i in s.variances))  # not 0: parts is not empty
     rows_bound = cast(np.ndarray, sum(s.rounding[i] for s in shares if i in s.rounding))
-    return syndrome, variance, gamma(len(word.members) + len(parts) + 1, np.float64) * rows_bound
+    return syndrome, variance, _gamma_syndrome(len(word.members) + len(parts) + 1) * rows_bound
 
 
 def values_at(shard: Shard, flagged: np.ndarray, job: ScrubJob, hook: CorruptionHook) -> StoredValues:
@@ -257,11 +281,11 @@ def repair_shard(
             values = np.stack([y[m] for m in word.members])
             h = word.code.check_matrix
             spread = np.stack([variance[m] for m in word.members])
-            tau = noise.LAMBDA * np.sqrt((h**2) @ spread) + gamma(word.code.n + 1, np.float64) * (
+            tau = noise.LAMBDA * np.sqrt((h**2) @ spread) + _gamma_syndrome(word.code.n + 1) * (
                 np.abs(h) @ np.abs(values)
             )
             erased = {a: np.flatnonzero(wrong[m]) for a, m in enumerate(word.members)}
-            syndrome = h @ values
+            syndrome = h.astype(SYNDROME) @ values.astype(SYNDROME)
             verdict = decode_entries(word.code, syndrome, tau, erased)
             failures.pop(w, None)
             if verdict.clean:
@@ -348,7 +372,7 @@ def aligned(shard: Shard, shares: Sequence[StoredShare], job: ScrubJob, hook: Co
     with parity both ways, the parity columns' systematic rows first, then the parity rows with the
     corners' share of those corrections), which no block has to move for. The grid is then a
     codeword up to one rounding per entry: its blocks count ``updates = 0`` again and their
-    rigorous ``err`` is that rounding plus the float64 syndromes' own. A faulty share can at most
+    rigorous ``err`` is that rounding plus the syndromes' own. A faulty share can at most
     move a parity entry by its (noise-level) threshold; each rewrite passes the fault hook like a
     repair's (site ``(worker, 2, *label)``).
     """
@@ -376,7 +400,7 @@ def aligned(shard: Shard, shares: Sequence[StoredShare], job: ScrubJob, hook: Co
         if label not in corrections:
             out[label] = CodedBlock.from_values(block.values, 0.0, 0)  # systematic: defines the codeword
             continue
-        values = (block.values.astype(np.float64) + corrections[label]).astype(block.dtype)
+        values = (block.values.astype(SYNDROME) + corrections[label]).astype(block.dtype)
         err = unit_roundoff(block.dtype) * float(np.abs(values).max(initial=0.0)) + gain * largest_bound
         site = Site("scrub", job.layer, job.op, (job.worker, 2, *label))
         out[label] = stored(CodedBlock.from_values(values, err, 0), hook, site, job.attempt)

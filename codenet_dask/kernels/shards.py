@@ -142,6 +142,7 @@ class ShardSummary:
     syndromes: dict[int, np.ndarray]
     variances: dict[int, np.ndarray]
     erased: dict[tuple[int, int], np.ndarray]
+    worker: int = 0
 
 
 @dataclass(frozen=True)
@@ -215,6 +216,7 @@ def shard_products(shard: Shard, operand: Sequence[np.ndarray], job: ProductJob,
         syndromes,
         {c: v.astype(np.float32) for c, v in variances.items() if job.codewords[c].code.p},
         {key: np.unique(np.concatenate(parts)) for key, parts in erased.items()},
+        job.worker,
     )
     return ShardProducts(results, stats, summary)
 
@@ -307,8 +309,9 @@ def suspicious_entries(summaries: Sequence[ShardSummary], job: DecodeJob) -> dic
             variance = sum((s.variances[c].astype(np.float64) for s in summaries if c in s.variances), 0.0)
             rigorous = gamma(len(parts) + 1, np.float64) * sum(np.abs(part) for part in parts)
             tau = noise.LAMBDA * np.sqrt(variance) + rigorous
-            with np.errstate(invalid="ignore"):
-                loud = np.flatnonzero(~np.all(np.abs(syndrome) <= tau, axis=0).ravel())
+            with np.errstate(invalid="ignore"):  # a share's Inf makes its own tau Inf: never within it
+                within = (np.abs(syndrome) <= tau) & np.isfinite(syndrome)
+                loud = np.flatnonzero(~np.all(within, axis=0).ravel())
         if loud.size or erased:
             found[c] = footprint(np.unique(np.concatenate([loud, *erased])), _chunk_shape(summaries, job))
     return found
@@ -373,6 +376,7 @@ class Attribution:
     values: tuple[np.ndarray, ...]
     variances: tuple[np.ndarray, ...]
     wrong: tuple[np.ndarray, ...]
+    worker: int = 0
 
 
 def attribute(
@@ -394,22 +398,54 @@ def attribute(
         values.append(np.where(bad, 0.0, at))
         variances.append(variance)
         wrong.append(bad)
-    return Attribution(tuple(members), tuple(values), tuple(variances), tuple(wrong))
+    return Attribution(tuple(members), tuple(values), tuple(variances), tuple(wrong), job.worker)
+
+
+def consistent(
+    attribution: Attribution, summary: ShardSummary, word: SummedCodeword, c: int, idx: np.ndarray
+) -> np.ndarray:
+    """Where a worker's second-round values of summed codeword ``c`` (at flat entries ``idx`` of a
+    chunk) give, summed as its first round summed them, bit for bit the syndrome share it sent
+    then: the same float64 additions in the same order. Elsewhere one of its two messages is wrong
+    (a fault in the values it sent, or in its partial sums), so its values there are not used: a
+    faulty second-round read would otherwise count as a right copy and, beside one wrong block
+    (two copies of a repetition code both read as 0, say), outvote the right one."""
+    sent = summary.syndromes.get(c)
+    totals: dict[int, np.ndarray] = {}
+    for member, value in zip(attribution.members, attribution.values):
+        if member.codeword == c:
+            totals[member.position] = value if member.position not in totals else totals[member.position] + value
+    if sent is None or not totals:
+        return np.ones(idx.size, bool)
+    h = word.code.check_matrix
+    again: np.ndarray | None = None
+    for position, total in totals.items():
+        share = h[:, position][:, None] * total[None]
+        again = share if again is None else again + share
+    with np.errstate(invalid="ignore"):
+        return np.all(again == sent.reshape(sent.shape[0], -1)[:, idx], axis=0)
 
 
 def resolve(
-    pending: Decoded | Pending, attributions: Sequence[Attribution], job: DecodeJob, hook: CorruptionHook
+    pending: Decoded | Pending,
+    attributions: Sequence[Attribution],
+    summaries: Sequence[ShardSummary],
+    job: DecodeJob,
+    hook: CorruptionHook,
 ) -> Decoded:
     """The second round: every flagged entry decoded per codeword from the blocks' own values.
 
     Each summed codeword splits back into its codewords (one per operand piece); at every flagged
     entry a codeword's syndrome is recomputed from the attributed values, wrong positions are found
     entry by entry (``codes.entrywise``) and the output entry becomes the sum of corrected values.
+    A worker's values that do not agree with its first-round share (:func:`consistent`) count as
+    erased there.
     """
     if not isinstance(pending, Pending):
         return pending
     values = pending.decoded.values.copy()
     shape = (values.shape[0] // job.outputs, values.shape[1])
+    sent = {summary.worker: summary for summary in summaries}
     findings: dict[Label, list] = {}
     failed: set[int] = set()
     ambiguous = 0
@@ -418,8 +454,11 @@ def resolve(
         n = word.code.n
         by_piece: dict[int, dict[int, tuple[Label, np.ndarray, np.ndarray, np.ndarray]]] = {}
         for att in attributions:
+            doubtful = ~consistent(att, sent[att.worker], word, c, idx) if att.worker in sent else None
             for member, v, var, bad in zip(att.members, att.values, att.variances, att.wrong):
                 if member.codeword == c and v.shape == idx.shape:
+                    if doubtful is not None and doubtful.any():
+                        v, var, bad = np.where(doubtful, 0.0, v), np.where(doubtful, 0.0, var), bad | doubtful
                     by_piece.setdefault(member.piece, {})[member.position] = (member.label, v, var, bad)
         total = np.zeros((word.code.k, idx.size))
         for piece in range(job.pieces):
@@ -495,7 +534,7 @@ def verify(
     again = _sum_partials(summaries, job)
     if attributions is not None:
         first = Pending(Decoded(again), suspicious_entries(summaries, job))
-        again = resolve(first, attributions, job, NoFaults()).values
+        again = resolve(first, attributions, summaries, job, NoFaults()).values
     again = hook.apply(Site("verify", job.layer, job.op, (job.worker,)), again, job.attempt)
     if not np.array_equal(again, decoded.values, equal_nan=False):
         return checks.Rejected("DecodeMismatchError", "the decode disagrees with its independent recomputation")

@@ -347,7 +347,9 @@ def second_round_plan(
     outputs, verdicts = {}, {}
     for w in p.jobs:
         wid, job = p.jobs[w].worker, p.decode_jobs[w]
-        resolved = plan.add((f"resolve-{p.name}", wid), shards.resolve, decoded[w], attributions, job, p.hook, worker=w)
+        resolved = plan.add(
+            (f"resolve-{p.name}", wid), shards.resolve, decoded[w], attributions, summaries, job, p.hook, worker=w
+        )
         verdicts[w] = plan.add((f"verdicts-resolved-{p.name}", wid), shards.verdicts_of, resolved, worker=w)
         outputs[w] = plan.add(
             (f"verify-resolved-{p.name}", wid), shards.verify, resolved, summaries, attributions, job, p.hook, worker=w
