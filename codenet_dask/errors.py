@@ -128,6 +128,11 @@ class StepTimeoutError(CodeNetError, RuntimeError):
     still pending."""
 
 
+class ConfigValueError(CodeNetError, ValueError):
+    """A ``codenet.*`` value in dask config (``codenet.yaml``, ``DASK_CODENET__...``) that cannot
+    work; the CLI reports it as a usage error (exit 2)."""
+
+
 class ClusterConfigError(CodeNetError, ValueError):
     """A cluster request that cannot work (unknown kind, bad walltime or memory, no ``sbatch``...).
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from clirun import run_cli
 
 from codenet_dask.data import load_dataset
+from codenet_dask.errors import ConfigValueError
 from codenet_dask.executors import LocalExecutor
 from codenet_dask.layer import CodedLayer
 from codenet_dask.protocol.blame import Blame
@@ -78,10 +82,32 @@ def test_faults_that_hit_every_worker_alike_blame_nobody():
 
 
 def test_quarantine_settings_are_checked():
-    with pytest.raises(ValueError, match="healthy-rate < bad-rate"):
+    with pytest.raises(ConfigValueError, match="healthy-rate < bad-rate"):
         Blame(healthy=0.5, bad=0.2)
-    with pytest.raises(ValueError, match="false-blame"):
+    with pytest.raises(ConfigValueError, match="false-blame"):
         Blame(false_blame=0)
+
+
+@pytest.mark.parametrize(
+    "variable,value,message",
+    [
+        ("DASK_CODENET__QUARANTINE__BAD_RATE", "2", "healthy-rate < bad-rate < 1, got 0.05 and 2.0"),
+        ("DASK_CODENET__QUARANTINE__HEALTHY_RATE", "often", "codenet.quarantine.healthy-rate must be a number"),
+    ],
+)
+def test_bad_quarantine_settings_are_a_usage_error_of_train(tmp_path, variable, value, message):
+    """Exit 2 with the setting named, no traceback, and no store written."""
+    train = ["train", "--dataset", "digits", "--layers", "16", "--epochs", "1", "--workers", "1"]
+    done = subprocess.run(
+        [sys.executable, "-m", "codenet_dask", *train, "--store", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, variable: value},
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "run").exists()
 
 
 # -- evacuation -----------------------------------------------------------------------------------

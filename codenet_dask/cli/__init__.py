@@ -9,7 +9,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ..errors import ClusterConfigError, CodeNetError
+from ..errors import ClusterConfigError, CodeNetError, ConfigValueError
 from . import bench, compare, demo, model_commands, store_commands, taskgraph, train
 from .common import UsageError
 
@@ -41,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.run(args) or 0)
-    except (UsageError, ClusterConfigError) as exc:
+    except (UsageError, ClusterConfigError, ConfigValueError) as exc:
         print(f"codenet-dask {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

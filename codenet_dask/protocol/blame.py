@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from .. import config
+from ..errors import ConfigValueError
 
 
 @dataclass
@@ -46,9 +47,9 @@ class Evidence:
 class Blame:
     """The per-worker test of the module docstring; defaults from ``codenet.quarantine`` in dask config."""
 
-    healthy: float = field(default_factory=lambda: float(config.get("quarantine.healthy-rate", 0.05)))
-    bad: float = field(default_factory=lambda: float(config.get("quarantine.bad-rate", 0.9)))
-    false_blame: float = field(default_factory=lambda: float(config.get("quarantine.false-blame", 1e-6)))
+    healthy: float = field(default_factory=lambda: _number("quarantine.healthy-rate", 0.05))
+    bad: float = field(default_factory=lambda: _number("quarantine.bad-rate", 0.9))
+    false_blame: float = field(default_factory=lambda: _number("quarantine.false-blame", 1e-6))
     evidence: dict[str, Evidence] = field(default_factory=dict)
     #: Sums over ``evidence`` (every worker's peers are all but itself).
     _wrong: int = 0
@@ -56,11 +57,15 @@ class Blame:
 
     def __post_init__(self) -> None:
         if not 0 < self.healthy < self.bad < 1:
-            raise ValueError(
-                f"codenet.quarantine needs 0 < healthy-rate < bad-rate < 1, got {self.healthy} and {self.bad}"
+            raise ConfigValueError(
+                f"codenet.quarantine needs 0 < healthy-rate < bad-rate < 1, got {self.healthy} and {self.bad}; "
+                "fix them in codenet.yaml or DASK_CODENET__QUARANTINE__*"
             )
         if not 0 < self.false_blame < 1:
-            raise ValueError(f"codenet.quarantine.false-blame must be in (0, 1), got {self.false_blame}")
+            raise ConfigValueError(
+                f"codenet.quarantine.false-blame must be in (0, 1), got {self.false_blame}; "
+                "fix it in codenet.yaml or DASK_CODENET__QUARANTINE__FALSE_BLAME"
+            )
 
     @property
     def threshold(self) -> float:
@@ -106,3 +111,12 @@ def tally(owners: Mapping[tuple[int, ...], str], labels: Iterable[tuple[int, ...
         w = owners[tuple(label[:2])]
         counts[w] = counts.get(w, 0) + 1
     return counts
+
+
+def _number(key: str, default: float) -> float:
+    """``codenet.<key>`` from dask config as a number (ConfigValueError naming it if it is not)."""
+    value = config.get(key, default)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigValueError(f"codenet.{key} must be a number, got {value!r}") from None
