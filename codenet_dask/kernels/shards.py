@@ -453,11 +453,13 @@ def resolve(
         word = job.codewords[c]
         n = word.code.n
         by_piece: dict[int, dict[int, tuple[Label, np.ndarray, np.ndarray, np.ndarray]]] = {}
+        doubts: dict[int, dict[int, np.ndarray]] = {}  # per piece and position: entries erased for doubt only
         for att in attributions:
             doubtful = ~consistent(att, sent[att.worker], word, c, idx) if att.worker in sent else None
             for member, v, var, bad in zip(att.members, att.values, att.variances, att.wrong):
                 if member.codeword == c and v.shape == idx.shape:
                     if doubtful is not None and doubtful.any():
+                        doubts.setdefault(member.piece, {})[member.position] = doubtful & ~bad
                         v, var, bad = np.where(doubtful, 0.0, v), np.where(doubtful, 0.0, var), bad | doubtful
                     by_piece.setdefault(member.piece, {})[member.position] = (member.label, v, var, bad)
         total = np.zeros((word.code.k, idx.size))
@@ -465,6 +467,10 @@ def resolve(
             positions = by_piece.get(piece, {})
             if len(positions) != n:
                 failed.add(c * job.pieces + piece)  # some block's values are missing: nothing to decode with
+                continue
+            doubt = doubts.get(piece, {})
+            if doubt and _unverifiable(positions, doubt, word.code.p):
+                failed.add(c * job.pieces + piece)  # a rebuild with no parity left to check it: recompute
                 continue
             y = np.stack([positions[a][1] for a in range(n)])
             variance = np.stack([positions[a][2] for a in range(n)])
@@ -487,6 +493,8 @@ def resolve(
                 ambiguous += int(verdict.ambiguous.sum())
                 for a in range(n):
                     hits = verdict.bad[a] & ~verdict.failed
+                    if a in doubt:  # erased only for its worker's inconsistent messages: no evidence
+                        hits &= ~doubt[a][verdict.entries]
                     if hits.any():
                         kind = "erased" if positions[a][3].any() else "located"
                         findings.setdefault(positions[a][0], []).append((int(hits.sum()), kind))
@@ -502,6 +510,15 @@ def resolve(
         ambiguous,
     )
     return decoded
+
+
+def _unverifiable(positions: dict, doubt: dict[int, np.ndarray], p: int) -> bool:
+    """Whether some entry has ``p`` or more erased positions, one of them only for doubt: rebuilt
+    from the rest with no parity left over, an error elsewhere would pass unseen. (Provably wrong
+    entries alone may use every parity: they are known to be wrong, the rest is not suspect.)"""
+    erased = sum(positions[a][3].astype(np.int64) for a in positions)
+    doubted = np.any(np.stack(list(doubt.values())), axis=0)
+    return bool(np.any((erased >= p) & doubted))
 
 
 def verdicts_of(decoded: Decoded | Pending) -> Decoded:
