@@ -202,6 +202,30 @@ def test_a_non_finite_projection_is_never_within_its_own_threshold(kind, step):
     assert relative(result.to_numpy(), exact) < 1e-12
 
 
+def test_a_rebuild_with_no_parity_left_because_of_doubtful_reads_is_recomputed():
+    """Two workers hold a codeword's 4 blocks, 2 each. Worker 0's second-round read of one block is
+    wrong, so both of its blocks there count as erased (its messages disagree), which uses both
+    parities; a wrong block of worker 1 in the same codeword could then be rebuilt into the output
+    unseen. Such an entry is never accepted: the product is recomputed (the Monte Carlo's seed 217)."""
+    rng = np.random.default_rng(12)
+    w, x = rng.standard_normal((24, 20)), rng.standard_normal((20, 4))
+    probe = CodedLayer.encode(LocalExecutor(2), w, grid=(2, 2), parity=(2, 2), name="doubt")
+    mine = [label for label, worker in sorted(probe.placement.items()) if label[1] == 0 and worker == probe.workers[0]]
+    theirs = [
+        label for label, worker in sorted(probe.placement.items()) if label[1] == 0 and worker == probe.workers[1]
+    ]
+    hook = CorruptionPlan(
+        (
+            Corruption("block-forward", block=theirs[0], op=1, kind="add", relative=1e-3, index=(1, 2)),
+            Corruption("project", block=(0, 1, *mine[0]), op=1, kind="add", relative=1e-3),
+        )
+    )
+    layer = CodedLayer.encode(LocalExecutor(2), w, grid=(2, 2), parity=(2, 2), name="doubt", hook=hook)
+    result = layer.forward(x)
+    assert relative(result.to_numpy(), w @ x) < 1e-12
+    assert result.report.recomputed >= 1, result.report
+
+
 def test_float32_layer_corrects_within_its_roundoff_bound(client):
     rng = np.random.default_rng(5)
     w = rng.standard_normal((256, 128)).astype(np.float32)
