@@ -20,7 +20,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import CancelledError
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Protocol, cast
@@ -295,6 +295,9 @@ class Trainer:
         self.store_path = Path(store_path) if store_path else Path(self._tmp.name) / "model"  # type: ignore[union-attr]  # _tmp is set without store_path
         #: The independent judge of every accepted result (``codenet_dask.judge``; ``judge=False``: none).
         self.judge = Judge() if config.judge else None
+        #: The judging of the last step, running beside the next one (``settle_judge``).
+        self._judging: Future | None = None
+        self._judge_pool: ThreadPoolExecutor | None = None
         self.ledger = FaultLedger(dtype=self.dtype, judge=self.judge)
         self.rollbacks = 0
         #: Blame of the workers from the checks' verdicts, and the workers retired (``quarantine``).
@@ -368,7 +371,22 @@ class Trainer:
                 self.quarantine.scrub(layer, layer.encode_report)
                 self._retire_suspects()
 
+    def settle_judge(self) -> None:
+        """Wait for the judging of the last step (and raise what it raised); before anything reads
+        or moves the judge: checkpoints, rollbacks, the summary."""
+        if self._judging is not None:
+            judging, self._judging = self._judging, None
+            judging.result()
+
+    def _judge_thread(self) -> ThreadPoolExecutor:
+        if self._judge_pool is None:
+            self._judge_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="codenet-judge")
+        return self._judge_pool
+
     def close(self) -> None:
+        self.settle_judge()
+        if self._judge_pool is not None:
+            self._judge_pool.shutdown()
         if self._tmp is not None:
             self._tmp.cleanup()
 
@@ -380,14 +398,16 @@ class Trainer:
             logits = self._operations(x, y, lr, judged)
         except RECOVERABLE:
             if judged:
+                self.settle_judge()
                 judged.finish_failed()
             raise
         # The logits and everything the judge looks at, in one round trip.
         gathered = self.executor.gather(
             [logits.any_copy, *(judged.handles() if judged else [])], f"step {self.step_reached}"
         )
-        if judged:
-            judged.finish(gathered[1:])
+        if judged:  # in a thread, while the cluster runs the next step (joined before the judge is read)
+            self.settle_judge()
+            self._judging = self._judge_thread().submit(judged.finish, gathered[1:])
         return cross_entropy(logits.trimmed(gathered[0])[: self.data.classes].astype(np.float64), y)
 
     def _operations(self, x: np.ndarray, y: np.ndarray, lr: float, judged: _Judging | None) -> ProductResult:
@@ -456,6 +476,7 @@ class Trainer:
     def _checkpoint(self, store: CodedStore, position: int, scrubbed: bool = False) -> None:
         """Scrub (so no wrong block is stored; ``scrubbed``: the caller just did), then write the
         changed blocks and commit."""
+        self.settle_judge()
         if not scrubbed:
             self._scrub()
         try:
@@ -472,6 +493,7 @@ class Trainer:
     def _commit_state(self, store: CodedStore, position: int, message: str = "") -> None:
         """Write the run's state and fault ledger (faults collected from the workers so far) with
         the written blocks as one checkpoint; then expire checkpoints beyond ``keep_checkpoints``."""
+        self.settle_judge()
         self.ledger.add_injected(self.executor.collect_faults(self.run_id))
         store.write_run(self.state().to_record(), journal.dumps(self.ledger))
         store.checkpoint(step=position, message=message)
@@ -507,6 +529,7 @@ class Trainer:
         """Continue the run of ``state`` (read from the store's latest checkpoint): its verified
         blocks go back to the workers, and counters, evaluations and the ledger come back as they
         were, so the rest of the run is the one an uninterrupted run would have done."""
+        self.settle_judge()
         self.workers = len(self.executor.workers())
         kind = {"codenet": CodedLayer, "uncoded": UncodedLayer, "replication": ReplicatedLayer}[self.config.strategy]
         kwargs = {"replicas": self.config.replicas} if self.config.strategy == "replication" else {}
@@ -559,6 +582,7 @@ class Trainer:
 
     def _rollback(self) -> int:
         """Restore every layer from the last checkpoint (onto the workers); returns its position."""
+        self.settle_judge()
         self.rollbacks += 1
         for layer in self.layers:
             # Every operation since the checkpoint is undone, faults in it included (also when the
@@ -673,6 +697,7 @@ class Trainer:
 
     def summary(self, wall_seconds: float) -> TrainSummary:
         """The run's summary as of now (the ``train --json`` object)."""
+        self.settle_judge()
         store = str(self.store_path) if self._tmp is None else "(temporary)"
         return TrainSummary.from_state(self.state(), self.ledger, wall_seconds, store)
 

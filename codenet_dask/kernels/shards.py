@@ -135,14 +135,14 @@ class ShardSummary:
     left out); ``syndromes[c]``: its share ``sum H[:, pos] R`` of summed codeword ``c``'s syndrome
     (float64, ``p x rows x B``); ``variances[c]``: the modelled variance of that share's noise;
     ``erased[(c, pos)]``: flat indices of entries it found provably wrong (non-finite, or larger than
-    any correct product), left out of both.
+    any correct product), left out of both; ``worker``: its index (``ProductJob.worker``).
     """
 
     partials: dict[int, np.ndarray]
     syndromes: dict[int, np.ndarray]
     variances: dict[int, np.ndarray]
     erased: dict[tuple[int, int], np.ndarray]
-    worker: int = 0
+    worker: int
 
 
 @dataclass(frozen=True)
@@ -376,7 +376,7 @@ class Attribution:
     values: tuple[np.ndarray, ...]
     variances: tuple[np.ndarray, ...]
     wrong: tuple[np.ndarray, ...]
-    worker: int = 0
+    worker: int
 
 
 def attribute(
