@@ -338,12 +338,18 @@ def footprint(entries: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def _erase_footprints(
-    verdict: EntryDecode, erased: dict[int, np.ndarray], idx: np.ndarray, shape: tuple[int, int], p: int
+    verdict: EntryDecode,
+    erased: dict[int, np.ndarray],
+    idx: np.ndarray,
+    shape: tuple[int, int],
+    p: int,
+    doubt: dict[int, np.ndarray],
 ) -> dict[int, np.ndarray] | None:
     """The erasures a second decode uses: every position the first found wrong, erased over the
     footprint (:func:`footprint`) of the entries it was found wrong at, so that its sub-threshold
     errors there are rebuilt too. None when nothing was found, or when erasing would leave the
-    codeword no parity to check the rebuild with."""
+    codeword no parity to check the rebuild with. Entries erased only for doubt (``doubt``: masks
+    over ``idx``) were not found wrong: they are not widened."""
     good = ~verdict.failed
     wrong = [a for a in range(verdict.bad.shape[0]) if (verdict.bad[a] & good).any()]
     if not wrong or len(wrong) >= p:
@@ -351,10 +357,14 @@ def _erase_footprints(
     rows, cols = np.unravel_index(idx, shape)
     widened = dict(erased)
     for a in wrong:
-        hit = verdict.entries[verdict.bad[a] & good]
-        near = np.flatnonzero(np.isin(rows, rows[hit]) | np.isin(cols, cols[hit]))
-        widened[a] = np.union1d(erased.get(a, np.zeros(0, np.int64)), near)
-    return widened
+        found = verdict.bad[a] & good
+        if a in doubt:
+            found &= ~doubt[a][verdict.entries]
+        if found.any():
+            hit = verdict.entries[found]
+            near = np.flatnonzero(np.isin(rows, rows[hit]) | np.isin(cols, cols[hit]))
+            widened[a] = np.union1d(erased.get(a, np.zeros(0, np.int64)), near)
+    return widened if any(widened[a] is not erased.get(a) for a in widened) else None
 
 
 def decode(summaries: Sequence[ShardSummary], job: DecodeJob, hook: CorruptionHook) -> Decoded | Pending | np.ndarray:
@@ -478,7 +488,7 @@ def resolve(
             tau = noise.LAMBDA * np.sqrt((h**2) @ variance) + gamma(n + 1, np.float64) * (np.abs(h) @ np.abs(y))
             erased = {a: np.flatnonzero(positions[a][3]) for a in range(n)}
             verdict = decode_entries(word.code, h @ y, tau, erased)
-            widened = _erase_footprints(verdict, erased, idx, shape, word.code.p)
+            widened = _erase_footprints(verdict, erased, idx, shape, word.code.p, doubt)
             if widened is not None:  # decode again with the wrong blocks erased over their footprints
                 y = y.copy()
                 for a, at in widened.items():
