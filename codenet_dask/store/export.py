@@ -134,7 +134,7 @@ def write_weights(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
             ds.to_zarr(tmp, mode="w-", consolidated=False)
         else:
             arrays = {name: ds[name].values for name in json.loads(ds.attrs["layer_names"])}
-            np.savez(tmp, **arrays, **{NPZ_ATTRS: np.array(json.dumps(_plain(ds)))})  # type: ignore[arg-type]  # mypy matches **{...} to allow_pickle: bool
+            np.savez(tmp, **arrays, **{NPZ_ATTRS: np.array(json.dumps(_plain(ds)))})  # type: ignore[arg-type]  # mypy matches **{...} to savez's one bool keyword
         os.replace(tmp, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
