@@ -316,11 +316,12 @@ class CodedLayer:
         # its deadline, for this update too, and updates of lower layers run meanwhile.
         self.shards = dict(zip(jobs, self.executor.run(plan, [outputs[w] for w in jobs])))
 
-    def save(self, store: CodedStore) -> WriteStats:
-        """Write this layer's coded blocks (only the changed ones) into ``store``; commit separately."""
+    def save(self, store: CodedStore, blocks: dict[Coord, CodedBlock] | None = None) -> WriteStats:
+        """Write this layer's coded blocks (only the changed ones) into ``store``; commit separately.
+        ``blocks``: the layer's :meth:`gather_blocks`, if the caller has them already."""
         if self.name not in store.layers():
             store.add_layer(self.name, self.code, self.block_shape, self.dtype, self.shape)
-        return store.write_layer(self.name, self.gather_blocks())
+        return store.write_layer(self.name, self.gather_blocks() if blocks is None else blocks)
 
     def scrub(self, align: bool = True) -> dict:
         """Check the resident grid's parity relations and rebuild wrong blocks in place.
@@ -418,7 +419,7 @@ class CodedLayer:
 
     def gather_weights(self) -> np.ndarray:
         """The systematic part of the grid assembled into ``W`` (no decoding)."""
-        return self.weights_of(self.blocks_of(self.executor.gather(list(self.shards.values()), f"gather {self.name}")))
+        return self.weights_of(self.gather_blocks())
 
     def weights_of(self, blocks: dict[Coord, CodedBlock]) -> np.ndarray:
         """The systematic blocks of :meth:`blocks_of` assembled into ``W`` (no decoding)."""

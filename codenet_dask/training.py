@@ -28,9 +28,9 @@ from typing import Any, Literal, Protocol, cast
 import numpy as np
 from distributed.comm.core import CommClosedError
 from distributed.scheduler import KilledWorker
-from threadpoolctl import ThreadpoolController
 
 from . import journal
+from .blas import one_thread
 from .data import Dataset
 from .errors import (
     DivergedError,
@@ -59,8 +59,6 @@ from .strategies import ReplicatedLayer, Strategy, UncodedLayer, build_layer
 RECOVERABLE = (UncorrectableError, WorkerLostError, StepTimeoutError, CommClosedError, KilledWorker, CancelledError)
 
 log = logging.getLogger(__name__)
-#: The client's BLAS libraries, found once (a limit on a known one costs ~2 us).
-_BLAS = ThreadpoolController()
 
 #: Rollbacks after which a run gives up (the fault rate is beyond what checkpoints can absorb).
 MAX_ROLLBACKS = 20
@@ -227,7 +225,7 @@ class _Judging:
         """Judge the step's operations, in order, from what :meth:`handles` gathered (BLAS on one
         thread: the judge's products are small, and more threads only contend with the workers,
         one per core on a LocalCluster: 2x slower on this 2-core machine)."""
-        with _BLAS.limit(limits=1, user_api="blas"):
+        with one_thread():
             self._judge(gathered)
 
     def _judge(self, gathered: Sequence[Any]) -> None:
@@ -481,9 +479,10 @@ class Trainer:
             self._scrub()
         try:
             for layer in self.layers:
-                layer.save(store)
+                blocks = layer.gather_blocks()  # once, for the store and the judge
+                layer.save(store, blocks)
                 if self.judge is not None:
-                    self.judge.checkpoint(layer.name, layer.ops, layer.gather_weights())
+                    self.judge.checkpoint(layer.name, layer.ops, layer.weights_of(blocks))
         except NonFiniteInputError as exc:  # the store refuses known-bad blocks: the weights diverged
             raise DivergedError(f"NaN/Inf reached the weights by step {position} ({exc})") from None
         self.checkpoint_position = position

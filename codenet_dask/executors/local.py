@@ -17,8 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from threadpoolctl import ThreadpoolController
-
+from ..blas import one_thread
 from ..errors import WorkerLostError
 from ..faults import InjectedFault
 from ..faults import log as fault_log
@@ -34,10 +33,6 @@ class Cell:
     worker: str | None
     value: Any = None
     error: BaseException | None = None
-
-
-#: Found once: inspecting the loaded BLAS libraries costs ~0.3 ms, a limit on a known one ~2 us.
-_THREADPOOLS = ThreadpoolController()
 
 
 def _crossed(value: Any) -> Any:
@@ -78,7 +73,7 @@ class LocalExecutor:
     # -- running ------------------------------------------------------------------------------
     def run(self, plan: Plan, wanted: Sequence[Ref]) -> list[Cell]:
         cells: dict[Key, Cell] = {}
-        with _THREADPOOLS.limit(limits=1, user_api="blas"):
+        with one_thread():
             for task in plan.tasks.values():
                 if task.key in self._keys:
                     raise ValueError(f"task key {task.key!r} was run before: keys must never be reused")
