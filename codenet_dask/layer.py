@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from .codes import ProductCode, require_real_float
+from .codes import ProductCode, mds_code, require_real_float
 from .errors import CodeParameterError, NonFiniteInputError, ShapeMismatchError, StepTimeoutError, UncorrectableError
 from .executors import Executor, Handle, as_executor
 from .faults import CorruptionHook, NoFaults
-from .kernels import scrub, shards
+from .kernels import factors, scrub, shards
 from .kernels.blocks import CodedBlock
 from .kernels.checks import Rejected
 from .kernels.scrub import StoredWord
@@ -287,7 +287,9 @@ class CodedLayer:
 
     def update(self, delta: Operand, x: Operand, lr: float) -> None:
         """``W -= lr * delta @ x.T`` applied to every coded block with encoded factors (returns once
-        submitted; the next operation on the layer waits for it)."""
+        submitted; the next operation on the layer waits for it). The factors every block used are
+        checked against each other (``kernels.factors``); the rows and columns a wrong one touched
+        are marked, every product takes them as erasures, and the next :meth:`scrub` rebuilds them."""
         self._check_lr(lr)
         d_spec, d_refs, d_batch = self._operand(delta, self.shape[0], self.code.kr, self.block_shape[0], "delta")
         x_spec, x_refs, x_batch = self._operand(x, self.shape[1], self.code.kc, self.block_shape[1], "x")
@@ -295,6 +297,8 @@ class CodedLayer:
             raise ShapeMismatchError(f"delta has batch {d_batch} but x has batch {x_batch}; they must match")
         self.ops += 1
         row_parity, col_parity = self.code.row_code.parity_matrix, self.code.col_code.parity_matrix
+        words = self._factor_words()
+        check_seed = self._check_seed(self.ops) if words else None
         jobs = {
             w: shards.UpdateJob(
                 self.name,
@@ -308,20 +312,32 @@ class CodedLayer:
                 col_parity,
                 d_spec,
                 x_spec,
+                check_seed,
             )
             for w, labels in self._labels_by_worker().items()
         }
-        plan, outputs = update_plan(self.keys.stem(self.ops), jobs, self.shards, d_refs, x_refs, self.hook)
+        checks = {w: factors.CheckJob(self.name, self.ops, job.worker, words) for w, job in jobs.items()}
+        plan, outputs = update_plan(
+            self.keys.stem(self.ops), jobs, self.shards, d_refs, x_refs, self.hook, checks if words else None
+        )
         # Not waited for: whatever uses the shards next (a product, a scrub, a gather) waits, with
         # its deadline, for this update too, and updates of lower layers run meanwhile.
         self.shards = dict(zip(jobs, self.executor.run(plan, [outputs[w] for w in jobs])))
 
     def save(self, store: CodedStore, blocks: dict[Coord, CodedBlock] | None = None) -> WriteStats:
         """Write this layer's coded blocks (only the changed ones) into ``store``; commit separately.
-        ``blocks``: the layer's :meth:`gather_blocks`, if the caller has them already."""
+        ``blocks``: the layer's :meth:`gather_blocks`, if the caller has them already. Blocks a
+        wrong update factor left marked are never stored: :meth:`scrub` first."""
+        blocks = self.gather_blocks() if blocks is None else blocks
+        marked = sorted(label for label, block in blocks.items() if block.suspect is not None)
+        if marked:
+            raise UncorrectableError(
+                f"layer {self.name}: blocks {marked} hold entries a wrong update factor touched; scrub the layer "
+                "(which rebuilds them) before saving it"
+            )
         if self.name not in store.layers():
             store.add_layer(self.name, self.code, self.block_shape, self.dtype, self.shape)
-        return store.write_layer(self.name, self.gather_blocks() if blocks is None else blocks)
+        return store.write_layer(self.name, blocks)
 
     def scrub(self, align: bool = True) -> dict:
         """Check the resident grid's parity relations and rebuild wrong blocks in place.
@@ -389,6 +405,25 @@ class CodedLayer:
     def participants(self, step: str) -> dict[str, list[Coord]]:
         """The blocks whose products each worker computes in a ``forward`` or ``backward``."""
         return {w: [(m.label[0], m.label[1]) for m in members] for w, members in self._members(step).items()}
+
+    def _factor_words(self) -> tuple[factors.FactorWord, ...]:
+        """The codewords an update's factors form (``kernels.factors``): down every block-column
+        the row factors under the row code, along every block-row the column factors under the
+        column code. Without parity one way, the copies of a factor the other way: every block of a
+        block-row uses the same row factor, of a block-column the same column factor."""
+        nr, nc = self.code.coded_shape
+        column = [tuple((a, b) for a in range(nr)) for b in range(nc)]
+        row = [tuple((a, b) for b in range(nc)) for a in range(nr)]
+        words = []
+        for side, code, along, across in (
+            (factors.ROWS, self.code.row_code, column, row),
+            (factors.COLS, self.code.col_code, row, column),
+        ):
+            if code.p:
+                words += [factors.FactorWord(code, members, side) for members in along]
+            elif len(across[0]) > 1:
+                words += [factors.FactorWord(mds_code(1, len(m) - 1), m, side) for m in across]
+        return tuple(words)
 
     def _stored_words(self) -> tuple[StoredWord, ...]:
         """The stored grid's codewords a scrub decodes: the block-columns under the row code (or,

@@ -181,7 +181,9 @@ def _own(site: Site) -> tuple[int, ...] | None:
     Encode and update sites name one block, ``(a, b)`` or replica ``(a, b, r)``; an update's factor
     pieces are activated and encoded by every block for itself (sites ``(side, index, *label)``); a
     scrub's rewrite of a block is ``(worker, 2, *label)``, while its syndrome shares and the values
-    it reads (``(worker, 0 | 1, ...)``) decide what any block of the layer is rewritten with.
+    it reads (``(worker, 0 | 1, ...)``), and an update's factor check (``(worker, 3, word)``: which
+    entries are marked for rebuilding, ``kernels.factors``) decide what any block of the layer is
+    rewritten with.
     """
     if site.step == "scrub":
         return tuple(site.block[2:]) if site.block[1] == 2 else None

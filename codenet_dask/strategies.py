@@ -22,7 +22,7 @@ import numpy as np
 from .codes import mds_code
 from .errors import CodeParameterError
 from .faults import CorruptionHook
-from .kernels import scrub, shards
+from .kernels import factors, scrub, shards
 from .kernels.blocks import CodedBlock
 from .layer import CodedLayer, holders, scatter_pieces
 from .protocol.placement import Coord
@@ -61,6 +61,9 @@ class UncodedLayer(CodedLayer):
 
     def _blocks_checked(self, step: str) -> int:
         return 0
+
+    def _factor_words(self) -> tuple[factors.FactorWord, ...]:
+        return ()  # nothing checked
 
     def scrub(self, align: bool = True) -> dict:
         raise CodeParameterError("an uncoded layer carries no redundancy to check; use codenet or replication")
@@ -163,6 +166,18 @@ class ReplicatedLayer(CodedLayer):
         """Every block as replica 0 holds it (for checkpoints, which scrub first: a replica a faulty
         update left wrong is repaired from the others before anything is saved)."""
         return {label[:2]: block for label, block in super().blocks_of(gathered).items() if label[2] == 0}  # type: ignore[misc]
+
+    def _factor_words(self) -> tuple[factors.FactorWord, ...]:
+        """Every block's copies under the repetition code, for both factors: they use the same."""
+        if self.copies < 2:
+            return ()
+        code = mds_code(1, self.copies - 1)
+        blocks = sorted({label[:2] for label in self.placement})
+        return tuple(
+            factors.FactorWord(code, tuple((a, b, r) for r in range(self.copies)), side)
+            for a, b in blocks
+            for side in (factors.ROWS, factors.COLS)
+        )
 
     def _stored_words(self) -> tuple[scrub.StoredWord, ...]:
         """Every block's copies under the repetition code: r = 2 detects a disagreement, r >= 3

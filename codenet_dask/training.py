@@ -561,23 +561,37 @@ class Trainer:
     def _scrub_layer(self, layer: CodedLayer, innocent: Sequence = ()) -> None:
         """One layer's scrub and its verifying passes (see :meth:`_scrub`); ``innocent``: blocks
         erased on purpose (an evacuation), no evidence against their new owners. A worker the
-        verdicts quarantine on the way is retired and the layers moved off it (that scrubs them)."""
-        report = layer.scrub()
-        for passes in range(layer.max_attempts + 1):
+        verdicts quarantine on the way is retired and the layers moved off it (that scrubs them).
+
+        What a pass writes (rebuilt entries, or an alignment) is verified by the next, which writes
+        only what it finds wrong. A grid verified but not aligned (every pass found something to
+        rebuild: a faulty update factor's marks, say) is aligned then, and verified again: each
+        rebuild adds its sources' rigorous bounds times the code's gain to the rebuilt blocks', and
+        only an alignment resets them, so without it they compound from scrub to scrub until the
+        thresholds built from them see nothing (the Monte Carlo found products 1e5x their clean
+        error accepted)."""
+        report, first = layer.scrub(), True
+        aligned, rebuilding, passes = not report["entries"], 0, 0  # nothing flagged: aligned (if it can be)
+        while True:
             self.ledger.add_scrub(layer.name, layer.ops, report)
-            self.quarantine.scrub(layer, report, innocent if passes == 0 else ())
+            self.quarantine.scrub(layer, report, innocent if first else ())
             if self.quarantine.pending:
                 self._retire_suspects()
                 return
             if report["unrepairable"]:
                 raise UncorrectableError(f"layer {layer.name}: blocks {report['unrepairable']} cannot be rebuilt")
-            if passes and not report["repaired"]:
-                return  # a verifying pass that wrote nothing checked the grid as it stays
-            if passes == layer.max_attempts:
+            rebuilding = rebuilding + 1 if report["repaired"] else 0
+            passes += 1
+            if rebuilding > layer.max_attempts or passes > 3 * (layer.max_attempts + 1):
                 raise UncorrectableError(
-                    f"layer {layer.name}: every scrub rebuilt entries again ({layer.max_attempts} in a row)"
+                    f"layer {layer.name}: every scrub rebuilt entries again ({rebuilding} in a row, {passes} in all)"
                 )
-            report = layer.scrub(align=False)
+            wrote = bool(report["repaired"] or report["aligned"])
+            if not first and not wrote and aligned:
+                return  # a verifying pass that wrote nothing checked the aligned grid as it stays
+            align = not first and not wrote
+            report, first = layer.scrub(align=align), False
+            aligned = aligned or (align and not report["entries"])
 
     def _rollback(self) -> int:
         """Restore every layer from the last checkpoint (onto the workers); returns its position."""

@@ -6,7 +6,9 @@ row and column (how large a product with it can be, hence how much roundoff it c
 (floating-point encoding is never exact). The bounds are updated with each rank-B update by the
 triangle inequality in O((rows + cols) * B) work, and recomputed exactly only by a scrub that
 verified the values (``kernels.scrub``): refreshed from unverified values, a stored error would
-enter the very bounds that are meant to expose it.
+enter the very bounds that are meant to expose it. A block may also carry a ``suspect`` mark: rows
+and columns that a wrong update factor touched (``kernels.factors``), known wrong until a scrub
+rebuilds them.
 Pure numpy: this runs inside worker tasks.
 """
 
@@ -20,6 +22,40 @@ from scipy.linalg.blas import get_blas_funcs
 from ..codes import gamma, unit_roundoff
 
 
+@dataclass(frozen=True, eq=False)
+class Suspect:
+    """Rows and columns of one block that a wrong update factor touched (``kernels.factors``).
+
+    They are known to be wrong, so every check takes them as erasures, never as values: a
+    product leaves the output entries they feed out of its sums, a scrub rebuilds them from their
+    codewords (and the rebuilt block carries no mark).
+    """
+
+    rows: np.ndarray  # bool, one per block row
+    cols: np.ndarray  # bool, one per block column
+
+    def union(self, other: Suspect | None) -> Suspect:
+        return self if other is None else Suspect(self.rows | other.rows, self.cols | other.cols)
+
+    def stored(self) -> np.ndarray:
+        """Flat indices of the block's entries in a marked row or column."""
+        grid = np.zeros((self.rows.size, self.cols.size), bool)
+        grid[self.rows, :] = True
+        grid[:, self.cols] = True
+        return np.flatnonzero(grid)
+
+    def output(self, transpose: bool, batch: int) -> np.ndarray:
+        """Flat indices of the entries of the block's product with a ``batch``-column operand
+        (``W @ x``, or ``W.T @ d`` with ``transpose``) that marked entries feed: a marked row of
+        ``W`` spoils that row of ``W @ x`` and every entry of ``W.T @ d``, a column the reverse."""
+        own, other = (self.cols, self.rows) if transpose else (self.rows, self.cols)
+        grid = np.zeros((own.size, batch), bool)
+        grid[own, :] = True
+        if other.any():
+            grid[:] = True
+        return np.flatnonzero(grid)
+
+
 @dataclass(frozen=True)
 class CodedBlock:
     """A coded weight block with its roundoff bookkeeping (see the module docstring)."""
@@ -30,6 +66,8 @@ class CodedBlock:
     max_abs: float
     err: float
     updates: int = 0
+    #: Entries a wrong update factor touched, not rebuilt yet (``None``: none).
+    suspect: Suspect | None = None
 
     @classmethod
     def from_values(cls, values: np.ndarray, err: float = 0.0, updates: int = 0) -> CodedBlock:
@@ -54,7 +92,8 @@ class CodedBlock:
         return self.values.dtype
 
     def refreshed(self) -> CodedBlock:
-        """Same values and ``err``, exact norms."""
+        """Same values and ``err``, exact norms (and no mark: only a scrub that verified the values
+        refreshes a block)."""
         return CodedBlock.from_values(self.values, self.err, self.updates)
 
     @classmethod

@@ -4,10 +4,11 @@ The stored grid is a set of codewords of stored blocks (the block-columns under 
 replication, each block's copies under a repetition code). A scrub has two stages, like a product:
 
 1. every worker ships its share of each codeword's full-resolution syndrome ``sum_a H[:, a] W~_a``
-   (float64) with the modelled variance of its noise per entry (the stored values' drift from an
-   exact codeword: encoding and every update round each entry once, ``noise.entry_drift``) and the
-   entries it holds that are provably wrong (not finite, or beyond the block's rigorously tracked
-   largest magnitude); every worker sums the shares and flags the entries whose syndrome exceeds
+   (long double, ``wide``) with the modelled variance of its noise per entry (the stored values'
+   drift from an exact codeword: encoding and every update round each entry once,
+   ``noise.entry_drift``) and the entries it holds that are known wrong (not finite, beyond the
+   block's rigorously tracked largest magnitude, or marked by the update-factor check,
+   ``kernels.factors``); every worker sums the shares and flags the entries whose syndrome exceeds
    its threshold (:func:`flag_entries`);
 2. every worker sends its blocks' own values at the flagged entries (:func:`values_at`), and each
    decodes every codeword there from those values (``codes.entrywise``; its own blocks as they are,
@@ -33,38 +34,17 @@ import numpy as np
 
 from ..codes import ProductCode, SystematicMDSCode, unit_roundoff
 from ..codes.entrywise import decode_entries
-from ..codes.roundoff import SAFETY
 from ..faults.hook import CorruptionHook, Site
 from . import noise
 from .blocks import CodedBlock
 from .encode import stored
+from .wide import U_WIDE, WIDE, gamma_wide, pair, unpair
 
 Label = tuple[int, ...]
 Shard = dict[Label, CodedBlock]
 
 #: An ambiguous entry whose syndrome stays within this many thresholds counts as noise level.
 NOISE_LEVEL = 3.0
-#: Syndromes are formed and summed in long double and shipped as float64 (head, tail) pairs: in
-#: float64 their own rounding (~10 units of a float64 grid's entries) was most of the threshold
-#: and hid weight errors of 20 units (README: detection); in long double it is 2,000x smaller.
-SYNDROME = np.longdouble
-U_SYNDROME = float(np.finfo(SYNDROME).eps) / 2
-
-
-def _gamma_syndrome(terms: int) -> float:
-    """``gamma`` (``codes.roundoff``) of a ``terms``-term sum in :data:`SYNDROME`."""
-    mu = terms * U_SYNDROME
-    return SAFETY * mu / (1 - mu)
-
-
-def _pair(x: np.ndarray) -> np.ndarray:
-    """A long double array as float64 (head, tail), stacked on a first axis: exact (64 digits)."""
-    head = x.astype(np.float64)
-    return np.stack([head, (x - head).astype(np.float64)])
-
-
-def _unpair(pair: np.ndarray) -> np.ndarray:
-    return pair[0].astype(SYNDROME) + pair[1]
 
 
 @dataclass(frozen=True)
@@ -105,9 +85,9 @@ class ScrubJob:
 @dataclass(frozen=True)
 class StoredShare:
     """A worker's share of every codeword's syndrome: ``syndromes[i]`` (``2 x p x rows x cols``: the
-    long double share as a float64 pair, ``_pair``), the modelled noise variance per entry
+    long double share as a float64 pair, ``wide.pair``), the modelled noise variance per entry
     ``variances[i]`` (``p x rows x cols``), a per-row bound ``rounding[i]`` of its entries' sizes
-    (times ``_gamma_syndrome``: a rigorous bound of the sums' rounding), and its provably wrong
+    (times ``wide.gamma_wide``: a rigorous bound of the sums' rounding), and its known wrong
     entries ``erased[(i, position)]``."""
 
     syndromes: dict[int, np.ndarray]
@@ -143,6 +123,19 @@ def _provably_wrong(block: CodedBlock, values: np.ndarray) -> np.ndarray:
         return ~(np.abs(values) <= block.max_abs * (1 + 1e-12) + np.finfo(np.float64).tiny)
 
 
+def _known_wrong(block: CodedBlock, values: np.ndarray, at: np.ndarray | None = None) -> np.ndarray:
+    """Provably wrong, or marked by the factor check (``CodedBlock.suspect``): ``values`` is the
+    whole block, or its entries at flat indices ``at``."""
+    bad = _provably_wrong(block, values)
+    if block.suspect is not None:
+        marked = block.suspect.stored()
+        if at is None:
+            bad.reshape(-1)[marked] = True
+        else:
+            bad |= np.isin(at, marked)
+    return bad
+
+
 def stored_share(shard: Shard, job: ScrubJob, hook: CorruptionHook) -> StoredShare:
     """This worker's share of every codeword's syndrome (through a ``scrub`` fault site,
     ``(worker, 0, word)``)."""
@@ -157,19 +150,19 @@ def stored_share(shard: Shard, job: ScrubJob, hook: CorruptionHook) -> StoredSha
             if block is None:
                 continue
             values = block.values.astype(np.float64)
-            bad = np.flatnonzero(_provably_wrong(block, values))
+            bad = np.flatnonzero(_known_wrong(block, values))
             if bad.size:
                 values.flat[bad] = 0.0
                 erased[(i, a)] = bad
             drift = noise.entry_drift(block, values)
             largest = np.abs(values).max(axis=1, initial=0.0)
-            share = h[:, a].astype(SYNDROME)[:, None, None] * values[None]
+            share = h[:, a].astype(WIDE)[:, None, None] * values[None]
             syndromes[i] = share if i not in syndromes else syndromes[i] + share
             variances[i] = (h[:, a] ** 2)[:, None, None] * drift[None] + variances.get(i, 0.0)
             rounding[i] = np.abs(h[:, a])[:, None] * largest[None] + rounding.get(i, 0.0)
         if i in syndromes:
             site = Site("scrub", job.layer, job.op, (job.worker, 0, i))
-            syndromes[i] = hook.apply(site, _pair(syndromes[i]), job.attempt)
+            syndromes[i] = hook.apply(site, pair(syndromes[i]), job.attempt)
     return StoredShare(syndromes, variances, rounding, erased)
 
 
@@ -182,7 +175,7 @@ def flag_entries(shares: Sequence[StoredShare], job: ScrubJob) -> np.ndarray:
         if summed is None:
             continue
         syndrome, variance, rigorous = summed
-        tau = noise.LAMBDA * np.sqrt(variance) + (rigorous + U_SYNDROME * np.abs(syndrome).max(axis=2))[:, :, None]
+        tau = noise.LAMBDA * np.sqrt(variance) + (rigorous + U_WIDE * np.abs(syndrome).max(axis=2))[:, :, None]
         with np.errstate(invalid="ignore"):  # a share's Inf makes its own tau Inf: never within it
             within = (np.abs(syndrome) <= tau) & np.isfinite(syndrome)
             flagged.append(np.flatnonzero(~np.all(within, axis=0).ravel()))
@@ -192,13 +185,13 @@ def flag_entries(shares: Sequence[StoredShare], job: ScrubJob) -> np.ndarray:
 def _summed(shares: Sequence[StoredShare], i: int, word: StoredWord) -> tuple[np.ndarray, ...] | None:
     """Codeword ``i``'s syndrome summed over the shares (long double), its modelled variance and a
     rigorous per-row bound of the sums' rounding (None: nothing to check)."""
-    parts = [_unpair(s.syndromes[i]) for s in shares if i in s.syndromes]
+    parts = [unpair(s.syndromes[i]) for s in shares if i in s.syndromes]
     if not parts or not word.code.p:
         return None
     syndrome = sum(parts[1:], parts[0])
     variance = cast(np.ndarray, sum(s.variances[i] for s in shares if i in s.variances))  # not 0: parts is not empty
     rows_bound = cast(np.ndarray, sum(s.rounding[i] for s in shares if i in s.rounding))
-    return syndrome, variance, _gamma_syndrome(len(word.members) + len(parts) + 1) * rows_bound
+    return syndrome, variance, gamma_wide(len(word.members) + len(parts) + 1) * rows_bound
 
 
 def values_at(shard: Shard, flagged: np.ndarray, job: ScrubJob, hook: CorruptionHook) -> StoredValues:
@@ -212,7 +205,7 @@ def values_at(shard: Shard, flagged: np.ndarray, job: ScrubJob, hook: Corruption
         return StoredValues(values, variances, wrong, bounds)
     for label, block in shard.items():
         at = hook.apply(Site("scrub", job.layer, job.op, (job.worker, 1, *label)), _read(block, flagged), job.attempt)
-        bad = _provably_wrong(block, at)
+        bad = _known_wrong(block, at, flagged)
         rows = np.unravel_index(flagged, block.shape)[0]
         values[label] = np.where(bad, 0.0, at)
         variances[label] = noise.entry_drift(block, values[label], rows)
@@ -259,7 +252,7 @@ def repair_shard(
     bounds = {label: g.bounds[label] for g in gathered for label in g.bounds}
     for label, block in shard.items():  # this worker's own blocks as they are, not as read: a read may be wrong
         if label in y:
-            wrong[label] = _provably_wrong(block, _read(block, flagged))
+            wrong[label] = _known_wrong(block, _read(block, flagged), flagged)
             y[label] = np.where(wrong[label], 0.0, _read(block, flagged))
     words = _all_words(job)
     gain = max((rebuild_gain(word.code) for word in words if word.code.p), default=1.0)
@@ -281,11 +274,9 @@ def repair_shard(
             values = np.stack([y[m] for m in word.members])
             h = word.code.check_matrix
             spread = np.stack([variance[m] for m in word.members])
-            tau = noise.LAMBDA * np.sqrt((h**2) @ spread) + _gamma_syndrome(word.code.n + 1) * (
-                np.abs(h) @ np.abs(values)
-            )
+            tau = noise.LAMBDA * np.sqrt((h**2) @ spread) + gamma_wide(word.code.n + 1) * (np.abs(h) @ np.abs(values))
             erased = {a: np.flatnonzero(wrong[m]) for a, m in enumerate(word.members)}
-            syndrome = h.astype(SYNDROME) @ values.astype(SYNDROME)
+            syndrome = h.astype(WIDE) @ values.astype(WIDE)
             verdict = decode_entries(word.code, syndrome, tau, erased)
             failures.pop(w, None)
             if verdict.clean:
@@ -400,7 +391,7 @@ def aligned(shard: Shard, shares: Sequence[StoredShare], job: ScrubJob, hook: Co
         if label not in corrections:
             out[label] = CodedBlock.from_values(block.values, 0.0, 0)  # systematic: defines the codeword
             continue
-        values = (block.values.astype(SYNDROME) + corrections[label]).astype(block.dtype)
+        values = (block.values.astype(WIDE) + corrections[label]).astype(block.dtype)
         err = unit_roundoff(block.dtype) * float(np.abs(values).max(initial=0.0)) + gain * largest_bound
         site = Site("scrub", job.layer, job.op, (job.worker, 2, *label))
         out[label] = stored(CodedBlock.from_values(values, err, 0), hook, site, job.attempt)

@@ -29,7 +29,7 @@ import numpy as np
 from ..codes import SystematicMDSCode, gamma
 from ..codes.entrywise import EntryDecode, decode_entries
 from ..faults.hook import CorruptionHook, NoFaults, Site
-from . import checks, noise
+from . import checks, factors, noise
 from .blocks import CodedBlock, Factor, apply_update, encoding_error
 from .noise import BlockStats, PieceStats
 
@@ -152,6 +152,8 @@ class ShardProducts:
     results: dict[Label, np.ndarray]
     stats: dict[Label, tuple[BlockStats, PieceStats, np.ndarray | None]]
     summary: ShardSummary
+    #: Per block with a ``suspect`` mark: the flat output entries it fed (erased).
+    marked: dict[Label, np.ndarray]
 
 
 def shard_products(shard: Shard, operand: Sequence[np.ndarray], job: ProductJob, hook: CorruptionHook) -> ShardProducts:
@@ -166,6 +168,7 @@ def shard_products(shard: Shard, operand: Sequence[np.ndarray], job: ProductJob,
     sums: dict[tuple[int, int], np.ndarray] = {}
     variances: dict[int, np.ndarray] = {}
     erased: dict[tuple[int, int], list[np.ndarray]] = {}
+    marked: dict[Label, np.ndarray] = {}
     dtype = None
     for member in job.members:
         piece, clean, piece_stats = plain.get(member.piece) or _input(job, operand, member, hook)
@@ -188,6 +191,10 @@ def shard_products(shard: Shard, operand: Sequence[np.ndarray], job: ProductJob,
         spread = noise.exact_spread(weights, clean)
         stats[member.label] = (block_stats, piece_stats, spread)
         contribution, wrong = noise.screen(values, block_stats, piece_stats)
+        if block.suspect is not None:  # entries a wrong update factor fed: erasures, like provably wrong ones
+            marked[member.label] = block.suspect.output(job.transpose, values.shape[1])
+            contribution.flat[marked[member.label]] = 0.0
+            wrong = np.union1d(wrong, marked[member.label])
         if wrong.size:
             erased.setdefault(key, []).append(wrong)
         total = sums.get(key)
@@ -218,7 +225,7 @@ def shard_products(shard: Shard, operand: Sequence[np.ndarray], job: ProductJob,
         {key: np.unique(np.concatenate(parts)) for key, parts in erased.items()},
         job.worker,
     )
-    return ShardProducts(results, stats, summary)
+    return ShardProducts(results, stats, summary, marked)
 
 
 def _input(
@@ -404,6 +411,8 @@ def attribute(
         site = Site("project", job.layer, job.op, (job.worker, 1, *member.label))
         at = hook.apply(site, result.reshape(-1)[idx].astype(np.float64), job.attempt)
         bad, variance = noise.at_entries(at, idx, result.shape, block_stats, piece_stats, spread)
+        if member.label in products.marked:
+            bad |= np.isin(idx, products.marked[member.label])
         members.append(member)
         values.append(np.where(bad, 0.0, at))
         variances.append(variance)
@@ -584,6 +593,8 @@ class UpdateJob:
     col_parity: np.ndarray  # pc x kc
     delta: OperandSpec
     inputs: OperandSpec
+    #: Seed of the factors' check vector (``factors.check_vector``): for :func:`update_and_share`.
+    check_seed: int | None = None
 
 
 def update_shard(
@@ -592,22 +603,49 @@ def update_shard(
     """Every block of this worker updated with its encoded factors; the layer is never re-encoded.
 
     Every block activates and encodes its own factor pieces (fault sites ``(side, index, *label)``):
-    a fault there spoils that one block, one position of each of its codewords, which products
-    correct around and a scrub rebuilds. (Factors shared by a worker's blocks would spoil them all
-    alike, and a codeword held by one worker would stay a codeword, of wrong weights.)
+    a fault there spoils that one block, one position of each of its codewords, which the factor
+    check marks (:func:`update_and_share`), products correct around and a scrub rebuilds.
+    (Factors shared by a worker's blocks would spoil them all alike, and a codeword held by one
+    worker would stay a codeword, of wrong weights.)
 
     The update *consumes* ``shard``: blocks are overwritten in place, which saves a copy pass and
     half the memory. That is safe because nothing reads a shard after its update: a step's
     products are accepted before its update is submitted, a rollback restores from the store, and
     the shard is pinned to this worker, so Dask never re-runs this task on it.
     """
+    return _update(shard, delta, inputs, job, hook, None)[0]
+
+
+def update_and_share(
+    shard: Shard, delta: Sequence[np.ndarray], inputs: Sequence[np.ndarray], job: UpdateJob, hook: CorruptionHook
+) -> factors.UpdateOutcome:
+    """:func:`update_shard`, and the share of the factors every block used that the factor check
+    needs (``kernels.factors``: their projections on the update's check vector)."""
+    assert job.check_seed is not None  # a checked update has a check vector
+    sizes = factors.PieceSizes(factors.check_vector(job.check_seed, delta[0].shape[1]))
+    updated, used = _update(shard, delta, inputs, job, hook, sizes)
+    return factors.UpdateOutcome(updated, factors.share(used, sizes.r))
+
+
+def _update(
+    shard: Shard,
+    delta: Sequence[np.ndarray],
+    inputs: Sequence[np.ndarray],
+    job: UpdateJob,
+    hook: CorruptionHook,
+    sizes: factors.PieceSizes | None,
+) -> tuple[Shard, list[tuple[tuple[Label, int], np.ndarray, np.ndarray]]]:
+    """The updated shard, and (with ``sizes``) every factor as used with its projected bound."""
     updated = dict(shard)
+    used: list[tuple[tuple[Label, int], np.ndarray, np.ndarray]] = []
     for label in job.labels:
-        d = _factor(delta, job.delta, label[0], job.kr, job.row_parity, (0, label), job, hook)
-        x = _factor(inputs, job.inputs, label[1], job.kc, job.col_parity, (1, label), job, hook)
+        d, d_bound = _factor(delta, job.delta, label[0], job.kr, job.row_parity, (0, label), job, hook, sizes)
+        x, x_bound = _factor(inputs, job.inputs, label[1], job.kc, job.col_parity, (1, label), job, hook, sizes)
+        if d_bound is not None and x_bound is not None:
+            used += [((label, factors.ROWS), d.values, d_bound), ((label, factors.COLS), x.values, x_bound)]
         block = apply_update(shard[label], d, x, job.lr, in_place=True)
         updated[label] = replace(block, values=hook.apply(Site("update", job.layer, job.op, label), block.values, 0))
-    return updated
+    return updated, used
 
 
 def _factor(
@@ -619,11 +657,15 @@ def _factor(
     where: tuple[int, Label],
     job: UpdateJob,
     hook: CorruptionHook,
-) -> Factor:
-    """One block's factor piece ``index``: a systematic piece as it is, a parity one encoded.
+    sizes: factors.PieceSizes | None,
+) -> tuple[Factor, np.ndarray | None]:
+    """One block's factor piece ``index``: a systematic piece as it is, a parity one encoded; and
+    (with ``sizes``: the factors are checked) the projected bound of its distance from the exact
+    encoding (``factors.PieceSizes.bound``).
 
     ``where`` is (side, block label): side 0 is the row factor D~, 1 the column factor X~. Values
-    are as used (faults included), statistics of the values as computed (``OperandSpec.pieces``).
+    are as used (faults included), statistics and bounds of the values as computed
+    (``OperandSpec.pieces``).
     """
     side, label = where
 
@@ -632,7 +674,8 @@ def _factor(
 
     if index < k:
         clean, used = piece(index)
-        return replace(Factor.of(clean), values=used)
+        bound = None if sizes is None else sizes.bound([sizes.of((side, index), clean)], None, clean.dtype)
+        return replace(Factor.of(clean), values=used), bound
     both = [piece(i) for i in range(k)]
     clean = np.stack([c for c, _ in both])  # k x rows x B
     used = np.stack([u for _, u in both])
@@ -641,7 +684,13 @@ def _factor(
     err = encoding_error(k, float(np.abs(coeffs) @ maxima), used.dtype)
     site = Site("encode", job.layer, job.op, (side, index, *label))
     values = hook.apply(site, np.tensordot(coeffs.astype(used.dtype), used, axes=1), 0)
-    return replace(Factor.of(np.tensordot(coeffs.astype(used.dtype), clean, axes=1), err), values=values)
+    encoded = Factor.of(np.tensordot(coeffs.astype(used.dtype), clean, axes=1), err)
+    bound = (
+        None
+        if sizes is None
+        else sizes.bound([sizes.of((side, i), c) for i, (c, _) in enumerate(both)], coeffs, clean.dtype)
+    )
+    return replace(encoded, values=values), bound
 
 
 def assemble(labels: Sequence[Label], blocks: Sequence[CodedBlock]) -> Shard:

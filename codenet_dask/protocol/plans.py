@@ -21,7 +21,7 @@ import numpy as np
 
 from ..codes import ProductCode, SystematicMDSCode
 from ..faults.hook import CorruptionHook, Site
-from ..kernels import blockwise, encode, scrub, shards
+from ..kernels import blockwise, encode, factors, scrub, shards
 from .types import Plan, Ref
 
 Coord = tuple[int, int]
@@ -364,23 +364,29 @@ def update_plan(
     delta: Mapping[str, list[Arg]],
     inputs: Mapping[str, list[Arg]],
     hook: CorruptionHook,
+    checks: Mapping[str, factors.CheckJob] | None = None,
 ) -> tuple[Plan, dict[str, Ref]]:
-    """``W~ -= lr D~ X~^T``: one task per worker returns its updated shard."""
+    """``W~ -= lr D~ X~^T``: one task per worker updates its shard; with ``checks``, every worker
+    then checks the factors all blocks used and returns its shard with the wrong ones' rows and
+    columns marked (``kernels.factors``)."""
     plan = Plan()
-    outputs = {
+    kernel = shards.update_shard if not checks else shards.update_and_share
+    outcomes = {
+        w: plan.add((f"update-{name}", job.worker), kernel, shard_refs[w], delta[w], inputs[w], job, hook, worker=w)
+        for w, job in jobs.items()
+    }
+    if not checks:
+        return plan, outcomes
+    shares = [
+        plan.add((f"update-share-{name}", job.worker), factors.share_of, outcomes[w], worker=w)
+        for w, job in jobs.items()
+    ]
+    return plan, {
         w: plan.add(
-            (f"update-{name}", job.worker),
-            shards.update_shard,
-            shard_refs[w],
-            delta[w],
-            inputs[w],
-            job,
-            hook,
-            worker=w,
+            (f"update-check-{name}", job.worker), factors.marked, outcomes[w], shares, checks[w], hook, worker=w
         )
         for w, job in jobs.items()
     }
-    return plan, outputs
 
 
 # -- scrubs of a resident grid ------------------------------------------------------------------
