@@ -394,6 +394,8 @@ class Attribution:
     variances: tuple[np.ndarray, ...]
     wrong: tuple[np.ndarray, ...]
     worker: int
+    #: Of ``wrong``, the entries a wrong update factor's mark erased (``CodedBlock.suspect``).
+    marked: tuple[np.ndarray, ...]
 
 
 def attribute(
@@ -401,7 +403,7 @@ def attribute(
 ) -> Attribution:
     """This worker's blocks at the flagged entries (nothing if its own decode flagged none)."""
     entries = pending.entries if isinstance(pending, Pending) else {}
-    members, values, variances, wrong = [], [], [], []
+    members, values, variances, wrong, marked = [], [], [], [], []
     for member in job.members:
         idx = entries.get(member.codeword)
         if idx is None:
@@ -411,13 +413,14 @@ def attribute(
         site = Site("project", job.layer, job.op, (job.worker, 1, *member.label))
         at = hook.apply(site, result.reshape(-1)[idx].astype(np.float64), job.attempt)
         bad, variance = noise.at_entries(at, idx, result.shape, block_stats, piece_stats, spread)
-        if member.label in products.marked:
-            bad |= np.isin(idx, products.marked[member.label])
+        mark = np.isin(idx, products.marked.get(member.label, np.zeros(0, np.int64)))
+        bad |= mark
         members.append(member)
         values.append(np.where(bad, 0.0, at))
         variances.append(variance)
         wrong.append(bad)
-    return Attribution(tuple(members), tuple(values), tuple(variances), tuple(wrong), job.worker)
+        marked.append(mark)
+    return Attribution(tuple(members), tuple(values), tuple(variances), tuple(wrong), job.worker, tuple(marked))
 
 
 def consistent(
@@ -473,10 +476,13 @@ def resolve(
         n = word.code.n
         by_piece: dict[int, dict[int, tuple[Label, np.ndarray, np.ndarray, np.ndarray]]] = {}
         doubts: dict[int, dict[int, np.ndarray]] = {}  # per piece and position: entries erased for doubt only
+        marks: dict[int, dict[int, np.ndarray]] = {}  # per piece and position: entries a mark erased
         for att in attributions:
             doubtful = ~consistent(att, sent[att.worker], word, c, idx) if att.worker in sent else None
-            for member, v, var, bad in zip(att.members, att.values, att.variances, att.wrong):
+            for member, v, var, bad, mark in zip(att.members, att.values, att.variances, att.wrong, att.marked):
                 if member.codeword == c and v.shape == idx.shape:
+                    if mark.any():
+                        marks.setdefault(member.piece, {})[member.position] = mark
                     if doubtful is not None and doubtful.any():
                         doubts.setdefault(member.piece, {})[member.position] = doubtful & ~bad
                         v, var, bad = np.where(doubtful, 0.0, v), np.where(doubtful, 0.0, var), bad | doubtful
@@ -487,8 +493,10 @@ def resolve(
             if len(positions) != n:
                 failed.add(c * job.pieces + piece)  # some block's values are missing: nothing to decode with
                 continue
-            doubt = doubts.get(piece, {})
-            if doubt and _unverifiable(positions, doubt, word.code.p):
+            doubt, marked = doubts.get(piece, {}), marks.get(piece, {})
+            none = np.zeros(idx.size, bool)
+            unsure = {a: doubt.get(a, none) | marked.get(a, none) for a in {*doubt, *marked}}
+            if unsure and _unverifiable(positions, unsure, word.code.p):
                 failed.add(c * job.pieces + piece)  # a rebuild with no parity left to check it: recompute
                 continue
             y = np.stack([positions[a][1] for a in range(n)])
@@ -531,12 +539,14 @@ def resolve(
     return decoded
 
 
-def _unverifiable(positions: dict, doubt: dict[int, np.ndarray], p: int) -> bool:
-    """Whether some entry has ``p`` or more erased positions, one of them only for doubt: rebuilt
-    from the rest with no parity left over, an error elsewhere would pass unseen. (Provably wrong
-    entries alone may use every parity: they are known to be wrong, the rest is not suspect.)"""
+def _unverifiable(positions: dict, unsure: dict[int, np.ndarray], p: int) -> bool:
+    """Whether some entry has ``p`` or more erased positions, one of them ``unsure``: erased for
+    doubt (a worker's inconsistent messages) or for a mark (a wrong update factor's, which stays
+    until a scrub and so meets every later fault of its codeword). Rebuilt from the rest with no
+    parity left over, an error elsewhere would pass unseen. (Provably wrong entries alone may use
+    every parity: they are known to be wrong, and they do not last.)"""
     erased = sum(positions[a][3].astype(np.int64) for a in positions)
-    doubted = np.any(np.stack(list(doubt.values())), axis=0)
+    doubted = np.any(np.stack(list(unsure.values())), axis=0)
     return bool(np.any((erased >= p) & doubted))
 
 
