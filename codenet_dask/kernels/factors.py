@@ -113,11 +113,13 @@ class PieceSizes:
     def bound(sizes: Sequence[np.ndarray], coeffs: np.ndarray | None, dtype: np.dtype) -> np.ndarray:
         """The projected bound of a factor's distance from the exact encoding of the clean pieces:
         ``AGREE u |piece| |r|`` for a systematic one (``coeffs`` None, one piece), and for a parity
-        one the encoding's ``gamma_{k+1} sum_i |c_i| |piece_i| |r|`` plus the pieces' ``AGREE`` units."""
+        one the encoding's ``gamma_{k+1} sum_i |c_i| |piece_i| |r|``, one unit more for the
+        coefficients rounded to ``dtype`` (the check uses them unrounded), and the pieces' ``AGREE``."""
         u = unit_roundoff(dtype)
         if coeffs is None:
             return AGREE * u * sizes[0]
-        return (gamma(len(coeffs) + 1, dtype) + AGREE * u) * (np.abs(coeffs).astype(np.float64) @ np.stack(sizes))
+        spread = np.abs(coeffs).astype(np.float64) @ np.stack(sizes)
+        return (gamma(len(coeffs) + 1, dtype) + (1 + AGREE) * u) * spread
 
 
 def share(used: Sequence[tuple[tuple[Label, int], np.ndarray, np.ndarray]], r: np.ndarray) -> FactorShare:
