@@ -191,18 +191,13 @@ def _wrong_entries(
     sites: Sequence[Site],
 ) -> list[np.ndarray]:
     """Per word (of one code and side) and position, the entries its factor is wrong at
-    (``n x entries``): placed by the code, not finite, or (an entry the code cannot place, or a
-    share that never came) every position there."""
+    (``n x entries``): placed by the code, not finite, or (an entry the code cannot place) every
+    position there. Every worker's share is there: the plan hands each check all of them."""
     code = words[0].code
     n, h = code.n, code.check_matrix
-    values, beta, missing = [], [], []
-    for word in words:
-        keys = [(label, word.side) for label in word.members]
-        present = [key for key in keys if key in projections]
-        size = projections[present[0]].shape[1] if present else 0
-        missing.append(len(present) < len(keys))  # nothing vouches for any entry of this word
-        values.append(np.stack([unpair(projections[k]) if k in projections else np.zeros(size, WIDE) for k in keys]))
-        beta.append(np.stack([bounds[k] if k in bounds else np.zeros(size) for k in keys]))
+    keys = [[(label, word.side) for label in word.members] for word in words]
+    values = [np.stack([unpair(projections[k]) for k in ks]) for ks in keys]
+    beta = [np.stack([bounds[k] for k in ks]) for ks in keys]
     sizes = [v.shape[1] for v in values]
     y, b = np.concatenate(values, axis=1), np.concatenate(beta, axis=1)
     erased = ~np.isfinite(y) | ~np.isfinite(b)
@@ -214,5 +209,4 @@ def _wrong_entries(
     wrong = erased.copy()
     wrong[:, verdict.entries] |= verdict.bad
     wrong[:, verdict.entries[verdict.failed]] = True
-    out = np.split(wrong, np.cumsum(sizes)[:-1], axis=1)
-    return [np.ones_like(w) if gone else w for w, gone in zip(out, missing)]
+    return np.split(wrong, np.cumsum(sizes)[:-1], axis=1)
