@@ -19,7 +19,7 @@ from . import codes, executors, faults, judge, nn, store
 from .cli import main
 from .cli.cluster_options import add_cluster_options, cluster_spec_from_args, connect_from_args
 from .cli.common import UsageError, parse_pair
-from .cluster import ClusterError, ClusterSpec, connect, workers_for_grid
+from .cluster import ClusterError, ClusterSpec, connect, local_cluster, workers_for_grid
 from .codes import ProductCode, SystematicMDSCode
 from .data import Dataset, load_dataset
 from .errors import (
@@ -155,6 +155,7 @@ __all__ = [
     "judge",
     "load_dataset",
     "load_model",
+    "local_cluster",
     "main",
     "matmul",
     "most_per_codeword",

@@ -138,6 +138,7 @@ def dumps(ledger: FaultLedger) -> bytes:
         "repairs": {layer: [[op, list(block)] for op, block in rows] for layer, rows in ledger.repairs.items()},
         "rolled_back": sorted([layer, op] for layer, op in ledger.rolled_back),
         "reencoded": dict(ledger.reencoded),
+        "discarded": sorted([layer, op] for layer, op in ledger.discarded),
         "judge": None if ledger.judge is None else _judge(ledger.judge),
     }
     return json.dumps(body, separators=(",", ":")).encode()
@@ -164,6 +165,9 @@ def loads(data: bytes) -> FaultLedger:
         ledger.reencoded = {
             layer: int(a) for layer, a in body.get("reencoded", {}).items()
         }  # absent before quarantines
+        ledger.discarded = {
+            (layer, int(op)) for layer, op in body.get("discarded", [])
+        }  # absent before one-graph steps
         ledger.judge = None if body["judge"] is None else _unjudge(body["judge"])
     except StoreFormatError:
         raise

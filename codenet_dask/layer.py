@@ -30,9 +30,8 @@ from .executors import Executor, Handle, as_executor
 from .faults import CorruptionHook, NoFaults
 from .kernels import factors, scrub, shards
 from .kernels.blocks import CodedBlock
-from .kernels.checks import Rejected
 from .kernels.scrub import StoredWord
-from .kernels.shards import Label, Member, OperandSpec, Shard, SummedCodeword, Transform
+from .kernels.shards import Label, Member, OperandSpec, Shard, SummedCodeword, Transform, Verdict
 from .protocol.keys import KeyMaker, step_word
 from .protocol.placement import Coord, spread_owners
 from .protocol.plans import (
@@ -80,11 +79,39 @@ class ProductResult:
 
     def trimmed(self, gathered: Any) -> np.ndarray:
         """A gathered copy without its padding rows."""
-        return np.asarray(gathered)[: self.rows]
+        return np.asarray(shards.output_of(gathered))[: self.rows]
 
     def copy_for(self, worker: str) -> Handle:
         """The copy on ``worker`` (or any, if that worker decoded none)."""
         return self.copies.get(worker) or next(iter(self.copies.values()))
+
+
+@dataclass(frozen=True)
+class FirstRound:
+    """One attempt of a product, started: per worker (in the product's order) its output and its
+    verdict, and what a second round would read (kept on the workers until it is settled)."""
+
+    product: ShardedProduct
+    outputs: list[Handle]
+    verdicts: list[Handle]
+    products: dict[str, Handle]
+    decoded: dict[str, Handle]
+    summaries: list[Handle]
+
+
+@dataclass
+class Submitted:
+    """A product started by :meth:`CodedLayer.submit`: ``result`` is its tentative result (its
+    copies may hold markers of an output not accepted), ``verdicts`` the handles of its first
+    round's verdicts (``kernels.shards.Verdict``), to gather with other things or to gate an update
+    on. Once settled, ``result`` is the accepted result and ``verdicts`` are the accepted ones."""
+
+    layer: CodedLayer
+    spec: OperandSpec
+    refs: dict[str, list]
+    result: ProductResult
+    first: FirstRound
+    verdicts: list[Handle]
 
 
 @dataclass(frozen=True)
@@ -285,11 +312,16 @@ class CodedLayer:
         """``W.T @ delta``: block products checked along each block-row."""
         return self._product("backward", delta)
 
-    def update(self, delta: Operand, x: Operand, lr: float) -> None:
+    def update(self, delta: Operand, x: Operand, lr: float, *, after: Sequence[Submitted] = ()) -> None:
         """``W -= lr * delta @ x.T`` applied to every coded block with encoded factors (returns once
         submitted; the next operation on the layer waits for it). The factors every block used are
         checked against each other (``kernels.factors``); the rows and columns a wrong one touched
-        are marked, every product takes them as erasures, and the next :meth:`scrub` rebuilds them."""
+        are marked, every product takes them as erasures, and the next :meth:`scrub` rebuilds them.
+
+        ``after``: products :meth:`submit`-ted but not settled yet that must be accepted first (the
+        backward product that reads this layer's weights, those its operands come from): every
+        worker's update reads all their verdicts and runs only if all are accepted, else leaves
+        the blocks as they are (then settle those products and update again)."""
         self._check_lr(lr)
         d_spec, d_refs, d_batch = self._operand(delta, self.shape[0], self.code.kr, self.block_shape[0], "delta")
         x_spec, x_refs, x_batch = self._operand(x, self.shape[1], self.code.kc, self.block_shape[1], "x")
@@ -317,8 +349,9 @@ class CodedLayer:
             for w, labels in self._labels_by_worker().items()
         }
         checks = {w: factors.CheckJob(self.name, self.ops, job.worker, words) for w, job in jobs.items()}
+        gate = [v for submitted in after for v in submitted.verdicts]
         plan, outputs = update_plan(
-            self.keys.stem(self.ops), jobs, self.shards, d_refs, x_refs, self.hook, checks if words else None
+            self.keys.stem(self.ops), jobs, self.shards, d_refs, x_refs, self.hook, checks if words else None, gate
         )
         # Not waited for: whatever uses the shards next (a product, a scrub, a gather) waits, with
         # its deadline, for this update too, and updates of lower layers run meanwhile.
@@ -575,13 +608,18 @@ class CodedLayer:
         return True
 
     def _product(self, step: str, data: Operand) -> ProductResult:
-        """Run one product, recomputing (new attempt, new keys) while an output is rejected.
+        """Run one product and accept it (see :meth:`submit` and :meth:`settle`)."""
+        return self.settle(self.submit(step, data))
 
-        A product still uncorrectable after an attempt may be failing on a persistently wrong
-        block (a faulty update); a scrub between attempts repairs those. An attempt that passes
-        its deadline counts as rejected.
+    def submit(self, step: str, data: Operand) -> Submitted:
+        """Start a ``"forward"`` or ``"backward"`` product without waiting for it: its first round
+        runs on the cluster, and its tentative result can feed further operations at once (an
+        output that is not accepted reaches them as a marker, and they skip their work). Accept it
+        with :meth:`settle`; a training step submits all its operations, then settles them in order.
         """
         forward = step == "forward"
+        if step not in ("forward", "backward"):
+            raise ValueError(f"step must be 'forward' or 'backward', got {step!r}")
         length, count, size = (
             (self.shape[1], self.code.kc, self.block_shape[1])
             if forward
@@ -591,54 +629,89 @@ class CodedLayer:
         self.ops += 1
         rows = self.shape[0] if forward else self.shape[1]
         report = ProductReport(step, self.name, op=self.ops, blocks_checked=self._blocks_checked(step))
+        first = self._first_round(self._sharded_product(step, 0, spec, refs))
+        result = ProductResult(self.executor, dict(zip(first.product.jobs, first.outputs)), rows, batch, report)
+        return Submitted(self, spec, refs, result, first, first.verdicts)
+
+    def settle(self, submitted: Submitted, verdicts: Sequence[Verdict] | None = None) -> ProductResult:
+        """Accept a :meth:`submit`-ted product: its verdicts (``verdicts``: gathered already, with
+        other things), the second round where the first flagged entries, and recomputation (new
+        attempt, new keys) while an output is rejected. A product still uncorrectable after an
+        attempt may be failing on a persistently wrong block (a faulty update); a scrub between
+        attempts repairs those. An attempt that passes its deadline counts as rejected. Returns
+        the accepted result; UncorrectableError after ``max_attempts``."""
+        report, first = submitted.result.report, submitted.first
+        step = report.operation
         for attempt in range(self.max_attempts):
-            product = self._sharded_product(step, attempt, spec, refs)
+            if attempt:
+                first = self._first_round(self._sharded_product(step, attempt, submitted.spec, submitted.refs))
+                verdicts = None
             try:
-                outputs = self._run(product, report, attempt)
+                accepted = self._finish(first, report, attempt, verdicts)
             except StepTimeoutError as exc:
                 log.warning("%s; recomputing", exc)
                 report.timeouts += 1
                 report.recomputed += 1
                 continue
-            if not any(self.executor.holds(outputs, Rejected)):
+            if accepted is not None:
                 report.accepted_attempt = attempt
-                return ProductResult(self.executor, dict(zip(product.jobs, outputs)), rows, batch, report)
+                outputs, submitted.verdicts = accepted
+                submitted.result.copies = dict(zip(first.product.jobs, outputs))
+                return submitted.result
             report.recomputed += 1
             if self.checked and attempt + 1 < self.max_attempts and report.uncorrectable_codewords:
-                report.repaired += [tuple(c) for c in self._scrub(self.ops)["repaired"]]
+                report.repaired += [tuple(c) for c in self._scrub(report.op)["repaired"]]
         raise UncorrectableError(
             f"{step} of layer {self.name} stayed uncorrectable after {self.max_attempts} attempts; roll back to the last checkpoint",
             report,
         )
 
-    def _run(self, product: ShardedProduct, report: ProductReport, attempt: int) -> list[Handle]:
-        """One attempt: the plan, then (when the first round flagged entries) the second round;
-        verdicts go into ``report``."""
-        what = f"{product.jobs[next(iter(product.jobs))].step} {self.name}"
+    def _first_round(self, product: ShardedProduct) -> FirstRound:
+        """One attempt's first round, started: per worker its output and verdict, and what a
+        second round would read."""
         pp = sharded_product_plan(product)
         workers = list(product.jobs)
         outputs = [pp.outputs[w] for w in workers]
         verdicts = [pp.verdicts[w] for w in workers if w in pp.verdicts]
         kept = [pp.products[w] for w in workers] + [pp.decoded[w] for w in workers if w in pp.decoded] + pp.summaries
         handles = self.executor.run(pp.plan, outputs + verdicts + kept)
-        out, found = handles[: len(outputs)], handles[len(outputs) : len(outputs) + len(verdicts)]
-        self.executor.wait(out + found, what)
-        report.merge_findings(attempt, self.executor.gather(found, what))
-        if any(self.executor.holds(out, shards.Pending)):
-            rest = dict(zip([r.key for r in kept], handles[len(outputs) + len(verdicts) :]))
-            second = second_round_plan(
-                product,
-                {w: rest[pp.products[w].key] for w in workers},
-                {w: rest[pp.decoded[w].key] for w in workers},
-                [rest[r.key] for r in pp.summaries],
-            )
+        rest = dict(zip([r.key for r in kept], handles[len(outputs) + len(verdicts) :]))
+        return FirstRound(
+            product,
+            handles[: len(outputs)],
+            handles[len(outputs) : len(outputs) + len(verdicts)],
+            {w: rest[pp.products[w].key] for w in workers},
+            {w: rest[pp.decoded[w].key] for w in pp.decoded},
+            [rest[r.key] for r in pp.summaries],
+        )
+
+    def _finish(
+        self, first: FirstRound, report: ProductReport, attempt: int, verdicts: Sequence[Verdict] | None
+    ) -> tuple[list[Handle], list[Handle]] | None:
+        """The rest of one attempt: its verdicts into ``report``, the second round when the first
+        flagged entries; the outputs and verdict handles if every worker's output was accepted,
+        else None."""
+        product = first.product
+        what = f"{product.jobs[next(iter(product.jobs))].step} {self.name}"
+        if not first.verdicts:  # unchecked (the uncoded baseline): the plain sums
+            self.executor.wait(first.outputs, what)
+            return first.outputs, []
+        if verdicts is None:
+            verdicts = self.executor.gather(first.verdicts, what)
+        if any(v.status == "skipped" for v in verdicts):
+            raise ValueError(f"{what}: its operand was not accepted; settle the product it comes from first")
+        report.merge_findings(attempt, verdicts)
+        out, found = first.outputs, first.verdicts
+        if any(v.status == "pending" for v in verdicts):
+            workers = list(product.jobs)
+            second = second_round_plan(product, first.products, first.decoded, first.summaries)
             handles = self.executor.run(
                 second.plan, [second.outputs[w] for w in workers] + [second.verdicts[w] for w in workers]
             )
             out, found = handles[: len(workers)], handles[len(workers) :]
-            self.executor.wait(handles, what)
-            report.merge_findings(attempt, self.executor.gather(found, what))
-        return out
+            verdicts = self.executor.gather(found, what)
+            report.merge_findings(attempt, verdicts)
+        return (out, found) if all(v.accepted for v in verdicts) else None
 
     def _sharded_product(self, step: str, attempt: int, spec: OperandSpec, refs: dict[str, list]) -> ShardedProduct:
         forward = step == "forward"

@@ -45,6 +45,9 @@ class FaultLedger:
     products: dict[tuple[str, int], ProductReport] = field(default_factory=dict)
     repairs: dict[str, list[tuple[int, tuple[int, ...]]]] = field(default_factory=dict)
     rolled_back: set[tuple[str, int]] = field(default_factory=set)
+    #: Products a step submitted and then dropped, as one before them was not accepted as submitted
+    #: (``steps.GraphStep``): whatever some worker computed of them was thrown away and redone.
+    discarded: set[tuple[str, int]] = field(default_factory=set)
     #: Per layer, the first attempt of the initial encoding kept: one done again on healthy
     #: workers (after a quarantine) discards the attempts before it.
     reencoded: dict[str, int] = field(default_factory=dict)
@@ -67,6 +70,9 @@ class FaultLedger:
     def add_scrub(self, layer: str, op: int, report: dict) -> None:
         self.repairs.setdefault(layer, []).extend((op, tuple(c)) for c in report["repaired"])
 
+    def add_discarded(self, layer: str, op: int) -> None:
+        self.discarded.add((layer, op))
+
     def add_rollback(self, layer: str, ops: Iterable[int]) -> None:
         self.rolled_back.update((layer, op) for op in ops)
 
@@ -75,6 +81,8 @@ class FaultLedger:
         site = fault.site
         if (site.layer, site.op) in self.rolled_back:
             return "rolled-back"
+        if (site.layer, site.op) in self.discarded:
+            return "recomputed"
         if site.op == 0 and site.step in ("encode", "scrub") and fault.attempt < self.reencoded.get(site.layer, 0):
             return "recomputed"  # an initial encoding that was discarded and done again
         report = self.products.get((site.layer, site.op))

@@ -45,12 +45,13 @@ from .errors import (
 from .executors import as_executor
 from .faults import RandomFaults
 from .judge import Judge
-from .layer import Activated, CodedLayer, Operand, ProductResult
+from .layer import CodedLayer
 from .ledger import FaultLedger
-from .nn import Relu, ReluGrad, SoftmaxXentGrad, cross_entropy, init_weights, predict, softmax_grad
+from .nn import SoftmaxXentGrad, cross_entropy, init_weights, predict, softmax_grad
 from .protocol.reports import ProductReport
 from .quarantine import Quarantine, Quarantined
 from .runstate import RunState
+from .steps import Event, GraphStep
 from .store import CodedStore
 from .strategies import ReplicatedLayer, Strategy, UncodedLayer, build_layer
 
@@ -197,29 +198,20 @@ class Subscriber(Protocol):
 
 
 class _Judging:
-    """One step's accepted operations, judged (``judge.Judge``) once the step has run: their
-    outputs and the updated weights reach the client in the step's one gather (with the logits),
-    not in a round trip per operation; a step that fails has what it accepted judged too."""
+    """One step's accepted operations (``steps.Event``), judged (``judge.Judge``) once the step has
+    run: their outputs and the updated weights reach the client in the step's one gather (with the
+    logits), not in a round trip per operation; a step that fails has what it accepted judged too."""
 
     def __init__(self, trainer: Trainer, x: np.ndarray, y: np.ndarray) -> None:
         self.trainer, self.judge = trainer, cast(Judge, trainer.judge)  # made only when there is a judge
         self.x, self.y = x, y
-        #: In the step's order: (kind, layer index, product result | (op, shard handles, lr)).
-        self.events: list[tuple[str, int, Any]] = []
+        self.events: Sequence[Event] = []
 
-    def forward(self, i: int, result: ProductResult) -> None:
-        self.events.append(("forward", i, result))
-
-    def backward(self, i: int, result: ProductResult) -> None:
-        self.events.append(("backward", i, result))
-
-    def update(self, i: int, lr: float) -> None:
-        layer = self.trainer.layers[i]
-        self.events.append(("update", i, (layer.ops, list(layer.shards.values()), lr)))
-
-    def handles(self) -> list[Any]:
-        """What to gather: one copy of every product output, every updated shard, in order."""
-        return [h for kind, _, item in self.events for h in ([item.any_copy] if kind != "update" else item[1])]
+    def handles(self, events: Sequence[Event]) -> list[Any]:
+        """What to gather for ``events`` (judged by :meth:`finish` next): one copy of every product
+        output, every updated shard, in order."""
+        self.events = events
+        return [h for kind, _, item in events for h in ([item.any_copy] if kind != "update" else item[1])]
 
     def finish(self, gathered: Sequence[Any]) -> None:
         """Judge the step's operations, in order, from what :meth:`handles` gathered (BLAS on one
@@ -252,11 +244,11 @@ class _Judging:
                 self.judge.product(layer.name, item.report.op, deltas[i], out, transpose=True)
                 deltas[i - 1] = np.where(pre[i - 1] > 0, out, 0).astype(out.dtype, copy=False)
 
-    def finish_failed(self) -> None:
+    def finish_failed(self, events: Sequence[Event]) -> None:
         """Judge what a step that failed accepted, if it can still be fetched (a lost worker's
         cannot: the rollback undoes it all the same)."""
         try:
-            self.finish(self.trainer.executor.gather(self.handles(), "judge a failed step"))
+            self.finish(self.trainer.executor.gather(self.handles(events), "judge a failed step"))
         except RECOVERABLE:
             log.info(
                 "the accepted results of the failed step %d could not be fetched for the judge",
@@ -298,6 +290,8 @@ class Trainer:
         self._judge_pool: ThreadPoolExecutor | None = None
         self.ledger = FaultLedger(dtype=self.dtype, judge=self.judge)
         self.rollbacks = 0
+        #: Graphs the steps submitted (one per step when every product is accepted as submitted).
+        self.graphs = 0
         #: Blame of the workers from the checks' verdicts, and the workers retired (``quarantine``).
         self.quarantine = Quarantine(self.executor)
         self.layers: list[CodedLayer] = []
@@ -390,51 +384,27 @@ class Trainer:
 
     # -- one SGD step ---------------------------------------------------------------------
     def step(self, x: np.ndarray, y: np.ndarray, lr: float) -> float:
-        """Forward, loss gradient, backward and update of every layer; returns the batch loss."""
+        """Forward, loss gradient, backward and update of every layer, submitted as one graph and
+        accepted in order (``steps.GraphStep``); returns the batch loss. The logits and everything
+        the judge looks at come back in the step's one gather."""
         judged = _Judging(self, x, y) if self.judge is not None else None
+        shipped = self.layers[0].ship(x, "x")  # the first layer's forward and update share it
+        graph = GraphStep(self.layers, shipped, SoftmaxXentGrad(y, self.data.classes), lr)
         try:
-            logits = self._operations(x, y, lr, judged)
+            logits, gathered = graph.run(self.executor, self._add_product, judged.handles if judged else lambda e: [])
         except RECOVERABLE:
             if judged:
                 self.settle_judge()
-                judged.finish_failed()
+                judged.finish_failed(graph.events)
             raise
-        # The logits and everything the judge looks at, in one round trip.
-        gathered = self.executor.gather(
-            [logits.any_copy, *(judged.handles() if judged else [])], f"step {self.step_reached}"
-        )
+        finally:
+            for name, op in graph.discarded:
+                self.ledger.add_discarded(name, op)
+        self.graphs += graph.rounds
         if judged:  # in a thread, while the cluster runs the next step (joined before the judge is read)
             self.settle_judge()
-            self._judging = self._judge_thread().submit(judged.finish, gathered[1:])
-        return cross_entropy(logits.trimmed(gathered[0])[: self.data.classes].astype(np.float64), y)
-
-    def _operations(self, x: np.ndarray, y: np.ndarray, lr: float, judged: _Judging | None) -> ProductResult:
-        """The step's products and updates, each accepted before what uses it runs; returns the
-        output layer's result (the logits)."""
-        shipped = self.layers[0].ship(x, "x")  # the first layer's forward and update share it
-        pre: list[ProductResult] = []
-        operand: Operand = shipped
-        for i, layer in enumerate(self.layers):
-            result = layer.forward(operand)
-            self._add_product(layer, result.report)
-            if judged:
-                judged.forward(i, result)
-            pre.append(result)
-            operand = Activated((result,), Relu()) if i < len(self.layers) - 1 else result
-        delta = Activated((pre[-1],), SoftmaxXentGrad(y, self.data.classes))
-        for i in reversed(range(len(self.layers))):
-            layer = self.layers[i]
-            if i > 0:
-                back = layer.backward(delta)
-                self._add_product(layer, back.report)
-                if judged:
-                    judged.backward(i, back)
-            layer.update(delta, shipped if i == 0 else Activated((pre[i - 1],), Relu()), lr)
-            if judged:
-                judged.update(i, lr)
-            if i > 0:
-                delta = Activated((back, pre[i - 1]), ReluGrad())
-        return pre[-1]
+            self._judging = self._judge_thread().submit(judged.finish, gathered)
+        return cross_entropy(logits[: self.data.classes].astype(np.float64), y)
 
     def _add_product(self, layer: CodedLayer, report: ProductReport) -> None:
         self.ledger.add_product(report)

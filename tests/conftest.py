@@ -6,16 +6,16 @@ import os
 import sys
 
 import pytest
-from distributed import Client, LocalCluster
+from distributed import Client
+
+from codenet_dask import local_cluster
 
 sys.path.insert(0, os.path.dirname(__file__))
 
 
 @pytest.fixture(scope="session")
 def cluster():
-    with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", memory_limit="4GiB"
-    ) as cluster:
+    with local_cluster(2, memory_limit="4GiB") as cluster:
         yield cluster
 
 

@@ -352,7 +352,7 @@ def test_one_steps_task_graph_is_recorded_and_drawn(client, tmp_path):
     # Forward (both layers), backward (top layer), checks and updates, one task per worker each,
     # named by step and layer; nothing from before the step.
     for layer in ("dense-zero", "dense-one"):
-        for step in ("block-forward", "summary-forward", "decode-forward", "verify-forward", "update"):
+        for step in ("block-forward", "summary-forward", "decode-forward", "verdicts-forward", "update"):
             assert prefixes[f"{step}-{layer}"] == 2, prefixes
     assert prefixes["block-backwards-dense-one"] == 2 and "block-backwards-dense-zero" not in prefixes
     assert not any(p.startswith(("encode", "scrub")) for p in prefixes), prefixes

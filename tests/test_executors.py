@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from distributed import Client, LocalCluster
+from distributed import Client
 
+from codenet_dask import local_cluster
 from codenet_dask.data import Dataset
 from codenet_dask.errors import UncorrectableError
 from codenet_dask.executors import DaskExecutor, LocalExecutor
@@ -109,14 +110,7 @@ def clusters():
     """One process-based LocalCluster per worker count (BLAS on one thread in every worker)."""
     made: dict[int, Client] = {}
     try:
-        yield (
-            lambda n: (
-                made.get(n)
-                or made.setdefault(
-                    n, Client(LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None))
-                )
-            )
-        )
+        yield (lambda n: made.get(n) or made.setdefault(n, Client(local_cluster(n, dashboard_address=None))))
     finally:
         for client in made.values():
             cluster = client.cluster

@@ -105,7 +105,12 @@ def test_training_runs_on_workers_started_by_sbatch(capsys):
     with connect(spec=spec, notify=lines.append) as client:
         ids = hpc.job_ids(client)
         workers = client.run(
-            lambda: (os.environ.get("SLURM_JOB_ID"), codenet_dask.__file__, os.environ.get("OPENBLAS_NUM_THREADS"))
+            lambda: (
+                os.environ.get("SLURM_JOB_ID"),
+                codenet_dask.__file__,
+                os.environ.get("OPENBLAS_NUM_THREADS"),
+                os.environ.get("MALLOC_MMAP_THRESHOLD_"),
+            )
         )
         nthreads = client.nthreads()
         summary = Trainer(client, data, config).run()
@@ -118,6 +123,7 @@ def test_training_runs_on_workers_started_by_sbatch(capsys):
     # Each worker runs inside one of the submitted jobs, single-threaded, on this checkout's code.
     assert sorted(w[0] for w in workers.values()) == sorted(ids)
     assert all(Path(w[1]).resolve() == ROOT / "codenet_dask" / "__init__.py" for w in workers.values())
+    assert all(w[2:] == ("1", str(32 * 2**20)) for w in workers.values())  # the worker environment
     assert all(w[2] == "1" for w in workers.values()) and set(nthreads.values()) == {1}
     assert any("registered" in line for line in lines)
     assert summary.workers == 2 and summary.iterations == 2 * 12
@@ -415,7 +421,7 @@ def test_worker_job_script_is_single_threaded_and_imports_this_checkout(kind):
     for line in expected:
         assert line in script.splitlines(), (line, script)
     assert script.count(prefix) >= len(expected)
-    assert "export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1" in script
+    assert "export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 MALLOC_MMAP_THRESHOLD_=33554432" in script
     assert f"export PYTHONPATH={ROOT}" in script
     assert f"{sys.executable} -m distributed.cli.dask_worker" in script
     worker = next(line for line in script.splitlines() if "dask_worker" in line)

@@ -192,13 +192,15 @@ def test_a_killed_worker_is_survived_by_restoring_the_checkpoint(tmp_path):
     import signal
     import threading
 
-    from distributed import Client, LocalCluster
+    from distributed import Client
+
+    from codenet_dask import local_cluster
 
     data = load_dataset("digits", seed=0)
     config = TrainConfig(
         hidden=(16,), epochs=2, batch_size=128, lr=0.5, grid=2, parity=(2, 2), faults="none", checkpoint_every=3, seed=4
     )
-    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster, Client(cluster) as client:
+    with local_cluster(2) as cluster, Client(cluster) as client:
         trainer = Trainer(client, data, config, tmp_path / "store")
         killed = threading.Event()
 
@@ -278,13 +280,13 @@ def test_two_runs_on_one_scheduler_each_report_their_own_faults(tmp_path):
     import subprocess
     import sys
 
-    from distributed import LocalCluster
+    from codenet_dask import local_cluster
 
     runs = {
         "forward": ["--faults", "bitflip:0.05:steps=block-forward", "--seed", "1"],
         "backward": ["--faults", "bitflip:0.05:steps=block-backward", "--seed", "2"],
     }
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
+    with local_cluster(2) as cluster:
         common = [*SMALL[:-2], "--scheduler", cluster.scheduler_address, "--json", "--quiet"]
 
         def command(name: str) -> list[str]:

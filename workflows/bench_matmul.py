@@ -16,7 +16,7 @@ import time
 
 import dask.array as da
 import numpy as np
-from distributed import Client, LocalCluster
+from distributed import Client
 
 import codenet_dask
 
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> dict:
     rng = np.random.default_rng(0)
     a_np, b_np = rng.standard_normal((args.n, args.n)), rng.standard_normal((args.n, args.batch))
     block = args.n // args.grid
-    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster, Client(cluster) as client:
+    with codenet_dask.local_cluster(2) as cluster, Client(cluster) as client:
         a = client.persist(da.from_array(a_np, chunks=block))
         b = client.persist(da.from_array(b_np, chunks=(block, args.batch)))
         coded = codenet_dask.matmul(a, b, parity=args.parity)

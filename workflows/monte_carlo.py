@@ -79,9 +79,11 @@ def run(target_faults: int, dask: bool = False, progress: bool = True) -> dict:
     escaped: list[dict] = []
     client = cluster = None
     if dask:
-        from distributed import Client, LocalCluster
+        from distributed import Client
 
-        cluster = LocalCluster(n_workers=4, threads_per_worker=1, processes=True, dashboard_address=None)
+        from codenet_dask import local_cluster
+
+        cluster = local_cluster(4, dashboard_address=None)
         client = Client(cluster)
     try:
         for seed in itertools.count():

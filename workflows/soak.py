@@ -84,9 +84,11 @@ def soak(runs: int, dask: bool = False, progress: bool = True) -> dict:
         for seed in range(runs):
             config, workers, bad = draw(seed)
             if dask and workers not in clients:
-                from distributed import Client, LocalCluster
+                from distributed import Client
 
-                cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+                from codenet_dask import local_cluster
+
+                cluster = local_cluster(workers, dashboard_address=None)
                 clients[workers] = Client(cluster)
             target = clients[workers] if dask else LocalExecutor(workers)
             try:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Callable, Iterator
+from typing import Any
 
+import dask
 from distributed import Client, LocalCluster
 
 from ..errors import ClusterConfigError
@@ -18,8 +20,8 @@ from .spec import (
     FALLBACK_WORKERS,
     HPC_KINDS,
     KINDS,
-    SINGLE_THREADED_ENV,
     SUBMIT_COMMAND,
+    WORKER_ENV,
     ClusterError,
     ClusterSpec,
     default_workers,
@@ -34,13 +36,14 @@ __all__ = [
     "FALLBACK_WORKERS",
     "HPC_KINDS",
     "KINDS",
-    "SINGLE_THREADED_ENV",
     "SUBMIT_COMMAND",
+    "WORKER_ENV",
     "ClusterError",
     "ClusterSpec",
     "connect",
     "default_workers",
     "format_walltime",
+    "local_cluster",
     "memory_bytes",
     "resolve_workers",
     "walltime_seconds",
@@ -84,17 +87,17 @@ def connect(
         with jobqueue_client(spec, n, notify=notify) as client:
             yield client
         return
-    with (
-        LocalCluster(
-            n_workers=n,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",
-            env=dict(SINGLE_THREADED_ENV),
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    with local_cluster(n) as cluster, Client(cluster) as client:
         yield client
+
+
+def local_cluster(workers: int, **kwargs: Any) -> LocalCluster:
+    """A LocalCluster of ``workers`` single-threaded worker processes started with
+    :data:`WORKER_ENV` (``kwargs`` go to LocalCluster; the dashboard on a free port by default)."""
+    options = {"threads_per_worker": 1, "processes": True, "dashboard_address": ":0", **kwargs}
+    spawn = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_ENV.items()}
+    with dask.config.set(spawn):  # read by each nanny as it spawns its worker
+        return LocalCluster(n_workers=workers, **options)
 
 
 @contextlib.contextmanager

@@ -26,7 +26,7 @@ from pathlib import Path
 from distributed import Client
 
 from ..errors import ClusterConfigError
-from .spec import SINGLE_THREADED_ENV, ClusterError, ClusterSpec
+from .spec import WORKER_ENV, ClusterError, ClusterSpec
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +40,8 @@ def checkout_root() -> str:
 
 
 def job_prologue(spec: ClusterSpec) -> list[str]:
-    """Shell lines a worker job runs before its worker: single-threaded BLAS, this codenet_dask."""
-    lines = ["export " + " ".join(f"{k}={v}" for k, v in SINGLE_THREADED_ENV.items())]
+    """Shell lines a worker job runs before its worker: the worker environment, this codenet_dask."""
+    lines = ["export " + " ".join(f"{k}={v}" for k, v in WORKER_ENV.items())]
     root = checkout_root()
     if root not in site.getsitepackages():
         lines.append(f"export PYTHONPATH={shlex.quote(root)}${{PYTHONPATH:+:$PYTHONPATH}}")

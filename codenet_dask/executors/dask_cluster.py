@@ -53,12 +53,18 @@ class DaskExecutor:
         self._names: dict[str, str] = {}
         self._used: set[str] = set()
         self._retired: set[str] = set()
+        #: Requests the client made and waited for an answer to (scatters, gathers, questions to the
+        #: scheduler): what a step's latency is made of, beside the tasks themselves. Submitting a
+        #: graph and waiting for its futures (the scheduler pushes their states) are not counted.
+        self.round_trips = 0
 
     # -- workers ------------------------------------------------------------------------------
     def workers(self) -> list[str]:
         # nthreads() asks the scheduler; scheduler_info() may answer from a cache without workers.
+        self.round_trips += 1
         addresses = [a for a in self.client.nthreads() if a not in self._retired]
         if set(addresses) - set(self._names):
+            self.round_trips += 1
             self._names.update(self.client.run(_worker_name, workers=addresses))
         return sorted(addresses, key=lambda a: natural(self._names[a]))
 
@@ -109,6 +115,7 @@ class DaskExecutor:
     def scatter(self, values: Sequence[Any], worker: str | None = None) -> list[Future]:
         if worker is not None:
             self._used.add(worker)
+        self.round_trips += 1
         return self.client.scatter(
             list(values), workers=None if worker is None else [worker], hash=False, broadcast=False
         )
@@ -153,6 +160,7 @@ class DaskExecutor:
 
     def gather(self, handles: Sequence[Future], what: str) -> list[Any]:
         self.wait(handles, what)
+        self.round_trips += 1
         return self.client.gather(list(handles))
 
     def holds(self, handles: Sequence[Future], kind: type) -> list[bool]:

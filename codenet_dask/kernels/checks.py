@@ -267,5 +267,16 @@ class Rejected:
     reason: str
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """Work not done because something it depends on was not accepted: a product whose operand is
+    a rejected, pending or skipped result, an update whose gate holds a verdict other than
+    accepted. A step's operations are submitted together and accepted inside the graph; what
+    follows an operation that was not accepted is skipped (no arithmetic, no fault site) and the
+    client redoes it once that operation is settled."""
+
+    reason: str = "an input was not accepted"
+
+
 class DecodeMismatchError(UncorrectableError):
     """A decode task's output failed the independent verification: recompute the decode."""

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import cast
 
 import numpy as np
 
@@ -72,10 +73,11 @@ class FactorShare:
 
 @dataclass(frozen=True)
 class UpdateOutcome:
-    """A worker's shard after its update, and its factors' share (what the other workers fetch)."""
+    """A worker's shard after its update, and its factors' share (what the other workers fetch;
+    None: the update was skipped, ``shards.update_and_share``)."""
 
     shard: Shard
-    share: FactorShare
+    share: FactorShare | None
 
 
 @dataclass(frozen=True)
@@ -145,18 +147,22 @@ def share(used: Sequence[tuple[tuple[Label, int], np.ndarray, np.ndarray]], r: n
     return FactorShare(projections, dict(zip(keys, np.split(total, ends))))
 
 
-def share_of(outcome: UpdateOutcome) -> FactorShare:
+def share_of(outcome: UpdateOutcome) -> FactorShare | None:
     """Only the factors' share (small: what every worker's check fetches)."""
     return outcome.share
 
 
-def marked(outcome: UpdateOutcome, shares: Sequence[FactorShare], job: CheckJob, hook: CorruptionHook) -> Shard:
+def marked(outcome: UpdateOutcome, shares: Sequence[FactorShare | None], job: CheckJob, hook: CorruptionHook) -> Shard:
     """The updated shard with every row and column of its blocks that some wrong factor touched
     marked (``CodedBlock.suspect``); see the module docstring. Words of one code and side are
-    decoded together (one ``decode_entries`` over all their entries)."""
+    decoded together (one ``decode_entries`` over all their entries). A skipped update (every
+    worker's is skipped alike: the same gate) has nothing to check."""
     shard = outcome.shard
-    projections = {key: value for share in shares for key, value in share.projections.items()}
-    bounds = {key: value for share in shares for key, value in share.bounds.items()}
+    if any(share is None for share in shares):
+        return shard
+    present = cast(Sequence[FactorShare], shares)
+    projections = {key: value for share in present for key, value in share.projections.items()}
+    bounds = {key: value for share in present for key, value in share.bounds.items()}
     groups: dict[tuple[int, int], list[int]] = {}
     for i, word in enumerate(job.words):
         if word.code.p and any(label in shard for label in word.members):

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Any, Literal, Protocol, cast
 
 import numpy as np
 
@@ -156,12 +156,19 @@ class ShardProducts:
     marked: dict[Label, np.ndarray]
 
 
-def shard_products(shard: Shard, operand: Sequence[np.ndarray], job: ProductJob, hook: CorruptionHook) -> ShardProducts:
+def shard_products(
+    shard: Shard, operand: Sequence[np.ndarray | Unaccepted], job: ProductJob, hook: CorruptionHook
+) -> ShardProducts | checks.Skipped:
     """Every block product of this worker in one task; each block through its own fault site.
 
     The worker's per-position partial sums are formed in float64 and pass through the ``project``
     fault site before anything is derived from them, so a fault there shows in the syndrome too.
+    An operand that was not accepted (a step's operations run as one graph) skips the product.
     """
+    operand = [output_of(o) for o in operand]
+    if not settled(operand):
+        return checks.Skipped()
+    operand = cast(Sequence[np.ndarray], operand)
     results: dict[Label, np.ndarray] = {}
     stats: dict[Label, tuple[BlockStats, PieceStats, np.ndarray | None]] = {}
     plain: dict[int, tuple[np.ndarray, np.ndarray, PieceStats | None]] = {}
@@ -238,9 +245,9 @@ def _input(
     return piece, clean, (PieceStats.of(clean) if job.checked else None)
 
 
-def summary_of(products: ShardProducts) -> ShardSummary:
+def summary_of(products: ShardProducts | checks.Skipped) -> ShardSummary | checks.Skipped:
     """Only the summary (what other workers fetch)."""
-    return products.summary
+    return products if isinstance(products, checks.Skipped) else products.summary
 
 
 # -- decoding ----------------------------------------------------------------------------------
@@ -291,6 +298,16 @@ class Pending:
 
     decoded: Decoded
     entries: dict[int, np.ndarray]
+
+
+#: What a task hands on instead of a result that is not accepted (yet): a product's verify refused
+#: it, it waits for the second round, or it was skipped because its own input was one of these.
+Unaccepted = checks.Rejected | Pending | checks.Skipped
+
+
+def settled(values: Sequence[object]) -> bool:
+    """Whether every value is a result to work with: none is :data:`Unaccepted`."""
+    return not any(isinstance(v, Unaccepted) for v in values)
 
 
 def _sum_partials(summaries: Sequence[ShardSummary], job: DecodeJob) -> np.ndarray:
@@ -374,14 +391,38 @@ def _erase_footprints(
     return widened if any(widened[a] is not erased.get(a) for a in widened) else None
 
 
-def decode(summaries: Sequence[ShardSummary], job: DecodeJob, hook: CorruptionHook) -> Decoded | Pending | np.ndarray:
-    """The first round: sum the partials; entries the summed syndromes flag need a second round.
-    (The uncoded baseline checks nothing: its output is the plain sum.)"""
+@dataclass(frozen=True)
+class Checked:
+    """A worker's decode of a product output and its independent verification (:func:`verify`),
+    one task for the two computations, each through its own fault site: ``output`` is the decoded
+    array when the verification agrees (what consumers use: :func:`output_of`), else a marker of
+    why not; ``decoded`` is the decode itself (its findings, and where a second round starts)."""
+
+    output: np.ndarray | Unaccepted
+    decoded: Decoded | Pending | checks.Skipped
+
+
+def output_of(value: Any) -> Any:
+    """What a consumer uses of a product output: a :class:`Checked`'s output, anything else as it is."""
+    return value.output if isinstance(value, Checked) else value
+
+
+def decode(
+    summaries: Sequence[ShardSummary | checks.Skipped], job: DecodeJob, hook: CorruptionHook
+) -> Checked | np.ndarray | checks.Skipped:
+    """The first round: sum the partials; entries the summed syndromes flag need a second round;
+    the decode verified. (The uncoded baseline checks nothing: its output is the plain sum.) A
+    worker that skipped its products skips the decode."""
+    if not settled(summaries):
+        skipped = checks.Skipped()
+        return Checked(skipped, skipped) if job.checked else skipped
+    summaries = cast(Sequence[ShardSummary], summaries)
     values = hook.apply(Site("decode", job.layer, job.op, (job.worker,)), _sum_partials(summaries, job), job.attempt)
     if not job.checked:
         return values
     entries = suspicious_entries(summaries, job)
-    return Pending(Decoded(values), entries) if entries else Decoded(values)
+    decoded = Pending(Decoded(values), entries) if entries else Decoded(values)
+    return Checked(verify(decoded, summaries, None, job, hook), decoded)
 
 
 @dataclass(frozen=True)
@@ -398,10 +439,9 @@ class Attribution:
     marked: tuple[np.ndarray, ...]
 
 
-def attribute(
-    products: ShardProducts, pending: Decoded | Pending, job: ProductJob, hook: CorruptionHook
-) -> Attribution:
+def attribute(products: ShardProducts, first: Checked, job: ProductJob, hook: CorruptionHook) -> Attribution:
     """This worker's blocks at the flagged entries (nothing if its own decode flagged none)."""
+    pending = first.decoded
     entries = pending.entries if isinstance(pending, Pending) else {}
     members, values, variances, wrong, marked = [], [], [], [], []
     for member in job.members:
@@ -539,6 +579,18 @@ def resolve(
     return decoded
 
 
+def resolve_checked(
+    first: Checked,
+    attributions: Sequence[Attribution],
+    summaries: Sequence[ShardSummary],
+    job: DecodeJob,
+    hook: CorruptionHook,
+) -> Checked:
+    """The second round (:func:`resolve`) of a worker's first-round decode, verified."""
+    resolved = resolve(cast(Decoded | Pending, first.decoded), attributions, summaries, job, hook)
+    return Checked(verify(resolved, summaries, attributions, job, hook), resolved)
+
+
 def _unverifiable(positions: dict, unsure: dict[int, np.ndarray], p: int) -> bool:
     """Whether some entry has ``p`` or more erased positions, one of them ``unsure``: erased for
     doubt (a worker's inconsistent messages) or for a mark (a wrong update factor's, which stays
@@ -550,29 +602,46 @@ def _unverifiable(positions: dict, unsure: dict[int, np.ndarray], p: int) -> boo
     return bool(np.any((erased >= p) & doubted))
 
 
-def verdicts_of(decoded: Decoded | Pending) -> Decoded:
-    """Only the verdicts of a decode (small: what the client gathers for the report)."""
-    if isinstance(decoded, Pending):
-        return Decoded(np.zeros(0))
-    return replace(decoded, values=np.zeros(0))
+@dataclass(frozen=True)
+class Verdict:
+    """One worker's part of a product as the client and the step's gates see it (small): whether
+    its output was accepted, and what its decode found (``Decoded`` without the values)."""
+
+    status: Literal["accepted", "pending", "rejected", "skipped"]
+    findings: tuple[Finding, ...] = ()
+    failed: tuple[int, ...] = ()
+    ambiguous: int = 0
+
+    @property
+    def accepted(self) -> bool:
+        return self.status == "accepted"
+
+
+def verdict_of(checked: Checked) -> Verdict:
+    """The verdict of a decode and its verification."""
+    output, decoded = checked.output, checked.decoded
+    if isinstance(output, checks.Skipped | Pending) or not isinstance(decoded, Decoded):
+        return Verdict("skipped" if isinstance(output, checks.Skipped) else "pending")
+    status: Literal["accepted", "rejected"] = "rejected" if isinstance(output, checks.Rejected) else "accepted"
+    return Verdict(status, decoded.findings, decoded.failed, decoded.ambiguous)
 
 
 # -- verification ------------------------------------------------------------------------------
 def verify(
-    decoded: Decoded | Pending,
+    decoded: Decoded | Pending | checks.Skipped,
     summaries: Sequence[ShardSummary],
     attributions: Sequence[Attribution] | None,
     job: DecodeJob,
     hook: CorruptionHook,
-) -> np.ndarray | checks.Rejected | Pending:
+) -> np.ndarray | Unaccepted:
     """Independent acceptance of a worker's decode; returns the decoded array itself.
 
     The same output is computed again here, from the same inputs, and must agree bit for bit (the
     arithmetic is the same and in the same order: only a soft error makes them differ). A soft error
     here only spoils the verdict: a false alarm and a recomputation, never data. A first-round decode
-    that still needs a second round passes through.
+    that still needs a second round (or was skipped) passes through.
     """
-    if isinstance(decoded, Pending):
+    if isinstance(decoded, Pending | checks.Skipped):
         return decoded
     if decoded.failed:
         reason = "ambiguous" if decoded.ambiguous else "beyond what the code can correct"
@@ -608,7 +677,12 @@ class UpdateJob:
 
 
 def update_shard(
-    shard: Shard, delta: Sequence[np.ndarray], inputs: Sequence[np.ndarray], job: UpdateJob, hook: CorruptionHook
+    shard: Shard,
+    delta: Sequence[np.ndarray],
+    inputs: Sequence[np.ndarray],
+    job: UpdateJob,
+    hook: CorruptionHook,
+    gate: Sequence[Verdict] = (),
 ) -> Shard:
     """Every block of this worker updated with its encoded factors; the layer is never re-encoded.
 
@@ -620,21 +694,40 @@ def update_shard(
 
     The update *consumes* ``shard``: blocks are overwritten in place, which saves a copy pass and
     half the memory. That is safe because nothing reads a shard after its update: a step's
-    products are accepted before its update is submitted, a rollback restores from the store, and
-    the shard is pinned to this worker, so Dask never re-runs this task on it.
+    products are accepted before its update runs (``gate``: the verdicts of every product the
+    step ran before it, on every worker; the update is skipped, the shard returned as it is,
+    unless all are accepted, so the workers' blocks stay one codeword), a rollback restores from
+    the store, and the shard is pinned to this worker, so Dask never re-runs this task on it.
     """
+    delta, inputs = [output_of(d) for d in delta], [output_of(x) for x in inputs]
+    if not _open(delta, inputs, gate):
+        return shard
     return _update(shard, delta, inputs, job, hook, None)[0]
 
 
 def update_and_share(
-    shard: Shard, delta: Sequence[np.ndarray], inputs: Sequence[np.ndarray], job: UpdateJob, hook: CorruptionHook
+    shard: Shard,
+    delta: Sequence[np.ndarray],
+    inputs: Sequence[np.ndarray],
+    job: UpdateJob,
+    hook: CorruptionHook,
+    gate: Sequence[Verdict] = (),
 ) -> factors.UpdateOutcome:
     """:func:`update_shard`, and the share of the factors every block used that the factor check
-    needs (``kernels.factors``: their projections on the update's check vector)."""
+    needs (``kernels.factors``: their projections on the update's check vector; none when the
+    gate skipped the update)."""
     assert job.check_seed is not None  # a checked update has a check vector
+    delta, inputs = [output_of(d) for d in delta], [output_of(x) for x in inputs]
+    if not _open(delta, inputs, gate):
+        return factors.UpdateOutcome(shard, None)
     sizes = factors.PieceSizes(factors.check_vector(job.check_seed, delta[0].shape[1]))
     updated, used = _update(shard, delta, inputs, job, hook, sizes)
     return factors.UpdateOutcome(updated, factors.share(used, sizes.r))
+
+
+def _open(delta: Sequence[object], inputs: Sequence[object], gate: Sequence[Verdict]) -> bool:
+    """Whether an update may run: its factors are results and every verdict of its gate accepted."""
+    return settled(delta) and settled(inputs) and all(verdict.accepted for verdict in gate)
 
 
 def _update(

@@ -306,14 +306,10 @@ def sharded_product_plan(p: ShardedProduct) -> ProductPlan:
     for w in workers:
         wid, job = p.jobs[w].worker, p.decode_jobs[w]
         decoded = plan.add((f"decode-{p.name}", wid), shards.decode, out.summaries, job, p.hook, worker=w)
-        if not p.checked:
-            out.outputs[w] = decoded
-            continue
-        out.decoded[w] = decoded
-        out.verdicts[w] = plan.add((f"verdicts-{p.name}", wid), shards.verdicts_of, decoded, worker=w)
-        out.outputs[w] = plan.add(
-            (f"verify-{p.name}", wid), shards.verify, decoded, out.summaries, None, job, p.hook, worker=w
-        )
+        out.outputs[w] = decoded
+        if p.checked:
+            out.decoded[w] = decoded
+            out.verdicts[w] = plan.add((f"verdicts-{p.name}", wid), shards.verdict_of, decoded, worker=w)
     return out
 
 
@@ -347,13 +343,17 @@ def second_round_plan(
     outputs, verdicts = {}, {}
     for w in p.jobs:
         wid, job = p.jobs[w].worker, p.decode_jobs[w]
-        resolved = plan.add(
-            (f"resolve-{p.name}", wid), shards.resolve, decoded[w], attributions, summaries, job, p.hook, worker=w
-        )
-        verdicts[w] = plan.add((f"verdicts-resolved-{p.name}", wid), shards.verdicts_of, resolved, worker=w)
         outputs[w] = plan.add(
-            (f"verify-resolved-{p.name}", wid), shards.verify, resolved, summaries, attributions, job, p.hook, worker=w
+            (f"resolve-{p.name}", wid),
+            shards.resolve_checked,
+            decoded[w],
+            attributions,
+            summaries,
+            job,
+            p.hook,
+            worker=w,
         )
+        verdicts[w] = plan.add((f"verdicts-resolved-{p.name}", wid), shards.verdict_of, outputs[w], worker=w)
     return SecondRound(plan, outputs, verdicts)
 
 
@@ -365,14 +365,26 @@ def update_plan(
     inputs: Mapping[str, list[Arg]],
     hook: CorruptionHook,
     checks: Mapping[str, factors.CheckJob] | None = None,
+    gate: Sequence[Arg] = (),
 ) -> tuple[Plan, dict[str, Ref]]:
     """``W~ -= lr D~ X~^T``: one task per worker updates its shard; with ``checks``, every worker
     then checks the factors all blocks used and returns its shard with the wrong ones' rows and
-    columns marked (``kernels.factors``)."""
+    columns marked (``kernels.factors``). ``gate``: verdicts (``shards.Verdict``) of the products
+    that must be accepted first; every worker's update reads all of them, so all run or none."""
     plan = Plan()
     kernel = shards.update_shard if not checks else shards.update_and_share
     outcomes = {
-        w: plan.add((f"update-{name}", job.worker), kernel, shard_refs[w], delta[w], inputs[w], job, hook, worker=w)
+        w: plan.add(
+            (f"update-{name}", job.worker),
+            kernel,
+            shard_refs[w],
+            delta[w],
+            inputs[w],
+            job,
+            hook,
+            list(gate),
+            worker=w,
+        )
         for w, job in jobs.items()
     }
     if not checks:
