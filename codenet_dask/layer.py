@@ -350,8 +350,18 @@ class CodedLayer:
         }
         checks = {w: factors.CheckJob(self.name, self.ops, job.worker, words) for w, job in jobs.items()}
         gate = [v for submitted in after for v in submitted.verdicts]
+        mine = [submitted.first for submitted in after if submitted.layer is self]
+        readers = {w: [first.products[w] for first in mine if w in first.products] for w in jobs}
         plan, outputs = update_plan(
-            self.keys.stem(self.ops), jobs, self.shards, d_refs, x_refs, self.hook, checks if words else None, gate
+            self.keys.stem(self.ops),
+            jobs,
+            self.shards,
+            d_refs,
+            x_refs,
+            self.hook,
+            checks if words else None,
+            gate,
+            readers,
         )
         # Not waited for: whatever uses the shards next (a product, a scrub, a gather) waits, with
         # its deadline, for this update too, and updates of lower layers run meanwhile.

@@ -399,3 +399,40 @@ def test_a_wrong_weight_is_corrected_along_its_whole_output_row(client):
     )
     assert (1, 0) in corrected
     assert wrong <= 3 * clean, (wrong, clean)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_zeroed_block_results_are_never_read_as_one_error_at_the_right_block(dtype):
+    """Three of the four positions of a codeword read all zeros (dead units, dropped messages):
+    next to the one right block they look like the zero codeword with one error, which a decoder
+    would "correct" into zeros (a seed of the dashboard test accepted a backprop 1e15x wrong). A
+    zero result where the operands are not zero is a known erasure, so the codeword is seen to be
+    beyond what two parities correct, and the product is recomputed and right."""
+    rng = np.random.default_rng(4)
+    w = rng.standard_normal((32, 32)).astype(dtype)
+    d = rng.standard_normal((32, 8)).astype(dtype)
+    plan = CorruptionPlan(
+        tuple(Corruption("block-backward", block=(a, b), op=1, kind="zero") for a in (0, 1) for b in (1, 2, 3))
+    )
+    layer = CodedLayer.encode(LocalExecutor(2), w, grid=(2, 2), parity=(2, 2), hook=plan)
+    result = layer.backward(d)
+    exact = w.T.astype(np.float64) @ d.astype(np.float64)
+    assert result.report.accepted_attempt == 1
+    np.testing.assert_allclose(result.to_numpy(), exact, rtol=0, atol=1e3 * np.finfo(dtype).eps * np.abs(exact).max())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_one_zeroed_block_result_is_rebuilt_in_the_first_round(dtype):
+    """One dead block result is a known erasure: rebuilt from the summed syndromes with a parity
+    left to check it, no second round, and named in the report."""
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((32, 32)).astype(dtype)
+    x = rng.standard_normal((32, 8)).astype(dtype)
+    plan = CorruptionPlan((Corruption("block-forward", block=(1, 0), op=1, kind="zero"),))
+    layer = CodedLayer.encode(LocalExecutor(2), w, grid=(2, 2), parity=(2, 2), hook=plan)
+    submitted = layer.submit("forward", x)
+    assert {v.status for v in layer.executor.gather(submitted.verdicts, "verdicts")} == {"accepted"}
+    result = layer.settle(submitted)
+    assert result.report.accepted_attempt == 0 and (1, 0) in result.report.corrected
+    exact = w.astype(np.float64) @ x.astype(np.float64)
+    np.testing.assert_allclose(result.to_numpy(), exact, rtol=0, atol=1e3 * np.finfo(dtype).eps * np.abs(exact).max())

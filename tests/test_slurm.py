@@ -169,7 +169,7 @@ def test_interrupted_run_leaves_no_jobs(sig, code):
     threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True).start()
     try:
         deadline = time.monotonic() + 90
-        while not any("step 2/" in line for line in seen) and time.monotonic() < deadline:
+        while not any(line.startswith("epoch 1/") for line in seen) and time.monotonic() < deadline:
             try:
                 seen.append(lines.get(timeout=1))
             except queue.Empty:

@@ -173,10 +173,12 @@ def test_replication3_outvotes_one_wrong_replica_per_block_without_recomputing(c
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_a_faulty_second_round_read_beside_a_wrong_replica_never_outvotes_the_right_one(dtype):
-    """Replica 0 of block (0, 0) computes zeros, and the second round's read of replica 1 (the
-    values its worker sends to every decoder) is zeroed too: two copies "agree" on 0. The read no
-    longer matches the syndrome share the worker sent in the first round, so it counts as erased:
-    the product is recomputed or corrected, never accepted as 0 (the soak's seed 53 accepted it)."""
+    """Replica 0 of block (0, 0) computes a wrong entry, and the second round's read of replica 1
+    (the values its worker sends to every decoder) is zeroed: a faulty read beside a wrong copy
+    (the soak's seed 53: a zeroed replica and a zeroed read "agreed" on 0 and outvoted the right
+    one; an all-zero result is now a known erasure, ``noise.dead``). The read no longer matches the
+    syndrome share the worker sent in the first round, so it counts as erased: the product is
+    recomputed or corrected, never accepted wrong."""
     rng = np.random.default_rng(2)
     w = rng.standard_normal((16, 12)).astype(dtype)
     x = rng.standard_normal((12, 4)).astype(dtype)
@@ -184,7 +186,7 @@ def test_a_faulty_second_round_read_beside_a_wrong_replica_never_outvotes_the_ri
     holder = probe.workers.index(probe.placement[(0, 0, 1)])
     plan = CorruptionPlan(
         (
-            Corruption("block-forward", block=(0, 0, 0), kind="zero"),
+            Corruption("block-forward", block=(0, 0, 0), kind="add", relative=0.5),
             Corruption("project", block=(holder, 1, 0, 0, 1), kind="zero"),
         )
     )

@@ -114,6 +114,16 @@ def screen(values: np.ndarray, stats: BlockStats, piece: PieceStats) -> tuple[np
     return contribution, flat
 
 
+def dead(values: np.ndarray, stats: BlockStats, piece: PieceStats) -> bool:
+    """Whether a block result reads all zeros although its operands are not zero (some row of the
+    block and some column of the piece as computed have a nonzero norm): a dead unit or a dropped
+    message, the fault that looks most like a codeword. Several such blocks in one codeword (the
+    zero codeword beside one right block) would be read as one error at the right block, and
+    corrected into zeros: so such a result is taken as a known erasure, like a mark (a legitimately
+    zero result, which needs exact cancellation over the whole block, only costs a parity)."""
+    return not values.any() and bool(np.any(stats.row_norms > 0)) and bool(np.any(piece.norms2 > 0))
+
+
 def exact_spread(weights: np.ndarray, piece: np.ndarray) -> np.ndarray | None:
     """``Q = (W o W) @ (X o X)`` where the inner length is small enough (else None: use the bound)."""
     if weights.shape[1] > EXACT_SPREAD:

@@ -21,7 +21,7 @@ tasks.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, cast
 
 import numpy as np
@@ -135,7 +135,9 @@ class ShardSummary:
     left out); ``syndromes[c]``: its share ``sum H[:, pos] R`` of summed codeword ``c``'s syndrome
     (float64, ``p x rows x B``); ``variances[c]``: the modelled variance of that share's noise;
     ``erased[(c, pos)]``: flat indices of entries it found provably wrong (non-finite, or larger than
-    any correct product), left out of both; ``worker``: its index (``ProductJob.worker``).
+    any correct product) or a wrong update factor marked, left out of both, and of those
+    ``marked[(c, pos)]`` the marked ones, ``marked_by[(c, pos)]`` the blocks they are of; ``worker``:
+    its index (``ProductJob.worker``).
     """
 
     partials: dict[int, np.ndarray]
@@ -143,6 +145,8 @@ class ShardSummary:
     variances: dict[int, np.ndarray]
     erased: dict[tuple[int, int], np.ndarray]
     worker: int
+    marked: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
+    marked_by: dict[tuple[int, int], tuple[Label, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -152,7 +156,8 @@ class ShardProducts:
     results: dict[Label, np.ndarray]
     stats: dict[Label, tuple[BlockStats, PieceStats, np.ndarray | None]]
     summary: ShardSummary
-    #: Per block with a ``suspect`` mark: the flat output entries it fed (erased).
+    #: Per block with a ``suspect`` mark: the flat output entries it fed; per block whose result read
+    #: all zeros where its operands say it cannot (``noise.dead``): all of them. Known erasures.
     marked: dict[Label, np.ndarray]
 
 
@@ -175,6 +180,7 @@ def shard_products(
     sums: dict[tuple[int, int], np.ndarray] = {}
     variances: dict[int, np.ndarray] = {}
     erased: dict[tuple[int, int], list[np.ndarray]] = {}
+    marked_by: dict[tuple[int, int], list[Label]] = {}
     marked: dict[Label, np.ndarray] = {}
     dtype = None
     for member in job.members:
@@ -200,8 +206,12 @@ def shard_products(
         contribution, wrong = noise.screen(values, block_stats, piece_stats)
         if block.suspect is not None:  # entries a wrong update factor fed: erasures, like provably wrong ones
             marked[member.label] = block.suspect.output(job.transpose, values.shape[1])
+        if noise.dead(values, block_stats, piece_stats):  # a dead unit or a dropped message: erased all over
+            marked[member.label] = np.arange(values.size)
+        if member.label in marked:
             contribution.flat[marked[member.label]] = 0.0
             wrong = np.union1d(wrong, marked[member.label])
+            marked_by.setdefault(key, []).append(member.label)
         if wrong.size:
             erased.setdefault(key, []).append(wrong)
         total = sums.get(key)
@@ -231,6 +241,8 @@ def shard_products(
         {c: v.astype(np.float32) for c, v in variances.items() if job.codewords[c].code.p},
         {key: np.unique(np.concatenate(parts)) for key, parts in erased.items()},
         job.worker,
+        {key: np.unique(np.concatenate([marked[label] for label in labels])) for key, labels in marked_by.items()},
+        {key: tuple(labels) for key, labels in marked_by.items()},
     )
     return ShardProducts(results, stats, summary, marked)
 
@@ -320,25 +332,97 @@ def _sum_partials(summaries: Sequence[ShardSummary], job: DecodeJob) -> np.ndarr
     return values
 
 
-def suspicious_entries(summaries: Sequence[ShardSummary], job: DecodeJob) -> dict[int, np.ndarray]:
-    """Per summed codeword, the entries some syndrome value exceeds its threshold at, or some
-    worker reported erased (flat indices into one chunk)."""
-    found: dict[int, np.ndarray] = {}
-    for c in range(len(job.codewords)):
-        parts = [s.syndromes[c] for s in summaries if c in s.syndromes]
+def _summed_check(summaries: Sequence[ShardSummary], c: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Summed codeword ``c``'s syndrome (every worker's share added) and its threshold: ``LAMBDA``
+    modelled standard deviations of its noise plus the rigorous bound of the sum itself (None
+    without parity)."""
+    parts = [s.syndromes[c] for s in summaries if c in s.syndromes]
+    if not parts:
+        return None
+    syndrome = sum(parts[1:], parts[0].copy())
+    variance = sum((s.variances[c].astype(np.float64) for s in summaries if c in s.variances), 0.0)
+    rigorous = gamma(len(parts) + 1, np.float64) * sum(np.abs(part) for part in parts)
+    return syndrome, noise.LAMBDA * np.sqrt(variance) + rigorous
+
+
+def first_round(
+    summaries: Sequence[ShardSummary], job: DecodeJob
+) -> tuple[np.ndarray, tuple[Finding, ...], dict[int, np.ndarray]]:
+    """The output as the sum of every worker's partials; the entries a summed codeword's syndrome
+    cannot vouch for either rebuilt here or left for the second round.
+
+    Where a summed codeword's syndrome flags nothing but marked entries (``ShardProducts.marked``:
+    known erasures, the exact footprint of a wrong update factor, which lasts until the next scrub
+    and would send every product to a second round meanwhile, or a dead block result), the output
+    needs no block's own values: the marked positions' summed values are solved from the summed
+    syndrome there while at least one parity is left to check the rebuild (the rule the second
+    round keeps for marks), and the output entries are corrected. Anything else (a flagged entry
+    not marked, an entry provably wrong, a rebuild that does not check) goes to the second round,
+    which places every error in its block: per summed codeword ``c``, the flat entries of one chunk
+    (``pending[c]``), over their footprint. Returns the values, the marked blocks rebuilt around,
+    and ``pending``.
+    """
+    values = _sum_partials(summaries, job)
+    shape = _chunk_shape(summaries, job)
+    found: dict[Label, int] = {}
+    pending: dict[int, np.ndarray] = {}
+    for c, word in enumerate(job.codewords):
         erased = [idx for s in summaries for (cc, _), idx in s.erased.items() if cc == c]
+        marked: dict[int, list[np.ndarray]] = {}
+        for summary in summaries:
+            for (cc, position), idx in summary.marked.items():
+                if cc == c:
+                    marked.setdefault(position, []).append(idx)
+        check = _summed_check(summaries, c)
         loud = np.zeros(0, np.int64)
-        if parts:
-            syndrome = sum(parts[1:], parts[0].copy())
-            variance = sum((s.variances[c].astype(np.float64) for s in summaries if c in s.variances), 0.0)
-            rigorous = gamma(len(parts) + 1, np.float64) * sum(np.abs(part) for part in parts)
-            tau = noise.LAMBDA * np.sqrt(variance) + rigorous
+        if check is not None:
+            syndrome, tau = check
             with np.errstate(invalid="ignore"):  # a share's Inf makes its own tau Inf: never within it
                 within = (np.abs(syndrome) <= tau) & np.isfinite(syndrome)
                 loud = np.flatnonzero(~np.all(within, axis=0).ravel())
-        if loud.size or erased:
-            found[c] = footprint(np.unique(np.concatenate([loud, *erased])), _chunk_shape(summaries, job))
-    return found
+        if not loud.size and not erased:
+            continue
+        known = {position: np.unique(np.concatenate(parts)) for position, parts in marked.items()}
+        everything = np.unique(np.concatenate([loud, *erased]))
+        only_marks = check is not None and known and np.isin(everything, np.concatenate(list(known.values()))).all()
+        verdict = _rebuild(word.code, check, known) if only_marks else None
+        if verdict is None:
+            pending[c] = footprint(everything, shape)
+            continue
+        for a, t in enumerate(word.chunks):
+            chunk = values[t * shape[0] : (t + 1) * shape[0]].reshape(-1)
+            chunk[verdict.entries] -= verdict.errors[a].astype(values.dtype)
+        for summary in summaries:
+            for (cc, position), labels in summary.marked_by.items():
+                if cc == c:
+                    for label in labels:
+                        found[label] = found.get(label, 0) + int(verdict.bad[position].sum())
+    findings = tuple(Finding(label, entries, "erased") for label, entries in sorted(found.items()))
+    return values, findings, pending
+
+
+def _rebuild(
+    code: SystematicMDSCode, check: tuple[np.ndarray, np.ndarray] | None, known: dict[int, np.ndarray]
+) -> EntryDecode | None:
+    """The summed codeword decoded with the marked entries erased, or None where that is not a
+    rebuild to accept: an entry with as many erased positions as parities (no parity left to check
+    it), an error at a position not erased, or an entry it cannot decode."""
+    assert check is not None  # only called with parity
+    p = code.p
+    syndrome, tau = check
+    size = syndrome[0].size
+    count = np.zeros(size, np.int64)
+    for idx in known.values():
+        count[idx] += 1
+    if count.max(initial=0) >= p:
+        return None
+    verdict = decode_entries(code, syndrome.reshape(p, -1), tau.reshape(p, -1), known)
+    if verdict.failed.any():
+        return None
+    allowed = np.zeros_like(verdict.bad)
+    for position, idx in known.items():
+        allowed[position] = np.isin(verdict.entries, idx)
+    return None if (verdict.bad & ~allowed).any() else verdict
 
 
 def _chunk_shape(summaries: Sequence[ShardSummary], job: DecodeJob) -> tuple[int, int]:
@@ -417,11 +501,11 @@ def decode(
         skipped = checks.Skipped()
         return Checked(skipped, skipped) if job.checked else skipped
     summaries = cast(Sequence[ShardSummary], summaries)
-    values = hook.apply(Site("decode", job.layer, job.op, (job.worker,)), _sum_partials(summaries, job), job.attempt)
     if not job.checked:
-        return values
-    entries = suspicious_entries(summaries, job)
-    decoded = Pending(Decoded(values), entries) if entries else Decoded(values)
+        return hook.apply(Site("decode", job.layer, job.op, (job.worker,)), _sum_partials(summaries, job), job.attempt)
+    values, findings, entries = first_round(summaries, job)
+    values = hook.apply(Site("decode", job.layer, job.op, (job.worker,)), values, job.attempt)
+    decoded = Pending(Decoded(values, findings), entries) if entries else Decoded(values, findings)
     return Checked(verify(decoded, summaries, None, job, hook), decoded)
 
 
@@ -508,7 +592,7 @@ def resolve(
     values = pending.decoded.values.copy()
     shape = (values.shape[0] // job.outputs, values.shape[1])
     sent = {summary.worker: summary for summary in summaries}
-    findings: dict[Label, list] = {}
+    findings: dict[Label, list] = {f.label: [(f.entries, f.kind)] for f in pending.decoded.findings}  # rebuilt already
     failed: set[int] = set()
     ambiguous = 0
     for c, idx in pending.entries.items():
@@ -646,10 +730,9 @@ def verify(
     if decoded.failed:
         reason = "ambiguous" if decoded.ambiguous else "beyond what the code can correct"
         return checks.Rejected("UncorrectableError", f"some output entries are {reason}")
-    again = _sum_partials(summaries, job)
+    again, findings, entries = first_round(summaries, job)
     if attributions is not None:
-        first = Pending(Decoded(again), suspicious_entries(summaries, job))
-        again = resolve(first, attributions, summaries, job, NoFaults()).values
+        again = resolve(Pending(Decoded(again, findings), entries), attributions, summaries, job, NoFaults()).values
     again = hook.apply(Site("verify", job.layer, job.op, (job.worker,)), again, job.attempt)
     if not np.array_equal(again, decoded.values, equal_nan=False):
         return checks.Rejected("DecodeMismatchError", "the decode disagrees with its independent recomputation")
@@ -683,6 +766,7 @@ def update_shard(
     job: UpdateJob,
     hook: CorruptionHook,
     gate: Sequence[Verdict] = (),
+    readers: Sequence[object] = (),
 ) -> Shard:
     """Every block of this worker updated with its encoded factors; the layer is never re-encoded.
 
@@ -696,8 +780,10 @@ def update_shard(
     half the memory. That is safe because nothing reads a shard after its update: a step's
     products are accepted before its update runs (``gate``: the verdicts of every product the
     step ran before it, on every worker; the update is skipped, the shard returned as it is,
-    unless all are accepted, so the workers' blocks stay one codeword), a rollback restores from
-    the store, and the shard is pinned to this worker, so Dask never re-runs this task on it.
+    unless all are accepted, so the workers' blocks stay one codeword), the products on this
+    worker that read the shard ran before it (``readers``: their results, not used, order the
+    update after them, checked or not), a rollback restores from the store, and the shard is
+    pinned to this worker, so Dask never re-runs this task on it.
     """
     delta, inputs = [output_of(d) for d in delta], [output_of(x) for x in inputs]
     if not _open(delta, inputs, gate):
@@ -712,6 +798,7 @@ def update_and_share(
     job: UpdateJob,
     hook: CorruptionHook,
     gate: Sequence[Verdict] = (),
+    readers: Sequence[object] = (),
 ) -> factors.UpdateOutcome:
     """:func:`update_shard`, and the share of the factors every block used that the factor check
     needs (``kernels.factors``: their projections on the update's check vector; none when the

@@ -366,11 +366,14 @@ def update_plan(
     hook: CorruptionHook,
     checks: Mapping[str, factors.CheckJob] | None = None,
     gate: Sequence[Arg] = (),
+    readers: Mapping[str, list[Arg]] | None = None,
 ) -> tuple[Plan, dict[str, Ref]]:
     """``W~ -= lr D~ X~^T``: one task per worker updates its shard; with ``checks``, every worker
     then checks the factors all blocks used and returns its shard with the wrong ones' rows and
     columns marked (``kernels.factors``). ``gate``: verdicts (``shards.Verdict``) of the products
-    that must be accepted first; every worker's update reads all of them, so all run or none."""
+    that must be accepted first; every worker's update reads all of them, so all run or none.
+    ``readers[w]``: the products on worker ``w`` that read its shard, which the update (in place)
+    must follow."""
     plan = Plan()
     kernel = shards.update_shard if not checks else shards.update_and_share
     outcomes = {
@@ -383,6 +386,7 @@ def update_plan(
             job,
             hook,
             list(gate),
+            list((readers or {}).get(w, [])),
             worker=w,
         )
         for w, job in jobs.items()
