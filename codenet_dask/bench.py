@@ -99,6 +99,8 @@ class Measurement:
     step_peak_mib: float | None = None
     corrected: int = 0
     ratios: dict[str, float] = field(default_factory=dict)
+    #: Client round trips per step (scatters, gathers, questions to the scheduler).
+    round_trips: float = 0.0
 
 
 def error_plan(config: Config, steps: int) -> CorruptionHook:
@@ -157,11 +159,24 @@ class Runner:
             w.T @ self.delta
             w -= (LR * self.delta) @ self.x.T
             return
+        # As a training step runs them: both products and the update submitted together, the
+        # update gated on the products' acceptance; one gather of the verdicts, then settled.
         x, delta = self.shipped
-        forward = self.layer.forward(x)
-        backward = self.layer.backward(delta)
-        self.layer.update(delta, x, LR)
-        self.corrected += forward.report.errors_corrected + backward.report.errors_corrected
+        layer = self.layer
+        forward, backward = layer.submit("forward", x), layer.submit("backward", delta)
+        layer.update(delta, x, LR, after=[forward, backward])
+        verdicts = layer.executor.gather([*forward.verdicts, *backward.verdicts], "bench step")
+        n = len(forward.verdicts)
+        results = (layer.settle(forward, verdicts[:n]), layer.settle(backward, verdicts[n:]))
+        if not all(v.accepted for v in verdicts):  # the gated update was skipped: run it now
+            layer.update(delta, x, LR)
+        layer.executor.wait(list(layer.shards.values()), "bench step")  # the step includes its update
+        self.corrected += sum(r.report.errors_corrected for r in results)
+
+    @property
+    def round_trips(self) -> int:
+        """Client round trips so far (``DaskExecutor.round_trips``; 0 for numpy)."""
+        return getattr(self.layer.executor, "round_trips", 0) if self.layer is not None else 0
 
 
 def _shares(stream: list[dict], wall: float, workers: int) -> dict[str, float]:
@@ -247,6 +262,7 @@ def run_benchmark(
             times: dict[str, list[float]] = {c.name: [] for c in configs}
             shares: dict[str, list[dict[str, float]]] = {c.name: [] for c in configs}
             rises: dict[str, list[float]] = {c.name: [] for c in configs}
+            trips = {c.name: runners[i].round_trips for i, c in enumerate(configs)}
             for _ in range(repeats):
                 for r in runners:
                     time.sleep(SETTLE_SECONDS)
@@ -282,6 +298,7 @@ def run_benchmark(
                         resident_mib(r.layer, r.weights),
                         max(rises[c.name]) if rises[c.name] else None,
                         r.corrected,
+                        round_trips=(r.round_trips - trips[c.name]) / repeats,
                     )
                 )
                 if progress:
@@ -341,7 +358,7 @@ def check_targets(rows: list[Measurement], width: int = 4096, batch: int = 256) 
 def to_markdown(rows: list[Measurement]) -> str:
     """The table the README carries: one row per configuration and size."""
     head = (
-        "| width | batch | config | blocks | FLOP ratio | step s | vs uncoded | vs numpy | vs r=3 "
+        "| width | batch | config | blocks | FLOP ratio | step s | round trips | vs uncoded | vs numpy | vs r=3 "
         "| products | verify+decode | update | overhead | busy s/worker | encode s | blocks MiB/worker "
         "| step temporaries MiB |"
     )
@@ -357,6 +374,7 @@ def to_markdown(rows: list[Measurement]) -> str:
 
         lines.append(
             f"| {m.width} | {m.batch} | {m.config} | {m.blocks} | {m.flop_ratio:.2f} | {m.seconds:.3f} | "
+            f"{m.round_trips:.0f} | "
             f"{ratio('vs_uncoded')} | {ratio('vs_numpy')} | {ratio('vs_replication3')} | {pct('products')} | "
             f"{pct('verify+decode')} | {pct('update')} | {pct('overhead')} | {_busy(m)} | {m.encode_seconds:.2f} | "
             f"{m.resident_mib:.0f} | {_mib(m.step_peak_mib)} |"

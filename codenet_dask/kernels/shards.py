@@ -173,7 +173,15 @@ def shard_products(
     operand = [output_of(o) for o in operand]
     if not settled(operand):
         return checks.Skipped()
-    operand = cast(Sequence[np.ndarray], operand)
+    # A faulty block or operand is non-finite or huge: such entries are erased below (provably
+    # wrong), so numpy's overflow warnings about them would only reach the user's terminal.
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _shard_products(shard, cast(Sequence[np.ndarray], operand), job, hook)
+
+
+def _shard_products(
+    shard: Shard, operand: Sequence[np.ndarray], job: ProductJob, hook: CorruptionHook
+) -> ShardProducts:
     results: dict[Label, np.ndarray] = {}
     stats: dict[Label, tuple[BlockStats, PieceStats, np.ndarray | None]] = {}
     plain: dict[int, tuple[np.ndarray, np.ndarray, PieceStats | None]] = {}
