@@ -639,7 +639,7 @@ class CodedLayer:
         self.ops += 1
         rows = self.shape[0] if forward else self.shape[1]
         report = ProductReport(step, self.name, op=self.ops, blocks_checked=self._blocks_checked(step))
-        first = self._first_round(self._sharded_product(step, 0, spec, refs))
+        first = self._first_round(self._sharded_product(step, self.ops, 0, spec, refs))
         result = ProductResult(self.executor, dict(zip(first.product.jobs, first.outputs)), rows, batch, report)
         return Submitted(self, spec, refs, result, first, first.verdicts)
 
@@ -654,7 +654,9 @@ class CodedLayer:
         step = report.operation
         for attempt in range(self.max_attempts):
             if attempt:
-                first = self._first_round(self._sharded_product(step, attempt, submitted.spec, submitted.refs))
+                first = self._first_round(
+                    self._sharded_product(step, report.op, attempt, submitted.spec, submitted.refs)
+                )
                 verdicts = None
             try:
                 accepted = self._finish(first, report, attempt, verdicts)
@@ -723,7 +725,11 @@ class CodedLayer:
             report.merge_findings(attempt, verdicts)
         return (out, found) if all(v.accepted for v in verdicts) else None
 
-    def _sharded_product(self, step: str, attempt: int, spec: OperandSpec, refs: dict[str, list]) -> ShardedProduct:
+    def _sharded_product(
+        self, step: str, op: int, attempt: int, spec: OperandSpec, refs: dict[str, list]
+    ) -> ShardedProduct:
+        """Attempt ``attempt`` of product ``op`` (its own op, whatever the layer submitted since:
+        the fault sites and check seeds of its attempts are the product's)."""
         forward = step == "forward"
         outputs, chunk_rows = (self.code.kr, self.block_shape[0]) if forward else (self.code.kc, self.block_shape[1])
         pieces = self.code.kc if forward else self.code.kr
@@ -734,7 +740,7 @@ class CodedLayer:
             jobs[w] = shards.ProductJob(
                 step,
                 self.name,
-                self.ops,
+                op,
                 attempt,
                 wid,
                 not forward,
@@ -746,9 +752,9 @@ class CodedLayer:
                 self.checked,
             )
             decode_jobs[w] = shards.DecodeJob(
-                self.name, self.ops, attempt, wid, codewords, outputs, chunk_rows, pieces, self.checked
+                self.name, op, attempt, wid, codewords, outputs, chunk_rows, pieces, self.checked
             )
-        name = f"{step_word(step)}-{self.keys.stem(self.ops, attempt)}"
+        name = f"{step_word(step)}-{self.keys.stem(op, attempt)}"
         return ShardedProduct(name, jobs, decode_jobs, self.shards, refs, self.hook)
 
     def _blocks_checked(self, step: str) -> int:
